@@ -1,0 +1,125 @@
+"""Character-level recurrent models as in Karpathy et al. (2015): one-hot input, a fused
+nn.RNN / nn.LSTM / nn.GRU stack, dropout between layers and before the linear decoder.
+
+Size is a parameter budget: every (arch, layers) gets the hidden size whose parameter count
+is closest to that of the 1-layer LSTM with `size` cells on the same vocabulary.
+"""
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+ARCHS = ("rnn", "lstm", "gru")
+GATES_PER_ARCH = {"rnn": 1, "lstm": 4, "gru": 3}
+RECURRENT_MODULES = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    arch: str
+    layers: int
+    hidden: int
+    vocab_size: int
+    dropout: float = 0.0
+
+    def to_dict(self):
+        return asdict(self)
+
+
+def model_id(arch, layers, size):
+    return f"{arch}-{layers}x{size}"
+
+
+def parse_model_id(mid):
+    """'lstm-2x128' -> ('lstm', 2, 128); raises ValueError with the expected form otherwise."""
+    try:
+        arch, rest = mid.split("-", 1)
+        layers, size = rest.split("x", 1)
+        layers, size = int(layers), int(size)
+    except ValueError:
+        raise ValueError(f"model id {mid!r} is not of the form ARCH-LAYERSxSIZE, e.g. lstm-2x128") from None
+    if arch not in ARCHS:
+        raise ValueError(f"model id {mid!r}: unknown architecture {arch!r}; allowed: {', '.join(ARCHS)}")
+    return arch, layers, size
+
+
+def count_parameters(arch, layers, hidden, vocab_size):
+    """Parameters of the recurrent stack (PyTorch keeps two bias vectors per layer, as char-rnn's
+    i2h and h2h linear maps do) plus the decoder; equals sum(p.numel()) of CharRNN."""
+    gates = GATES_PER_ARCH[arch]
+    total = 0
+    for layer in range(layers):
+        inputs = vocab_size if layer == 0 else hidden
+        total += gates * hidden * (inputs + hidden) + 2 * gates * hidden
+    return total + hidden * vocab_size + vocab_size
+
+
+def match_hidden_size(arch, layers, size, vocab_size, max_hidden=8192):
+    """Hidden size of (arch, layers) whose parameter count is closest to the 1-layer LSTM with
+    `size` cells; ties go to the smaller network. Returns (hidden, params, budget)."""
+    budget = count_parameters("lstm", 1, size, vocab_size)
+    best = None
+    for hidden in range(1, max_hidden + 1):
+        params = count_parameters(arch, layers, hidden, vocab_size)
+        key = (abs(params - budget), hidden)
+        if best is None or key < best[0]:
+            best = (key, hidden, params)
+        if params > budget and best[1] < hidden:
+            break  # counts grow with hidden: nothing further can be closer
+    return best[1], best[2], budget
+
+
+class CharRNN(nn.Module):
+    def __init__(self, spec: ModelSpec):
+        super().__init__()
+        self.spec = spec
+        rnn_kwargs = dict(
+            input_size=spec.vocab_size,
+            hidden_size=spec.hidden,
+            num_layers=spec.layers,
+            dropout=spec.dropout if spec.layers > 1 else 0.0,
+            batch_first=True,
+        )
+        if spec.arch == "rnn":
+            rnn_kwargs["nonlinearity"] = "tanh"
+        self.rnn = RECURRENT_MODULES[spec.arch](**rnn_kwargs)
+        self.drop = nn.Dropout(spec.dropout)
+        self.decoder = nn.Linear(spec.hidden, spec.vocab_size)
+
+    def init_uniform(self, scale=0.08):
+        # the paper's (and char-rnn's) initialisation of every weight and bias
+        for p in self.parameters():
+            nn.init.uniform_(p, -scale, scale)
+
+    def init_state(self, batch, device=None):
+        shape = (self.spec.layers, batch, self.spec.hidden)
+        h = torch.zeros(shape, device=device)
+        return (h, torch.zeros(shape, device=device)) if self.spec.arch == "lstm" else h
+
+    def forward(self, idx, state=None):
+        """idx: (batch, time) int64 vocabulary indices -> logits (batch, time, vocab), new state."""
+        x = F.one_hot(idx, self.spec.vocab_size).to(self.decoder.weight.dtype)
+        out, state = self.rnn(x, state)
+        return self.decoder(self.drop(out)), state
+
+
+def detach_state(state):
+    if isinstance(state, tuple):
+        return tuple(s.detach() for s in state)
+    return state.detach()
+
+
+def save_model(path, model, extra=None):
+    payload = {"spec": model.spec.to_dict(), "state_dict": model.state_dict(), "extra": extra or {}}
+    torch.save(payload, path)
+
+
+def load_model(path, map_location="cpu"):
+    """-> (CharRNN in eval mode, extra metadata dict)."""
+    payload = torch.load(path, map_location=map_location, weights_only=False)
+    model = CharRNN(ModelSpec(**payload["spec"]))
+    model.load_state_dict(payload["state_dict"])
+    model.eval()
+    return model, payload.get("extra", {})
