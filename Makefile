@@ -1,0 +1,50 @@
+# Two commands on a fresh machine: `make demo` (set up, run the whole workflow on the built-in demo) and
+# `make test` (set up, run the tests). Everything installs into .venv; KenLM builds into .build (cached).
+VENV ?= .venv
+PYTHON ?= python3
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+SNAKEMAKE := $(VENV)/bin/snakemake
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test test-fast test-slurm report bench lint fmt slurm-profile clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q -e '.[dev]'
+	touch $@
+
+$(VENV)/.kenlm: $(VENV)/.installed scripts/setup_kenlm.sh
+	bash scripts/setup_kenlm.sh $(VENV)
+	touch $@
+
+setup: $(VENV)/.installed $(VENV)/.kenlm
+
+demo: setup
+	$(SNAKEMAKE) --profile profiles/demo
+	$(SNAKEMAKE) --profile profiles/demo --report results/report.html
+	@echo "demo report: results/report.html"
+
+test: setup
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+test-fast: setup
+	$(VENV)/bin/pytest -m "not slow and not slurm" $(PYTEST_ARGS)
+
+report: setup
+	$(SNAKEMAKE) --report results/report.html
+
+lint: setup
+	$(SNAKEMAKE) --lint
+	$(VENV)/bin/snakefmt --check Snakefile workflow/rules
+
+fmt: setup
+	$(VENV)/bin/snakefmt Snakefile workflow/rules
+
+# install the cluster profile so that `snakemake --profile slurm` works as users type it
+slurm-profile:
+	mkdir -p $(HOME)/.config/snakemake
+	ln -sfn $(abspath profiles/slurm) $(HOME)/.config/snakemake/slurm
+	@echo "installed: snakemake --profile slurm -> $(abspath profiles/slurm)"
+
+clean:
+	rm -rf .snakemake results/*/ results/report.html

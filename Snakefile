@@ -1,0 +1,26 @@
+# rnnlens: Karpathy, Johnson & Fei-Fei (2015) "Visualizing and Understanding Recurrent Networks" as a workflow.
+# The stages live in workflow/rules/*.smk; all logic is in the rnnlens package (src/rnnlens), called by its CLI.
+
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True
+
+
+onsuccess:
+    print_result_locations()

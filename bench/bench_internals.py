@@ -1,0 +1,96 @@
+"""Characters per second of the exact internals (rnnlens.internals.LayerwiseRunner: every gate and state of
+every layer) against the model's own fused inference (CharRNN.forward under no_grad, decoder included) over the
+same streams and chunks, side by side in one run. The goal is a ratio internals/fused >= 0.5.
+
+    python bench/bench_internals.py [--sizes 1x128,2x256,3x512] [--arch lstm] [--streams 50] [--chunk 100]
+                                    [--steps 400] [--repeats 3] [--device cpu] [--out results/bench/internals.json]
+"""
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from rnnlens.internals import LayerwiseRunner
+from rnnlens.model import CharRNN, ModelSpec
+
+
+def best_time(fn, repeats, sync):
+    fn()  # warm-up: allocations, kernel selection
+    sync()
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def bench_one(arch, layers, hidden, vocab, streams, chunk, steps, repeats, device):
+    torch.manual_seed(0)
+    model = CharRNN(ModelSpec(arch, layers, hidden, vocab)).to(device).eval()
+    model.init_uniform()
+    runner = LayerwiseRunner(model)
+    idx = torch.randint(0, vocab, (streams, steps), device=device)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+
+    @torch.no_grad()
+    def fused():
+        state = None
+        for col in range(0, steps, chunk):
+            _, state = model(idx[:, col:col + chunk], state)
+
+    def internals():
+        state = None
+        for col in range(0, steps, chunk):
+            _, state = runner.run(idx[:, col:col + chunk], state)
+
+    chars = streams * steps
+    t_fused = best_time(fused, repeats, sync)
+    t_internals = best_time(internals, repeats, sync)
+    return {"arch": arch, "layers": layers, "hidden": hidden, "vocab": vocab, "streams": streams, "chunk": chunk,
+            "chars": chars, "fused_chars_per_s": chars / t_fused, "internals_chars_per_s": chars / t_internals,
+            "ratio": t_fused / t_internals}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", default="1x128,2x256,3x512", help="LAYERSxHIDDEN list")
+    ap.add_argument("--arch", default="lstm", choices=("lstm", "gru", "rnn"))
+    ap.add_argument("--vocab", type=int, default=100)
+    ap.add_argument("--streams", type=int, default=50)
+    ap.add_argument("--chunk", type=int, default=100)
+    ap.add_argument("--steps", type=int, default=400, help="time steps per stream per measurement")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    ap.add_argument("--out", default="results/bench/internals.json")
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rows = []
+    print(f"{'model':>14} {'fused chars/s':>14} {'internals chars/s':>18} {'ratio':>6}", flush=True)
+    for size in args.sizes.split(","):
+        layers, hidden = (int(v) for v in size.lower().split("x"))
+        row = bench_one(args.arch, layers, hidden, args.vocab, args.streams, args.chunk, args.steps, args.repeats,
+                        args.device)
+        rows.append(row)
+        print(f"{args.arch}-{layers}x{hidden:<6} {row['fused_chars_per_s']:14,.0f} {row['internals_chars_per_s']:18,.0f} "
+              f"{row['ratio']:6.2f}", flush=True)
+    result = {"device": args.device, "threads": torch.get_num_threads(), "torch": torch.__version__,
+              "machine": platform.machine(), "processor": platform.processor(), "results": rows}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".part")
+    tmp.write_text(json.dumps(result, indent=2) + "\n")
+    os.replace(tmp, out)
+    print(f"wrote {out}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,5 @@
+import sys
+
+from rnnlens.cli import main
+
+sys.exit(main())

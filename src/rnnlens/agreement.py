@@ -1,0 +1,188 @@
+"""Which models make the same predictions: agreement matrix and t-SNE of models (paper, Table 1 right).
+
+The similarity of two models is the share of test positions on which their most likely byte (argmax) is the
+same. The matrix is symmetric with ones on the diagonal. t-SNE (scikit-learn, exact method, fixed seed, random
+init) embeds the models from the distances 1 - agreement. t-SNE needs perplexity < number of models, so the
+perplexity is min(30, (n - 1) / 3), at least 0.5; one model is drawn at the origin without t-SNE.
+
+Models without an argmax column (n-grams, whose predictions only give p of the target) are skipped with a note.
+"""
+
+import argparse
+import sys
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+
+from rnnlens.corpus import atomic_write_text
+from rnnlens.model import parse_model_id
+from rnnlens.oracles import model_id_of, pyplot, save_figures
+from rnnlens.predictions import read_predictions
+
+ARCH_MARKERS = {"rnn": "s", "lstm": "o", "gru": "^"}
+ARCH_COLORMAPS = {"rnn": "Reds", "lstm": "Blues", "gru": "Greens"}
+OTHER_MARKER, OTHER_COLOR = "D", "#555555"
+
+
+class AgreementError(Exception):
+    """Bad agreement input; the message names the problem and the fix."""
+
+
+def agreement_matrix(argmaxes, ids):
+    """argmaxes: list of equal-length arrays of predicted bytes -> DataFrame of agreement shares (ids x ids)."""
+    if len(argmaxes) != len(ids):
+        raise AgreementError(f"{len(argmaxes)} argmax arrays for {len(ids)} model ids")
+    if len(set(ids)) != len(ids):
+        raise AgreementError(f"model ids repeat: {ids}. Pass each model once (ids come from the files' metadata).")
+    lengths = {len(a) for a in argmaxes}
+    if len(lengths) > 1:
+        raise AgreementError(f"the models cover different numbers of test positions {sorted(lengths)}; "
+                             "compare models of one corpus only")
+    if lengths == {0}:
+        raise AgreementError("the predictions have no test positions")
+    n = len(ids)
+    matrix = np.eye(n)
+    for i in range(n):
+        for j in range(i + 1, n):
+            matrix[i, j] = matrix[j, i] = float(np.mean(argmaxes[i] == argmaxes[j]))
+    return pd.DataFrame(matrix, index=list(ids), columns=list(ids))
+
+
+def tsne_perplexity(n_models):
+    return max(0.5, min(30.0, (n_models - 1) / 3))
+
+
+def embed(agreement, seed=0):
+    """t-SNE of the models from 1 - agreement -> DataFrame(model, x, y)."""
+    ids = list(agreement.index)
+    n = len(ids)
+    if n == 0:
+        raise AgreementError("no models to embed")
+    if n == 1:
+        xy = np.zeros((1, 2))
+    else:
+        from sklearn.manifold import TSNE
+
+        distance = np.clip(1.0 - agreement.to_numpy(dtype=np.float64), 0.0, None)
+        distance = (distance + distance.T) / 2
+        np.fill_diagonal(distance, 0.0)
+        tsne = TSNE(n_components=2, metric="precomputed", init="random", random_state=seed,
+                    perplexity=tsne_perplexity(n), method="exact")
+        xy = tsne.fit_transform(distance)
+    return pd.DataFrame({"model": ids, "x": xy[:, 0], "y": xy[:, 1]})
+
+
+def marker_area(size, sizes):
+    """Marker area growing with the budget's rank among the budgets shown (mid-sized when there is one)."""
+    if len(sizes) <= 1:
+        return 100.0
+    return 30.0 + 170.0 * sizes.index(size) / (len(sizes) - 1)
+
+
+def depth_shade(layers, depths):
+    """Colormap position: light for shallow, dark for deep."""
+    return 0.7 if len(depths) <= 1 else 0.45 + 0.5 * depths.index(layers) / (len(depths) - 1)
+
+
+def model_style(mid, sizes, depths):
+    """Marker, colour, marker area for one model id; ids that are not ARCH-LxS get a neutral style."""
+    import matplotlib
+
+    try:
+        arch, layers, size = parse_model_id(mid)
+    except ValueError:
+        return OTHER_MARKER, OTHER_COLOR, 40.0
+    color = matplotlib.colormaps[ARCH_COLORMAPS[arch]](depth_shade(layers, depths))
+    return ARCH_MARKERS[arch], color, marker_area(size, sizes)
+
+
+def plot_embedding(embedding, paths, title="t-SNE of models (argmax agreement)"):
+    plt = pyplot()
+    from matplotlib.lines import Line2D
+
+    parsed = {}
+    for mid in embedding["model"]:
+        try:
+            parsed[mid] = parse_model_id(mid)
+        except ValueError:
+            pass
+    sizes = sorted({s for _, _, s in parsed.values()})
+    depths = sorted({layer for _, layer, _ in parsed.values()})
+    fig, ax = plt.subplots(figsize=(7, 6))
+    for _, row in embedding.iterrows():
+        marker, color, area = model_style(row["model"], sizes, depths)
+        ax.scatter(row["x"], row["y"], marker=marker, color=color, s=area, edgecolors="black", linewidths=0.5)
+        ax.annotate(row["model"], (row["x"], row["y"]), xytext=(4, 3), textcoords="offset points", fontsize=7)
+    handles = [Line2D([], [], marker=ARCH_MARKERS[a], color="w", markerfacecolor=plt.get_cmap(ARCH_COLORMAPS[a])(0.7),
+                      markeredgecolor="black", markersize=8, label=a.upper())
+               for a in ARCH_MARKERS if any(p[0] == a for p in parsed.values())]
+    handles += [Line2D([], [], marker="o", color="w", markerfacecolor="0.6", markeredgecolor="black",
+                       markersize=np.sqrt(marker_area(s, sizes)), label=f"budget {s}")
+                for s in sizes]
+    handles += [Line2D([], [], marker="o", color="w",
+                       markerfacecolor=plt.get_cmap("Greys")(depth_shade(d, depths)),
+                       markeredgecolor="black", markersize=8, label=f"{d} layer{'s' if d > 1 else ''} (shade)")
+                for d in depths]
+    if len(parsed) < len(embedding):
+        handles.append(Line2D([], [], marker=OTHER_MARKER, color="w", markerfacecolor=OTHER_COLOR, markersize=7,
+                              label="other"))
+    ax.legend(handles=handles, fontsize=7, loc="best", labelspacing=1.0)
+    ax.margins(0.15)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(title, fontsize=10)
+    save_figures(fig, paths)
+
+
+def load_argmaxes(paths):
+    """-> (ids, argmax arrays, skipped ids). Files whose argmax is null (n-grams) are skipped."""
+    ids, argmaxes, skipped, targets = [], [], [], None
+    for path in paths:
+        if "argmax" not in pq.read_schema(path).names:
+            raise AgreementError(f"{path} has no argmax column; is it a predictions Parquet?")
+        df, meta = read_predictions(path, columns=["target", "argmax"])
+        mid = model_id_of(meta, path)
+        if df["argmax"].isna().any():
+            skipped.append(mid)
+            continue
+        target = df["target"].to_numpy()
+        if targets is not None and not np.array_equal(target, targets):
+            raise AgreementError(f"{path}: its test targets differ from the other files'; compare models of one "
+                                 "corpus only")
+        targets = target
+        ids.append(mid)
+        argmaxes.append(df["argmax"].to_numpy(dtype=np.int16))
+    return ids, argmaxes, skipped
+
+
+def cli(argv=None) -> int:
+    """rnnlens agreement: agreement matrix CSV, t-SNE embedding CSV and figure."""
+    parser = argparse.ArgumentParser(prog="rnnlens agreement", description=__doc__.splitlines()[0])
+    parser.add_argument("--predictions", nargs="+", required=True, help="predictions Parquets of one corpus")
+    parser.add_argument("--csv-out", required=True, help="agreement matrix CSV (model ids as index and columns)")
+    parser.add_argument("--embedding-out", required=True, help="t-SNE coordinates CSV (model, x, y)")
+    parser.add_argument("--fig-out", nargs="+", required=True, metavar="PATH", help="figure paths (png, pdf)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    try:
+        ids, argmaxes, skipped = load_argmaxes(args.predictions)
+        if skipped:
+            print(f"agreement: skipped {', '.join(skipped)} (no argmax, e.g. n-gram predictions)", flush=True)
+        if not ids:
+            raise AgreementError("none of the given predictions has an argmax; pass neural models' predictions")
+        agreement = agreement_matrix(argmaxes, ids)
+        embedding = embed(agreement, seed=args.seed)
+    except AgreementError as err:
+        print(f"rnnlens agreement: {err}", file=sys.stderr)
+        return 2
+    print(f"agreement: {len(ids)} models, perplexity {tsne_perplexity(len(ids)):.2f}", flush=True)
+    atomic_write_text(args.csv_out, agreement.to_csv(index_label="model", float_format="%.6f"))
+    atomic_write_text(args.embedding_out, embedding.to_csv(index=False, float_format="%.6f"))
+    plot_embedding(embedding, args.fig_out)
+    print(f"agreement: wrote {args.csv_out}, {args.embedding_out}, {', '.join(args.fig_out)}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

@@ -1,0 +1,313 @@
+"""Bracket-distance curves (the paper's Fig. 5, left): how well each model predicts a closing delimiter as a
+function of the distance back to its opener.
+
+Matching runs over the WHOLE corpus, so a closer early in the test split still finds an opener in the
+training or validation part. Each pair type has its own stack (a `)` only closes a `(`): an unmatched
+closer (empty stack) is skipped and counted, and so is an opener that is never closed.
+
+Double quotes open and close with the same byte, so they pair by toggling: the 1st, 3rd, ... quote of a
+scope opens and the next one closes it. The scope (--quote-scope) keeps one stray quote from flipping
+every later pair:
+  line       pairing restarts at each newline (C and Python strings do not span lines);
+  paragraph  restarts at each blank line (prose: a speech running over several paragraphs reopens its
+             quote at each paragraph start without closing the previous one; those openers count as unmatched);
+  text       one toggle over the whole corpus.
+A quote preceded by a backslash (`\\"`, but not `\\\\"`) is an escape, not a delimiter. Known limit: a `'"'`
+character literal in code is taken as a quote (with line scope the damage stays on its line).
+
+Distance = position of the closer - position of its opener (>= 1). Distances are binned (default 20
+characters, [0, 20), [20, 40), ...) and for every predictions file the mean probability of the closer is
+taken per bin.
+"""
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from rnnlens.corpus import PreparedCorpus, atomic_write_text
+from rnnlens.predictions import read_predictions
+
+DELIMITERS = {  # name -> (opener byte, closer byte)
+    "brace": (ord("{"), ord("}")),
+    "paren": (ord("("), ord(")")),
+    "bracket": (ord("["), ord("]")),
+    "quote": (ord('"'), ord('"')),
+}
+QUOTE_SCOPES = ("line", "paragraph", "text")
+BACKSLASH, NEWLINE, CR = ord("\\"), ord("\n"), ord("\r")
+
+
+def match_pairs(data, opener, closer):
+    """Stack matching of one bracket type over `data` (uint8 array), vectorised.
+
+    -> dict of int64 arrays: open_pos, close_pos (matched pairs, sorted by close_pos),
+    unmatched_close, unmatched_open (positions)."""
+    data = np.asarray(data, dtype=np.uint8)
+    opens, closes = np.flatnonzero(data == opener), np.flatnonzero(data == closer)
+    pos = np.concatenate([opens, closes])
+    step = np.concatenate([np.ones(len(opens), np.int64), -np.ones(len(closes), np.int64)])
+    order = np.argsort(pos, kind="stable")
+    pos, step = pos[order], step[order]
+    depth = np.cumsum(step)
+    # A closer met with an empty stack is skipped, which is the same as clamping the depth at 0: it is
+    # unmatched exactly when the raw running sum reaches a new minimum below 0.
+    running_min = np.minimum.accumulate(np.minimum(depth, 0))
+    prev_min = np.concatenate([[0], running_min[:-1]])
+    unmatched_close = (step < 0) & (depth < prev_min)
+    clamped = depth - running_min
+    # level of an event = the stack depth of its pair (depth after an opener, before a closer); within a
+    # level the events alternate opener, closer, opener, ... so each closer pairs with the event before it
+    level = np.where(step > 0, clamped, clamped + 1)
+    keep = ~unmatched_close
+    pos, step, level = pos[keep], step[keep], level[keep]
+    by_level = np.lexsort((pos, level))
+    pos, step, level = pos[by_level], step[by_level], level[by_level]
+    is_close = np.flatnonzero(step < 0)
+    if len(is_close) and (is_close.min() == 0 or np.any(step[is_close - 1] < 0)
+                          or np.any(level[is_close - 1] != level[is_close])):
+        raise AssertionError("bracket matching invariant broken")  # cannot happen for any input
+    open_pos, close_pos = pos[is_close - 1], pos[is_close]
+    matched_open = np.zeros(len(pos), bool)
+    matched_open[is_close - 1] = True
+    unmatched_open = np.sort(pos[(step > 0) & ~matched_open])
+    by_close = np.argsort(close_pos, kind="stable")
+    return {"open_pos": open_pos[by_close], "close_pos": close_pos[by_close],
+            "unmatched_close": np.sort(np.concatenate([opens, closes])[order][unmatched_close]),
+            "unmatched_open": unmatched_open}
+
+
+def scope_boundaries(data, scope):
+    """Positions that end a quote scope (a quote after such a position starts a fresh toggle)."""
+    if scope == "text":
+        return np.empty(0, np.int64)
+    newlines = np.flatnonzero(data == NEWLINE)
+    if scope == "line":
+        return newlines
+    if scope == "paragraph":
+        # a blank line: "\n\n" or "\n\r\n"; the boundary is the second newline
+        n = len(data)
+        blank = np.zeros(len(newlines), bool)
+        after1 = newlines + 1
+        ok1 = after1 < n
+        blank[ok1] = data[after1[ok1]] == NEWLINE
+        after2 = newlines + 2
+        ok2 = after2 < n
+        blank[ok2] |= (data[after1[ok2]] == CR) & (data[after2[ok2]] == NEWLINE)
+        first = newlines[blank]
+        return np.where(data[np.minimum(first + 1, n - 1)] == NEWLINE, first + 1, first + 2)
+    raise ValueError(f"unknown quote scope {scope!r}; choose one of {', '.join(QUOTE_SCOPES)}")
+
+
+def match_quotes(data, quote=ord('"'), scope="paragraph"):
+    """Toggle pairing of a symmetric delimiter within scopes; same return shape as match_pairs."""
+    data = np.asarray(data, dtype=np.uint8)
+    q = np.flatnonzero(data == quote)
+    # drop escaped quotes: \" but not \\"
+    before1 = np.where(q >= 1, data[np.maximum(q - 1, 0)], 0)
+    before2 = np.where(q >= 2, data[np.maximum(q - 2, 0)], 0)
+    q = q[~((before1 == BACKSLASH) & (before2 != BACKSLASH))]
+    segment = np.searchsorted(scope_boundaries(data, scope), q, side="left")
+    index = np.arange(len(q))
+    starts = np.concatenate([[True], segment[1:] != segment[:-1]]) if len(q) else np.zeros(0, bool)
+    rank = index - np.maximum.accumulate(np.where(starts, index, 0)) if len(q) else index
+    is_close = np.flatnonzero(rank % 2 == 1)
+    last_in_segment = np.concatenate([segment[1:] != segment[:-1], [True]]) if len(q) else np.zeros(0, bool)
+    unmatched_open = q[(rank % 2 == 0) & last_in_segment]
+    return {"open_pos": q[is_close - 1], "close_pos": q[is_close],
+            "unmatched_close": np.empty(0, np.int64), "unmatched_open": unmatched_open}
+
+
+def match_delimiter(data, name, quote_scope="paragraph"):
+    opener, closer = DELIMITERS[name]
+    if opener == closer:
+        return match_quotes(data, opener, quote_scope)
+    return match_pairs(data, opener, closer)
+
+
+def closers_in_test(data, test_bounds, name, quote_scope="paragraph"):
+    """Matched closers inside the test split. -> (offsets in the test split, distances, counts dict)."""
+    start, end = test_bounds
+    m = match_delimiter(data, name, quote_scope)
+    inside = (m["close_pos"] >= start) & (m["close_pos"] < end)
+    close, open_ = m["close_pos"][inside], m["open_pos"][inside]
+
+    def count_in(a):
+        return int(((a >= start) & (a < end)).sum())
+
+    counts = {"matched_closers": int(inside.sum()),
+              "openers_before_test": int((open_ < start).sum()),
+              "unmatched_closers": count_in(m["unmatched_close"]),
+              "unmatched_openers": count_in(m["unmatched_open"]),
+              "unmatched_closers_corpus": int(len(m["unmatched_close"])),
+              "unmatched_openers_corpus": int(len(m["unmatched_open"]))}
+    return close - start, close - open_, counts
+
+
+def bin_curves(distances, probabilities, bin_width=20):
+    """Per bin of distance: count, and for every model mean and standard error of p.
+
+    probabilities: {label: p array aligned with distances}. -> DataFrame, one row per (bin, model),
+    only bins that hold at least one closer."""
+    if bin_width < 1:
+        raise ValueError("the bin width must be >= 1 character")
+    distances = np.asarray(distances, dtype=np.int64)
+    rows = []
+    if len(distances) == 0:
+        return pd.DataFrame(columns=["bin_start", "bin_end", "count", "model", "mean_p", "sem_p"])
+    bins = distances // bin_width
+    counts = np.bincount(bins)
+    filled = np.flatnonzero(counts)
+    for label, p in probabilities.items():
+        p = np.asarray(p, dtype=np.float64)
+        sums, squares = np.bincount(bins, p), np.bincount(bins, p * p)
+        for b in filled:
+            c = counts[b]
+            mean = sums[b] / c
+            var = max(0.0, squares[b] / c - mean * mean) * c / (c - 1) if c > 1 else np.nan
+            rows.append({"bin_start": int(b * bin_width), "bin_end": int((b + 1) * bin_width), "count": int(c),
+                         "model": label, "mean_p": mean, "sem_p": np.sqrt(var / c) if c > 1 else np.nan})
+    return pd.DataFrame(rows)
+
+
+def family_of(label, meta):
+    family = (meta or {}).get("family") or label.split("-")[0]
+    return "ngram" if label.startswith("ngram") else family
+
+
+LINESTYLES = {"ngram": "--", "nnn": ":"}
+SHOWN = {"brace": "}", "paren": ")", "bracket": "]", "quote": '"'}
+
+
+def plot_curves(df, corpus, name, families, out_base, bin_width, min_count=10, max_distance=400):
+    """One figure: mean p of the closer per distance bin for every model, counts as light bars behind."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    shown = df[(df["count"] >= min_count) & (df["bin_start"] < max_distance)] if len(df) else df
+    if len(shown):
+        counts = shown.drop_duplicates("bin_start")
+        ax_counts = ax.twinx()
+        ax_counts.bar(counts["bin_start"] + bin_width / 2, counts["count"], width=bin_width * 0.9,
+                      color="0.88", zorder=0)
+        ax_counts.set_ylabel("closers per bin", color="0.45")
+        ax_counts.tick_params(axis="y", colors="0.45")
+        ax.set_zorder(ax_counts.get_zorder() + 1)
+        ax.patch.set_visible(False)
+        all_bins = np.arange(0, shown["bin_start"].max() + 1, bin_width)
+        for label, curve in shown.groupby("model", sort=False):
+            family = families.get(label, "")
+            # NaN where a bin is missing or too thin, so the line breaks there instead of bridging the gap
+            mean_p = curve.set_index("bin_start")["mean_p"].reindex(all_bins)
+            ax.plot(all_bins + bin_width / 2, mean_p.to_numpy(), LINESTYLES.get(family, "-"),
+                    marker="o", markersize=3, linewidth=1.6, label=label)
+        ax.set_ylim(0, 1.02)
+        ax.legend(fontsize=8, loc="lower left", framealpha=0.9)
+    else:
+        ax.text(0.5, 0.5, f"no matched {SHOWN[name]} in the test split with >= {min_count} per bin",
+                ha="center", va="center", transform=ax.transAxes)
+    ax.set_xlabel(f"distance to the matching opener (characters, bins of {bin_width})")
+    ax.set_ylabel(f"mean probability of {SHOWN[name]}")
+    ax.set_title(f"{corpus}: closing {SHOWN[name]} vs distance to its opener")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    out_base = Path(out_base)
+    out_base.parent.mkdir(parents=True, exist_ok=True)
+    for ext in ("png", "pdf"):
+        tmp = out_base.with_name(f"{out_base.name}.part.{ext}")
+        fig.savefig(tmp, dpi=150)
+        tmp.replace(out_base.with_name(f"{out_base.name}.{ext}"))
+    plt.close(fig)
+
+
+def load_test_p(path, test_len, test_bytes):
+    df, meta = read_predictions(path, columns=["pos", "target", "p"])
+    if len(df) != test_len:
+        raise ValueError(f"{path} has {len(df)} positions but the test split has {test_len}; "
+                         "was it made on another corpus or split?")
+    if not np.array_equal(df["target"].to_numpy(), test_bytes):
+        raise ValueError(f"{path}: its targets differ from the corpus test split; wrong --data for this file?")
+    return df["p"].to_numpy(), meta
+
+
+def brackets(data_json, prediction_paths, labels=None, delimiters=tuple(DELIMITERS), bin_width=20,
+             quote_scope="paragraph", log=print):
+    """-> (curves DataFrame for all delimiters, summary dict, families {label: family})."""
+    corpus = PreparedCorpus.load(data_json)
+    start, end = corpus.splits["test"]
+    test_bytes = corpus.split("test")
+    if labels and len(labels) != len(prediction_paths):
+        raise ValueError(f"{len(labels)} labels for {len(prediction_paths)} predictions files; give one each")
+    probs, families = {}, {}
+    for i, path in enumerate(prediction_paths):
+        p, meta = load_test_p(path, end - start, test_bytes)
+        label = labels[i] if labels else meta.get("model") or Path(path).stem
+        if label in probs:
+            raise ValueError(f"label {label!r} is used twice; give distinct --labels")
+        probs[label], families[label] = p, family_of(label, meta)
+    frames, summary = [], {"corpus": corpus.name, "bin_width": bin_width, "quote_scope": quote_scope,
+                           "test_split": [int(start), int(end)], "delimiters": {}}
+    for name in delimiters:
+        t0 = time.time()
+        offsets, distances, counts = closers_in_test(corpus.data, (start, end), name, quote_scope)
+        curves = bin_curves(distances, {k: v[offsets] for k, v in probs.items()}, bin_width)
+        curves.insert(0, "delimiter", SHOWN[name])
+        curves.insert(0, "delimiter_name", name)
+        curves.insert(0, "corpus", corpus.name)
+        curves["family"] = curves["model"].map(families)
+        frames.append(curves)
+        counts["median_distance"] = float(np.median(distances)) if len(distances) else None
+        counts["seconds"] = round(time.time() - t0, 4)
+        summary["delimiters"][name] = counts
+        log(f"{corpus.name} {SHOWN[name]}: {counts['matched_closers']} matched closers in test "
+            f"({counts['openers_before_test']} opened before it), skipped {counts['unmatched_closers']} unmatched "
+            f"closers and {counts['unmatched_openers']} unclosed openers; {counts['seconds']:.3f}s", flush=True)
+    return pd.concat(frames, ignore_index=True), summary, families
+
+
+def cli(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="rnnlens brackets", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", required=True, help="prepared corpus results/{corpus}/data.json")
+    parser.add_argument("--predictions", nargs="+", required=True, help="predictions Parquet files, one per model")
+    parser.add_argument("--labels", nargs="+", help="one label per predictions file (default: the model id in it)")
+    parser.add_argument("--delimiters", default=",".join(DELIMITERS),
+                        help=f"comma-separated subset of {','.join(DELIMITERS)} (default: all)")
+    parser.add_argument("--bin", type=int, default=20, help="bin width in characters (default 20)")
+    parser.add_argument("--quote-scope", choices=QUOTE_SCOPES, default="paragraph",
+                        help="where double-quote pairing restarts: line (code), paragraph (prose, default), text")
+    parser.add_argument("--min-count", type=int, default=10, help="figures show bins with at least this many closers")
+    parser.add_argument("--max-distance", type=int, default=400, help="figures show bins starting below this")
+    parser.add_argument("--csv-out", required=True)
+    parser.add_argument("--summary-out", help="JSON with matched/unmatched counts per delimiter")
+    parser.add_argument("--fig-dir", required=True,
+                        help="writes brackets-{corpus}-{delimiter}.png and .pdf for every delimiter")
+    args = parser.parse_args(argv)
+    delimiters = [d for d in args.delimiters.split(",") if d]
+    unknown = [d for d in delimiters if d not in DELIMITERS]
+    if unknown or not delimiters:
+        parser.error(f"unknown delimiters {unknown}; choose from {','.join(DELIMITERS)}")
+    if args.bin < 1:
+        parser.error("--bin must be >= 1")
+    t0 = time.time()
+    curves, summary, families = brackets(args.data, args.predictions, args.labels, delimiters, args.bin,
+                                         args.quote_scope)
+    corpus = summary["corpus"]
+    for name in delimiters:
+        plot_curves(curves[curves["delimiter_name"] == name], corpus, name, families,
+                    Path(args.fig_dir) / f"brackets-{corpus}-{name}", args.bin, args.min_count, args.max_distance)
+    atomic_write_text(args.csv_out, curves.to_csv(index=False))
+    if args.summary_out:
+        atomic_write_text(args.summary_out, json.dumps(summary, indent=2) + "\n")
+    print(f"brackets on {corpus}: {len(args.predictions)} models, {len(delimiters)} delimiters in "
+          f"{time.time() - t0:.2f}s -> {args.csv_out}, {args.fig_dir}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(cli())

@@ -1,0 +1,272 @@
+"""Pictures of single cells as in the paper's Fig. 2: a text excerpt with every character's background coloured
+by the cell's value after reading it, tanh(c) for an LSTM cell (h itself for GRU/RNN, already in -1..1), from
+-1 red through 0 white to +1 blue.
+
+Newlines end a row and are drawn as a coloured `↵`; tabs as `→`; other control and non-ASCII bytes as `·`.
+Outputs per model: cells/<feature>__L<layer>_U<unit>.png for each picture, cells.pdf (one page per picture),
+cells.html (self-contained: inline CSS, a section per cell with its caption, the value on hover).
+"""
+
+import argparse
+import html
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+RED = np.array([0.84, 0.19, 0.15])
+BLUE = np.array([0.13, 0.40, 0.76])
+WHITE = np.ones(3)
+GLYPHS = {10: "\u21b5", 9: "\u2192", 32: " "}
+
+
+def glyph(byte):
+    byte = int(byte)
+    if byte in GLYPHS:
+        return GLYPHS[byte]
+    return chr(byte) if 33 <= byte < 127 else "\u00b7"
+
+
+def colour(values):
+    """values in [-1, 1] -> RGB rows: -1 red, 0 white, +1 blue (linear in between)."""
+    v = np.clip(np.asarray(values, dtype=np.float64), -1, 1)[..., None]
+    return np.where(v < 0, WHITE + (RED - WHITE) * (-v), WHITE + (BLUE - WHITE) * v)
+
+
+def hex_colour(rgb):
+    return "#" + "".join(f"{int(round(c * 255)):02x}" for c in rgb)
+
+
+def layout(data, width=100):
+    """Grid positions (row, col) of each byte: newlines end a row after their own glyph, long rows wrap."""
+    rows, cols = np.empty(len(data), dtype=np.int64), np.empty(len(data), dtype=np.int64)
+    row = col = 0
+    for t, byte in enumerate(data):
+        if col >= width:
+            row, col = row + 1, 0
+        rows[t], cols[t] = row, col
+        col += 1
+        if byte == 10:
+            row, col = row + 1, 0
+    return rows, cols
+
+
+def display_values(raw, cell_state):
+    """What the picture shows: tanh of an LSTM cell c; h (already squashed) for GRU/RNN."""
+    return np.tanh(raw) if cell_state == "c" else np.asarray(raw)
+
+
+def draw_cell_figure(data, values, caption, width=100):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.collections import PatchCollection
+    from matplotlib.patches import Rectangle
+
+    rows, cols = layout(data, width)
+    n_rows = int(rows.max()) + 1 if len(rows) else 1
+    cw, rh = 0.105, 0.19  # inches per character cell at fontsize 8.5
+    fig = plt.figure(figsize=(width * cw + 0.4, n_rows * rh + 0.7))
+    ax = fig.add_axes([0.2 / (width * cw + 0.4), 0.1 / (n_rows * rh + 0.7), width * cw / (width * cw + 0.4),
+                       n_rows * rh / (n_rows * rh + 0.7)])
+    ax.set_xlim(0, width)
+    ax.set_ylim(n_rows, 0)
+    ax.axis("off")
+    rects = [Rectangle((c, r), 1, 1) for r, c in zip(rows, cols)]
+    ax.add_collection(PatchCollection(rects, facecolors=colour(values), edgecolors="none"))
+    for r, c, byte in zip(rows, cols, data):
+        g = glyph(byte)
+        if g != " ":
+            ax.text(c + 0.5, r + 0.55, g, ha="center", va="center", family="DejaVu Sans Mono", fontsize=8.5,
+                    color="0.35" if byte in GLYPHS or not 33 <= byte < 127 else "black")
+    fig.text(0.5, 1 - 0.25 / (n_rows * rh + 0.7), caption, ha="center", va="center", fontsize=9)
+    return fig
+
+
+def pick_window(frame, values_by_window, feature_values=None, kind=None):
+    """The excerpt window that shows the most: where the feature varies most (binary: closest to half on), else
+    where the cell itself varies most."""
+    best, best_key = None, None
+    for w in sorted(frame.window.unique()):
+        if w < 0:
+            continue
+        mask = (frame.window == w).to_numpy()
+        if feature_values is not None:
+            fv = feature_values[mask]
+            key = min(fv.mean(), 1 - fv.mean()) if kind == "binary" else fv.std()
+        else:
+            key = np.std(values_by_window[mask])
+        if best_key is None or key > best_key:
+            best, best_key = w, key
+    return best
+
+
+def select_cells(scores, user_cells=(), features=None):
+    """Pictures to draw: the top cell of each feature (in table order), then the user's (layer, unit) cells.
+    -> list of dicts with feature, kind, score, sign, layer, unit."""
+    picks = []
+    top = scores[scores["rank"] == 1]
+    if features:
+        top = top[top.feature.isin(features)]
+    for row in top.itertuples():
+        picks.append({"feature": row.feature, "kind": row.kind, "score": float(row.score), "sign": int(row.sign),
+                      "layer": int(row.layer), "unit": int(row.unit)})
+    for layer, unit in user_cells:
+        best = scores[(scores.layer == layer) & (scores.unit == unit)].sort_values("score", ascending=False).head(1)
+        entry = {"feature": None, "kind": None, "score": np.nan, "sign": 0, "layer": layer, "unit": unit}
+        if len(best):
+            b = best.iloc[0]
+            entry.update(best_feature=b.feature, best_kind=b.kind, best_score=float(b.score), best_sign=int(b.sign))
+        picks.append(entry)
+    return picks
+
+
+def caption_of(pick, model_id):
+    where = f"layer {pick['layer']}, unit {pick['unit']}"
+    if pick["feature"]:
+        measure = "AUC" if pick["kind"] == "auc" else "Spearman |rho|"
+        direction = "higher" if pick["sign"] > 0 else "lower"
+        return f"{model_id} {where}: best cell for {pick['feature']} ({measure} {pick['score']:.3f}; {direction} when on/larger)"
+    if "best_feature" in pick:
+        return f"{model_id} {where} (user's cell; best feature {pick['best_feature']}, score {pick['best_score']:.3f})"
+    return f"{model_id} {where} (user's cell)"
+
+
+def _atomic_savefig(fig, path, **kwargs):
+    path = Path(path)
+    tmp = path.with_name(path.stem + ".part" + path.suffix)
+    fig.savefig(tmp, **kwargs)
+    os.replace(tmp, path)
+
+
+def html_section(data, values, raw, caption, cell_state, layer, unit):
+    spans = []
+    for byte, v, r in zip(data, values, raw):
+        g = html.escape(glyph(byte))
+        title = f"L{layer} U{unit} byte 0x{int(byte):02x}: {'tanh(c)' if cell_state == 'c' else 'h'}={v:+.3f}"
+        if cell_state == "c":
+            title += f" (c={r:+.3f})"
+        cls = ' class="ctl"' if byte in (9, 10) or not 32 <= byte < 127 else ""
+        spans.append(f'<span{cls} style="background:{hex_colour(colour(v))}" title="{title}">{g}</span>')
+        if byte == 10:
+            spans.append("\n")
+    return (f'<section><h2>{html.escape(caption)}</h2>\n<div class="text">' + "".join(spans) + "</div></section>\n")
+
+
+HTML_HEAD = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>
+body {{ font-family: sans-serif; margin: 2em; max-width: 72em; }}
+h2 {{ font-size: 1em; font-weight: normal; margin-top: 2em; }}
+.text {{ font-family: "DejaVu Sans Mono", Menlo, Consolas, monospace; font-size: 13px; line-height: 1.35;
+        white-space: pre-wrap; word-break: break-all; border: 1px solid #ccc; padding: 0.5em; }}
+.text span:hover {{ outline: 1px solid black; }}
+.ctl {{ color: #777; }}
+.legend span {{ display: inline-block; width: 3em; text-align: center; font-size: 12px; }}
+</style></head><body>
+<h1>{title}</h1>
+<p>Each character's background is the cell's value right after reading it: {what}, from -1 (red) through 0
+(white) to +1 (blue); hover a character for its value. Scores: ROC AUC (max(AUC, 1-AUC)) for binary features,
+Spearman |rho| for counts, on the test split. Layers count from 1, units from 0.</p>
+<p class="legend">{legend}</p>
+"""
+
+
+def draw_model_cells(out_dir, scores, excerpts_path, feature_table=None, user_cells=(), model_id="model",
+                     width=100, max_chars=None):
+    """All pictures of one model from its score table and excerpts -> {name: path}."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_pdf import PdfPages
+
+    from rnnlens.cells import read_excerpts
+    from rnnlens.features import FEATURE_KINDS
+
+    out_dir = Path(out_dir)
+    png_dir = out_dir / "cells"
+    png_dir.mkdir(parents=True, exist_ok=True)
+    frame, values, meta = read_excerpts(excerpts_path)
+    if len(frame) == 0:
+        raise ValueError(f"{excerpts_path} holds no excerpt positions; rerun internals with --windows >= 1")
+    cell_state = meta.get("cell_state", "c")
+    data = frame.byte.to_numpy()
+    feats_at = feature_table.iloc[frame.pos.to_numpy()].reset_index(drop=True) if feature_table is not None else None
+    picks = select_cells(scores, user_cells)
+    legend = "".join(f'<span style="background:{hex_colour(colour(v))}">{v:+.1f}</span>' for v in np.linspace(-1, 1, 9))
+    what = "tanh(c) of the LSTM cell" if cell_state == "c" else "the hidden unit h"
+    sections = [HTML_HEAD.format(title=html.escape(f"Cells of {model_id}"), what=what, legend=legend)]
+    pdf_path = out_dir / "cells.pdf"
+    pdf_tmp = out_dir / "cells.part.pdf"
+    written = []
+    with PdfPages(pdf_tmp) as pdf:
+        for pick in picks:
+            raw = values[:, pick["layer"] - 1, pick["unit"]]
+            shown = display_values(raw, cell_state)
+            fv = None
+            if pick["feature"] and feats_at is not None:
+                fv = feats_at[pick["feature"]].to_numpy().astype(np.float64)
+            w = pick_window(frame, shown, fv, FEATURE_KINDS.get(pick["feature"]))
+            mask = (frame.window == w).to_numpy()
+            if max_chars:
+                mask &= np.cumsum(mask) <= max_chars
+            caption = caption_of(pick, model_id)
+            fig = draw_cell_figure(data[mask], shown[mask], caption, width)
+            name = f"{pick['feature'] or 'user'}__L{pick['layer']}_U{pick['unit']}.png"
+            _atomic_savefig(fig, png_dir / name, dpi=110)
+            pdf.savefig(fig)
+            plt.close(fig)
+            written.append(png_dir / name)
+            sections.append(html_section(data[mask], shown[mask], raw[mask], caption, cell_state, pick["layer"],
+                                         pick["unit"]))
+    os.replace(pdf_tmp, pdf_path)
+    sections.append("</body></html>\n")
+    html_path = out_dir / "cells.html"
+    tmp = html_path.with_name(html_path.name + ".part")
+    tmp.write_text("".join(sections), encoding="utf-8")
+    os.replace(tmp, html_path)
+    return {"cells_html": html_path, "cells_pdf": pdf_path, "cells_png_dir": png_dir}
+
+
+def cli(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="rnnlens cell-pictures", description="Redraw one model's cell pictures from "
+                                 "the outputs of `rnnlens internals` (no model run).")
+    ap.add_argument("--dir", required=True, help="the model's internals output directory (cells.parquet, excerpts.parquet)")
+    ap.add_argument("--data", default=None, help="data.json, to pick each feature's most telling excerpt window")
+    ap.add_argument("--cells", default="", help="extra cells LAYER:UNIT (layer from 1, unit from 0), e.g. 1:17,2:5")
+    ap.add_argument("--model-id", default=None)
+    ap.add_argument("--width", type=int, default=100, help="characters per row")
+    args = ap.parse_args(argv)
+    from rnnlens.cells import read_scores
+    from rnnlens.internals import parse_cells
+
+    d = Path(args.dir)
+    for name in ("cells.parquet", "excerpts.parquet"):
+        if not (d / name).is_file():
+            print(f"error: {d / name} is missing; run `rnnlens internals --out-dir {d}` first", file=sys.stderr)
+            return 2
+    scores = read_scores(d / "cells.parquet")
+    feature_table = None
+    if args.data:
+        from rnnlens.corpus import PreparedCorpus
+        from rnnlens.features import compute_features
+
+        corpus = PreparedCorpus.load(args.data)
+        start, end = corpus.splits["test"]
+        feature_table = compute_features(corpus.data, start, end)
+    model_id = args.model_id or (scores.model.iloc[0] if len(scores) else d.name)
+    try:
+        draw_model_cells(d, scores, d / "excerpts.parquet", feature_table, parse_cells(args.cells), model_id,
+                         width=args.width)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

@@ -1,0 +1,95 @@
+"""Config checks that run before any job: the JSON schema, with one clear line per problem (key, value, what is
+allowed), plus what a schema cannot say (splits sum to 1, files exist, corpus large enough)."""
+
+import json
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+KENLM_MAX_ORDER = 20
+
+
+class ConfigError(Exception):
+    pass
+
+
+def _key(path):
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _explain(error):
+    key = _key(error.absolute_path)
+    value = json.dumps(error.instance, default=str)
+    if len(value) > 80:
+        value = value[:77] + "..."
+    schema = error.schema
+    if error.validator == "enum":
+        allowed = "one of " + ", ".join(json.dumps(v) for v in schema["enum"])
+    elif error.validator == "additionalProperties":
+        allowed = f"only the keys {', '.join(sorted(error.schema.get('properties', {})))}"
+        return f"{key}: {error.message}; allowed: {allowed}"
+    elif error.validator == "oneOf" and "corpora" in error.absolute_path:
+        return (f"{key}: give exactly one source: `path` (a local file), `url` (+ `sha256`), `stdlib: true` "
+                f"(the demo corpus) or `tarball` (a kernel source tarball)")
+    elif error.validator in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum", "type", "pattern",
+                             "required", "minItems", "uniqueItems", "propertyNames", "minProperties"):
+        allowed = error.message
+        return f"{key}: value {value} is not allowed: {allowed}"
+    else:
+        allowed = error.message
+    return f"{key}: value {value} is not allowed; expected {allowed}"
+
+
+def schema_problems(config, schema_path):
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    validator = jsonschema.Draft7Validator(schema)
+    return [_explain(e) for e in sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))]
+
+
+def semantic_problems(config, base_dir="."):
+    problems = []
+    train = config.get("training", {})
+    min_train = train.get("batch_size", 100) * (train.get("seq_len", 100) + 1)
+    for name, corpus in config.get("corpora", {}).items():
+        split = corpus.get("split", {})
+        total = sum(split.get(k, 0) for k in ("train", "val", "test"))
+        if split and abs(total - 1) > 1e-6:
+            problems.append(f"corpora.{name}.split: fractions {split} sum to {total:g}; they must sum to 1")
+        if "path" in corpus:
+            path = Path(base_dir, corpus["path"])
+            if not path.is_file():
+                problems.append(f"corpora.{name}.path: file {corpus['path']} does not exist; fix the path or "
+                                f"use `url` + `sha256` to download it")
+            elif path.stat().st_size == 0:
+                problems.append(f"corpora.{name}.path: file {corpus['path']} is empty")
+            elif split and path.stat().st_size * split.get("train", 1) < min_train:
+                problems.append(f"corpora.{name}: training split of {corpus['path']} is ~"
+                                f"{int(path.stat().st_size * split.get('train', 1))} bytes, fewer than batch_size x "
+                                f"(seq_len + 1) = {min_train}; use a larger corpus or smaller training settings")
+    for n in config.get("ngram", {}).get("orders", []):
+        if n > KENLM_MAX_ORDER:
+            problems.append(f"ngram.orders: order {n} exceeds the KenLM build's maximum order {KENLM_MAX_ORDER}")
+    return problems
+
+
+def check_config(config, schema_path, base_dir="."):
+    """Raise ConfigError listing every problem, or return quietly."""
+    problems = schema_problems(config, schema_path)
+    if not problems:
+        problems = semantic_problems(config, base_dir)
+    if problems:
+        raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
+
+
+def training_settings(config, model):
+    """The training settings of one model: `training`, then overrides for its arch, then for its id."""
+    arch = model.split("-", 1)[0]
+    settings = dict(config["training"])
+    overrides = config.get("training_overrides") or {}
+    settings.update(overrides.get(arch, {}))
+    settings.update(overrides.get(model, {}))
+    return settings

@@ -1,0 +1,390 @@
+"""Exact per-character internals of a trained CharRNN: every gate and state of every layer.
+
+What is computed (layers numbered from 1, units from 0), with PyTorch's gate definitions:
+  LSTM  i f o (sigmoid), g (tanh), c, h:   c_t = f*c_{t-1} + i*g,  h_t = o*tanh(c_t)
+  GRU   r z (sigmoid), n (tanh), h:        n = tanh(W_in x + b_in + r*(W_hn h_{t-1} + b_hn)),
+                                            h_t = (1-z)*n + z*h_{t-1}
+        (PyTorch's variant: the reset gate acts after the recurrent matrix product, and z weighs the old
+        state; the paper's z weighs the new candidate. Saturation numbers use PyTorch's r and z.)
+  RNN   h = tanh(W_ih x + b_ih + W_hh h_{t-1} + b_hh)
+
+How (fast, exact): each layer runs as its own fused one-layer module with the model's weights, which gives
+its hidden sequence h_1..h_T. Every gate pre-activation then follows from [x_t; h_{t-1}] in one matrix
+product over all time steps; only the LSTM cell needs a loop over time, of element-wise ops on (batch,
+hidden). `reference_internals` is the plain step-by-step loop over the equations, for the tests.
+
+Streaming: `stream_test_internals` cuts the test split into contiguous streams (as evaluation does),
+warms each stream up on the characters before it, and yields the activations chunk by chunk with carried
+state, so statistics are accumulated without ever holding a whole split's activations.
+
+Command line (`rnnlens internals`): one streaming pass that writes the saturation table, the cell score
+table, activation excerpts and the cell pictures of one model.
+"""
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+# names of what `LayerwiseRunner.run` returns per layer, in order
+ACTIVATIONS = {"lstm": ("i", "f", "o", "g", "c", "h"), "gru": ("r", "z", "n", "h"), "rnn": ("h",)}
+# the state that the cell analyses and pictures use
+CELL_STATE = {"lstm": "c", "gru": "h", "rnn": "h"}
+
+
+def layer_weights(rnn, layer):
+    """(W_ih, W_hh, b_ih, b_hh) of 0-based `layer` of a fused nn.RNN/LSTM/GRU."""
+    return tuple(getattr(rnn, f"{name}_l{layer}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+
+
+def split_state(arch, state, layers, batch, hidden, like):
+    """Model-format state (h or (h, c), each (layers, batch, hidden)) -> per-layer lists; None -> zeros."""
+    if state is None:
+        zeros = like.new_zeros(layers, batch, hidden)
+        state = (zeros, zeros.clone()) if arch == "lstm" else zeros
+    if arch == "lstm":
+        return [state[0][k] for k in range(layers)], [state[1][k] for k in range(layers)]
+    return [state[k] for k in range(layers)], None
+
+
+def join_state(arch, hs, cs):
+    h = torch.stack(hs)
+    return (h, torch.stack(cs)) if arch == "lstm" else h
+
+
+class LayerwiseRunner:
+    """Exact activations of a CharRNN, fast: fused per layer, gates recomputed in one product over time."""
+
+    def __init__(self, model):
+        spec = model.spec
+        self.arch, self.layers, self.hidden, self.vocab_size = spec.arch, spec.layers, spec.hidden, spec.vocab_size
+        self.weights = [tuple(w.detach() for w in layer_weights(model.rnn, k)) for k in range(spec.layers)]
+        kind = type(model.rnn)
+        self.fused = []
+        for k, (w_ih, w_hh, b_ih, b_hh) in enumerate(self.weights):
+            kwargs = dict(input_size=w_ih.shape[1], hidden_size=self.hidden, num_layers=1, batch_first=True)
+            if self.arch == "rnn":
+                kwargs["nonlinearity"] = model.rnn.nonlinearity
+            one = kind(**kwargs).to(device=w_ih.device, dtype=w_ih.dtype).eval()
+            with torch.no_grad():
+                for name, w in zip(("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"), (w_ih, w_hh, b_ih, b_hh)):
+                    getattr(one, name).copy_(w)
+            self.fused.append(one)
+
+    @torch.no_grad()
+    def run(self, idx, state=None):
+        """idx (batch, time) int64 -> (list over layers of {name: (batch, time, hidden)}, new model-format state)."""
+        batch, steps = idx.shape
+        w0 = self.weights[0][0]
+        hs, cs = split_state(self.arch, state, self.layers, batch, self.hidden, w0)
+        acts, new_h, new_c = [], [], []
+        layer_input = None
+        for k, (w_ih, w_hh, b_ih, b_hh) in enumerate(self.weights):
+            h0 = hs[k]
+            if k == 0:
+                x = F.one_hot(idx, self.vocab_size).to(w0.dtype)
+                # a one-hot input times W_ih is a column lookup
+                pre_in = w_ih.t()[idx] + b_ih
+            else:
+                x = layer_input
+                pre_in = torch.addmm(b_ih, x.reshape(-1, x.shape[-1]), w_ih.t()).view(batch, steps, -1)
+            if self.arch == "lstm":
+                h_seq, (h_last, c_last) = self.fused[k](x, (h0[None], cs[k][None]))
+            else:
+                h_seq, h_last = self.fused[k](x, h0[None])
+            h_prev = torch.cat([h0[:, None], h_seq[:, :-1]], dim=1)
+            pre_rec = torch.addmm(b_hh, h_prev.reshape(-1, self.hidden), w_hh.t()).view(batch, steps, -1)
+            if self.arch == "lstm":
+                # PyTorch packs the gates as i, f, g, o
+                pi, pf, pg, po = (pre_in + pre_rec).chunk(4, dim=-1)
+                i, f, o, g = torch.sigmoid(pi), torch.sigmoid(pf), torch.sigmoid(po), torch.tanh(pg)
+                ig = i * g
+                c = torch.empty_like(ig)
+                c_t = cs[k]
+                for t in range(steps):
+                    c_t = torch.addcmul(ig[:, t], f[:, t], c_t)
+                    c[:, t] = c_t
+                acts.append({"i": i, "f": f, "o": o, "g": g, "c": c, "h": h_seq})
+                new_c.append(c_last[0])
+            elif self.arch == "gru":
+                ir, iz, in_ = pre_in.chunk(3, dim=-1)
+                hr, hz, hn = pre_rec.chunk(3, dim=-1)
+                r = torch.sigmoid(ir + hr)
+                z = torch.sigmoid(iz + hz)
+                n = torch.tanh(in_ + r * hn)
+                acts.append({"r": r, "z": z, "n": n, "h": h_seq})
+            else:
+                acts.append({"h": h_seq})
+            new_h.append(h_last[0])
+            layer_input = h_seq
+        return acts, join_state(self.arch, new_h, new_c if self.arch == "lstm" else None)
+
+
+@torch.no_grad()
+def reference_internals(model, idx, state=None):
+    """The equations step by step (no fused kernels): the ground truth for the tests. Same output as
+    LayerwiseRunner.run."""
+    spec = model.spec
+    batch, steps = idx.shape
+    weights = [layer_weights(model.rnn, k) for k in range(spec.layers)]
+    hs, cs = split_state(spec.arch, state, spec.layers, batch, spec.hidden, weights[0][0])
+    hs, cs = list(hs), list(cs) if cs is not None else None
+    names = ACTIVATIONS[spec.arch]
+    out = [{name: [] for name in names} for _ in range(spec.layers)]
+    x_all = F.one_hot(idx, spec.vocab_size).to(weights[0][0].dtype)
+    for t in range(steps):
+        x = x_all[:, t]
+        for k, (w_ih, w_hh, b_ih, b_hh) in enumerate(weights):
+            h_prev = hs[k]
+            a = x @ w_ih.t() + b_ih
+            b = h_prev @ w_hh.t() + b_hh
+            if spec.arch == "lstm":
+                ai, af, ag, ao = a.chunk(4, dim=-1)
+                bi, bf, bg, bo = b.chunk(4, dim=-1)
+                i, f = torch.sigmoid(ai + bi), torch.sigmoid(af + bf)
+                g, o = torch.tanh(ag + bg), torch.sigmoid(ao + bo)
+                c = f * cs[k] + i * g
+                h = o * torch.tanh(c)
+                cs[k] = c
+                step = {"i": i, "f": f, "o": o, "g": g, "c": c, "h": h}
+            elif spec.arch == "gru":
+                ar, az, an = a.chunk(3, dim=-1)
+                br, bz, bn = b.chunk(3, dim=-1)
+                r, z = torch.sigmoid(ar + br), torch.sigmoid(az + bz)
+                n = torch.tanh(an + r * bn)
+                h = (1 - z) * n + z * h_prev
+                step = {"r": r, "z": z, "n": n, "h": h}
+            else:
+                h = torch.tanh(a + b)
+                step = {"h": h}
+            hs[k] = h
+            for name in names:
+                out[k][name].append(step[name])
+            x = h
+    acts = [{name: torch.stack(vals, dim=1) for name, vals in layer.items()} for layer in out]
+    return acts, join_state(spec.arch, hs, cs)
+
+
+@dataclass
+class Chunk:
+    """Activations of one slice of time across all streams. pos (streams, time): offset in the test split,
+    -1 where a stream ran past the end of the split (padding: ignore those entries)."""
+
+    pos: np.ndarray
+    acts: list
+
+    @property
+    def valid(self):
+        return self.pos >= 0
+
+
+def stream_layout(test_start, test_len, streams, warmup):
+    """Contiguous pieces of the test split, one per stream (the last may be shorter) -> (piece starts as
+    test offsets, piece length, warm-up length; warm-up cannot reach before the corpus start)."""
+    streams = max(1, min(int(streams), test_len))
+    piece_len = -(-test_len // streams)
+    starts = np.arange(0, test_len, piece_len)
+    return starts, piece_len, min(int(warmup), test_start)
+
+
+def stream_test_internals(model, corpus, streams=50, warmup=1000, chunk=100, split="test", runner=None, log=None):
+    """Yield Chunk after Chunk covering every position of the split exactly once, each activation computed
+    with the stream's state carried from the characters before it (the warm-up reads `warmup` characters
+    before each piece, through the fused model)."""
+    start, end = corpus.splits[split]
+    n = end - start
+    if n <= 0:
+        raise ValueError(f"the {split} split of corpus {corpus.name!r} is empty; re-prepare the corpus with a {split} fraction")
+    runner = runner or LayerwiseRunner(model)
+    starts, piece_len, warm = stream_layout(start, n, streams, warmup)
+    encoded = corpus.encode(corpus.data)
+    if (encoded < 0).any():
+        raise ValueError("the corpus holds bytes outside its own vocabulary; re-prepare it (rnnlens prepare)")
+    padded = np.concatenate([encoded, np.zeros(piece_len, dtype=np.int64)])
+    rows = np.stack([padded[start + s - warm: start + s + piece_len] for s in starts])
+    pos = starts[:, None] + np.arange(piece_len)[None, :]
+    pos[pos >= n] = -1
+    dtype = runner.weights[0][0].dtype
+    device = runner.weights[0][0].device
+    x_all = torch.from_numpy(rows).to(device)
+    state = None
+    with torch.no_grad():
+        if warm > 0:
+            warm_x = F.one_hot(x_all[:, :warm], model.spec.vocab_size).to(dtype)
+            _, state = model.rnn(warm_x)
+    t0 = time.time()
+    for col in range(0, piece_len, chunk):
+        idx = x_all[:, warm + col: warm + col + chunk]
+        acts, state = runner.run(idx, state)
+        yield Chunk(pos[:, col: col + chunk], acts)
+        if log is not None and (col // chunk) % 20 == 0:
+            done = min(col + chunk, piece_len) / piece_len
+            log(f"  internals: {done:6.1%} of {n} positions ({time.time() - t0:.0f} s)")
+
+
+def parse_cells(text):
+    """'1:17,2:5' -> [(1, 17), (2, 5)] (layer from 1, unit from 0)."""
+    cells = []
+    for item in filter(None, (s.strip() for s in (text or "").split(","))):
+        try:
+            layer, unit = (int(v) for v in item.split(":"))
+        except ValueError:
+            raise ValueError(f"cell {item!r} is not LAYER:UNIT (layer from 1, unit from 0), e.g. --cells 1:17,2:5") from None
+        cells.append((layer, unit))
+    return cells
+
+
+def excerpt_windows(n, count, width):
+    """`count` evenly spaced windows [a, a+width) inside a split of n positions."""
+    width = min(width, n)
+    if count <= 0 or width <= 0:
+        return []
+    starts = np.linspace(0, n - width, count).round().astype(int) if count > 1 else np.array([(n - width) // 2])
+    return sorted({(int(a), int(a) + width) for a in starts})
+
+
+def analyse_model(model, corpus, model_id, out_dir, cells=(), max_positions=100_000, streams=50, warmup=1000,
+                  chunk=100, windows=4, window_chars=500, comment_style="auto", feature_context=20_000,
+                  pictures=True, log=None):
+    """The whole per-model analysis in one streaming pass over the test split; returns the output paths."""
+    log = log or (lambda message: print(message, flush=True))
+    from rnnlens import cells as cellscore
+    from rnnlens import features as feats
+    from rnnlens import saturation as sat
+
+    spec = model.spec
+    for layer, unit in cells:
+        if not (1 <= layer <= spec.layers and 0 <= unit < spec.hidden):
+            raise ValueError(f"cell {layer}:{unit} is outside {model_id} ({spec.layers} layers of {spec.hidden} units; "
+                             "layers count from 1, units from 0)")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    start, end = corpus.splits["test"]
+    n = end - start
+    t0 = time.time()
+    log(f"{model_id}: features of {n} test characters")
+    feature_table = feats.compute_features(corpus.data, start, end, context=feature_context, style=comment_style)
+    log(f"{model_id}: features done ({time.time() - t0:.1f} s); streaming internals")
+
+    counter = sat.SaturationCounter(spec.arch, spec.layers, spec.hidden) if spec.arch in sat.GATE_NAMES else None
+    sample_pos = cellscore.sample_positions(n, max_positions)
+    collector = cellscore.CellCollector(sample_pos, n, spec.layers, spec.hidden)
+    wins = excerpt_windows(n, windows, window_chars)
+    excerpts = cellscore.CellCollector(np.concatenate([np.arange(a, b) for a, b in wins]) if wins else np.array([], int),
+                                       n, spec.layers, spec.hidden)
+    state_name = CELL_STATE[spec.arch]
+    for chunk_acts in stream_test_internals(model, corpus, streams, warmup, chunk, log=log):
+        valid = torch.from_numpy(chunk_acts.valid)
+        if counter is not None:
+            counter.update(chunk_acts.acts, valid)
+        cell_values = [layer[state_name] for layer in chunk_acts.acts]
+        collector.update(chunk_acts.pos, cell_values)
+        excerpts.update(chunk_acts.pos, cell_values)
+    log(f"{model_id}: streaming done ({time.time() - t0:.1f} s)")
+
+    paths = {}
+    meta = {"model": model_id, "corpus": corpus.name, "arch": spec.arch, "layers": spec.layers,
+            "hidden": spec.hidden, "test_positions": int(n), "cell_state": state_name,
+            "gate_variant": "pytorch" if spec.arch == "gru" else "standard"}
+    sat_table = counter.table(model_id) if counter is not None else sat.empty_table()
+    paths["saturation"] = sat.write_table(sat_table, out_dir / "saturation.parquet", meta)
+    paths["saturation_summary"] = sat.write_summary(sat.summarize(sat_table), out_dir / "saturation_summary.csv")
+    if counter is not None and pictures:
+        paths["saturation_figure"] = sat.plot_saturation([sat_table], out_dir / "saturation.png")
+
+    scores = cellscore.score_cells(collector.values(), feature_table.iloc[collector.positions], spec.layers, spec.hidden)
+    scores.insert(0, "model", model_id)
+    scores.insert(1, "corpus", corpus.name)
+    paths["cells"] = cellscore.write_scores(scores, out_dir / "cells.parquet", meta)
+    paths["cells_top"] = cellscore.write_top(scores, out_dir / "cells_top.csv", per_feature=5)
+    log(f"{model_id}: scored {spec.layers * spec.hidden} cells against {scores['feature'].nunique()} features "
+        f"on {len(collector.positions)} positions ({time.time() - t0:.1f} s)")
+
+    test_bytes = corpus.split("test")
+    paths["excerpts"] = cellscore.write_excerpts(out_dir / "excerpts.parquet", excerpts.positions, test_bytes,
+                                                 excerpts.values(), wins, spec.layers, spec.hidden, meta)
+    if pictures:
+        from rnnlens import cellviz
+
+        paths.update(cellviz.draw_model_cells(out_dir, scores, out_dir / "excerpts.parquet", feature_table,
+                                              user_cells=cells, model_id=model_id))
+    log(f"{model_id}: wrote {', '.join(str(p) for p in paths.values())} ({time.time() - t0:.1f} s)")
+    return paths
+
+
+def model_id_for(path, extra, given=None):
+    if given:
+        return given
+    for key in ("model", "model_id"):
+        if isinstance(extra.get(key), str):
+            return extra[key]
+    path = Path(path)
+    return path.parent.name if path.stem == "model" else path.stem
+
+
+def cli(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="rnnlens internals", description="Exact cell and gate activations of one "
+                                 "model over the test split: gate saturation, cell-feature scores, excerpts, pictures.")
+    ap.add_argument("--model", required=True, help="model.pt written by training")
+    ap.add_argument("--data", required=True, help="prepared corpus data.json")
+    ap.add_argument("--out-dir", required=True, help="directory for this model's outputs")
+    ap.add_argument("--model-id", default=None, help="id written into the tables (default: from the model file)")
+    ap.add_argument("--cells", default="", help="extra cells to draw, LAYER:UNIT (layer from 1, unit from 0), e.g. 1:17,2:5")
+    ap.add_argument("--max-positions", type=int, default=100_000,
+                    help="evenly spaced test positions used to score cells (bounds memory; default 100000)")
+    ap.add_argument("--streams", type=int, default=50, help="contiguous test streams run as one batch")
+    ap.add_argument("--warmup", type=int, default=1000, help="characters each stream reads before its piece")
+    ap.add_argument("--chunk", type=int, default=100, help="time steps per streamed chunk")
+    ap.add_argument("--windows", type=int, default=4, help="excerpt windows kept for pictures")
+    ap.add_argument("--window-chars", type=int, default=500, help="characters per excerpt window")
+    ap.add_argument("--comment-style", choices=("auto", "c", "hash", "none"), default="auto",
+                    help="comment syntax for the in_comment feature (auto: C if the text has /* ... */)")
+    ap.add_argument("--no-pictures", action="store_true", help="tables only")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    args = ap.parse_args(argv)
+
+    from rnnlens.corpus import PreparedCorpus
+    from rnnlens.model import load_model
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    for what, path in (("model", args.model), ("data", args.data)):
+        if not Path(path).is_file():
+            print(f"error: --{what} {path} does not exist; run the stage that makes it first", file=sys.stderr)
+            return 2
+    try:
+        cells = parse_cells(args.cells)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    model, extra = load_model(args.model, map_location=args.device)
+    corpus = PreparedCorpus.load(args.data)
+    if model.spec.vocab_size != corpus.vocab_size:
+        print(f"error: model {args.model} has a vocabulary of {model.spec.vocab_size}, corpus {args.data} of "
+              f"{corpus.vocab_size}; give the data.json the model was trained on", file=sys.stderr)
+        return 2
+    if "vocab" in extra and list(extra["vocab"]) != corpus.vocab.tolist():
+        print(f"error: model {args.model} was trained on another vocabulary than {args.data}; give the data.json "
+              "the model was trained on", file=sys.stderr)
+        return 2
+    try:
+        analyse_model(model, corpus, model_id_for(args.model, extra, args.model_id), args.out_dir, cells=cells,
+                      max_positions=args.max_positions, streams=args.streams, warmup=args.warmup, chunk=args.chunk,
+                      windows=args.windows, window_chars=args.window_chars, comment_style=args.comment_style,
+                      pictures=not args.no_pictures)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

@@ -1,0 +1,337 @@
+"""Character n-gram baselines: unpruned modified Kneser-Ney models over bytes, built with KenLM (the paper's Table 2).
+
+Bytes become KenLM words. Every byte value has its own whitespace-free token: the graphic ASCII bytes 0x21..0x7e
+stand for themselves (so ARPA files stay readable), every other byte (space, newline, CR, control bytes, bytes
+>= 0x80) is written `x` + two hex digits (`x20`, `x0a`, `x0d`). A one-character token can never equal a
+three-character one, so the mapping is one-to-one, and no token is one of KenLM's reserved <s>, </s>, <unk>.
+
+The text has no sentences, so none are invented: the whole training split is one KenLM "sentence" (one line;
+lmplz handles a line of millions of tokens). lmplz adds <s> before it and </s> after it, which costs one
+boundary in millions. Test bytes are scored with bos=False, eos=False on the stream of the n-1 bytes before
+the test split (they may reach into the validation split) followed by the test split, so every test byte gets
+its full n-1-byte context.
+
+KenLM keeps a little probability mass for two words that are not bytes: </s> (seen once, at the end of the
+training line) and <unk>. Bytes of the corpus vocabulary that the training split lacks are all <unk> to KenLM;
+they share p(<unk>) equally. The reported p are KenLM's own, not renormalised over the bytes (the held-out
+mass is ~1e-4 or less), as the paper's KenLM baseline would have reported them.
+
+Needs lmplz, build_binary and the kenlm Python module built with KENLM_MAX_ORDER >= n:
+scripts/setup_kenlm.sh (run by `make`) builds them with order 20.
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+MAX_ORDER = 20  # the KENLM_MAX_ORDER scripts/setup_kenlm.sh builds with; raise both together
+SETUP_HINT = "Run `make` (or scripts/setup_kenlm.sh) to build KenLM with maximum order 20 into the virtualenv."
+
+
+class NgramError(Exception):
+    """Bad n-gram input or a missing KenLM build; the message names the problem and the fix."""
+
+
+# --- bytes <-> KenLM tokens ---------------------------------------------------------------------------------------
+
+def byte_token(b):
+    return chr(b) if 0x21 <= b <= 0x7E else f"x{b:02x}"
+
+
+TOKENS = [byte_token(b) for b in range(256)]
+TOKEN_TO_BYTE = {token: b for b, token in enumerate(TOKENS)}
+
+
+def encode_tokens(data):
+    """bytes (or a uint8 array) -> space-separated KenLM tokens, one per byte."""
+    return " ".join(TOKENS[b] for b in bytes(data))
+
+
+def decode_tokens(text):
+    """The inverse of encode_tokens."""
+    return bytes(TOKEN_TO_BYTE[token] for token in text.split())
+
+
+# --- the KenLM tools ----------------------------------------------------------------------------------------------
+
+def check_order(order):
+    if not isinstance(order, (int, np.integer)) or order < 1:
+        raise NgramError(f"n-gram order must be a positive integer, got {order!r}")
+    if order > MAX_ORDER:
+        raise NgramError(
+            f"n-gram order {order} is larger than the KenLM build's maximum order {MAX_ORDER}. Use n <= {MAX_ORDER}, "
+            "or rebuild KenLM with a larger KENLM_MAX_ORDER (scripts/setup_kenlm.sh) and raise ngram.MAX_ORDER."
+        )
+
+
+def find_tool(name):
+    """A KenLM program: the virtualenv's bin (where the set-up installs it) first, then PATH."""
+    beside_python = Path(sys.executable).parent / name
+    if beside_python.is_file() and os.access(beside_python, os.X_OK):
+        return str(beside_python)
+    found = shutil.which(name)
+    if not found:
+        raise NgramError(f"KenLM's `{name}` was not found in {beside_python.parent} or on PATH. {SETUP_HINT}")
+    return found
+
+
+def import_kenlm():
+    try:
+        import kenlm
+    except ImportError as err:
+        raise NgramError(f"the kenlm Python module is not installed ({err}). {SETUP_HINT}") from err
+    return kenlm
+
+
+def run_measured(command, stdin_path=None, stdout_path=None, log=print):
+    """Run a program; its stderr goes to ours line by line and is returned. -> (seconds, peak RSS bytes, stderr).
+
+    os.wait4 gives this child's own peak RSS (getrusage(RUSAGE_CHILDREN) would give the max over all children)."""
+    stdin = open(stdin_path, "rb") if stdin_path else subprocess.DEVNULL
+    stdout = open(stdout_path, "wb") if stdout_path else subprocess.DEVNULL
+    started = time.perf_counter()
+    try:
+        proc = subprocess.Popen(command, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE)
+        captured = []
+
+        def drain():  # keeps the pipe from filling while the main thread waits on the child
+            for raw in proc.stderr:
+                line = raw.decode("utf-8", "replace").rstrip()
+                captured.append(line)
+                if line.strip() and not set(line.strip()) <= set("*-|0123456789 "):  # skip progress bars
+                    log(f"  {Path(command[0]).name}: {line}")
+
+        reader = threading.Thread(target=drain, daemon=True)
+        reader.start()
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        reader.join()
+        proc.stderr.close()
+    finally:
+        for handle in (stdin, stdout):
+            if hasattr(handle, "close"):
+                handle.close()
+    seconds = time.perf_counter() - started
+    stderr = "\n".join(captured)
+    if proc.returncode != 0:
+        raise NgramError(f"{' '.join(map(str, command))} failed with exit status {proc.returncode}:\n"
+                         + "\n".join(captured[-20:]))
+    return seconds, usage.ru_maxrss * 1024, stderr  # ru_maxrss is in KiB on Linux
+
+
+def arpa_counts(arpa_path):
+    """The n-gram counts of the ARPA header's \\data\\ section: {order: count}."""
+    counts = {}
+    with open(arpa_path, "rb") as f:
+        for raw in f:
+            line = raw.decode("ascii", "replace").strip()
+            if line.startswith("ngram "):
+                n, count = line[len("ngram "):].split("=")
+                counts[int(n)] = int(count)
+            elif line.startswith("\\1-grams:"):
+                break
+    return counts
+
+
+def add_empty_bigrams(arpa_path):
+    """KenLM's binary formats need order >= 2, so a unigram model is stored as a bigram model with no bigrams:
+    every backoff is 0, so each query falls through to the same unigram probabilities."""
+    text = Path(arpa_path).read_text(encoding="ascii")
+    text = re.sub(r"^(ngram 1=\d+)$", r"\1\nngram 2=0", text, count=1, flags=re.M)
+    text = text.replace("\\end\\", "\\2-grams:\n\n\\end\\")
+    Path(arpa_path).write_text(text, encoding="ascii")
+
+
+# --- training -----------------------------------------------------------------------------------------------------
+
+def train(train_bytes, order, model_out, memory="1G", binary_type="trie", tmp_dir=None, log=print):
+    """lmplz (unpruned modified Kneser-Ney, order n) on the training bytes, then build_binary. -> stats dict.
+
+    --discount_fallback is always passed: it only replaces the closed-form Kneser-Ney discounts for an order
+    where they cannot be computed (no n-grams seen exactly 1, 2 or 3+ times, as in tiny or highly repetitive
+    corpora), using lmplz's defaults D1=0.5 D2=1 D3+=1.5; the orders where that happened are recorded."""
+    check_order(order)
+    if binary_type not in ("trie", "probing"):
+        raise NgramError(f"binary type must be 'trie' or 'probing', got {binary_type!r}")
+    lmplz, build_binary = find_tool("lmplz"), find_tool("build_binary")
+    train_bytes = bytes(train_bytes)
+    if len(train_bytes) < 2:
+        raise NgramError(f"the training split has {len(train_bytes)} bytes; an n-gram model needs at least 2")
+    model_out = Path(model_out)
+    model_out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{model_out.name}.", dir=tmp_dir or model_out.parent))
+    try:
+        text_path, arpa_path = work / "train.tokens", work / "model.arpa"
+        text_path.write_text(encode_tokens(train_bytes) + "\n", encoding="ascii")
+        log(f"lmplz -o {order} on {len(train_bytes):,} training bytes (one line), -S {memory}", flush=True)
+        lmplz_s, lmplz_rss, lmplz_err = run_measured(
+            [lmplz, "-o", str(order), "-S", memory, "-T", str(work / "lmplz-"), "--discount_fallback"],
+            stdin_path=text_path, stdout_path=arpa_path, log=log)
+        counts = arpa_counts(arpa_path)
+        if order == 1:
+            add_empty_bigrams(arpa_path)
+        fallback_orders = sorted(int(i) + 1 for i in re.findall(r"Substituting fallback discounts for order (\d+)",
+                                                                lmplz_err))
+        arpa_bytes = arpa_path.stat().st_size
+        text_path.unlink()
+        log(f"build_binary {binary_type}: {sum(counts.values()):,} n-grams, ARPA {arpa_bytes / 2**20:.1f} MiB",
+            flush=True)
+        part = model_out.with_name(model_out.name + ".part")
+        options = ["-T", str(work / "trie-"), "-S", memory] if binary_type == "trie" else []
+        build_s, build_rss, _ = run_measured([build_binary, *options, binary_type, str(arpa_path), str(part)],
+                                             log=log)
+        os.replace(part, model_out)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return {
+        "order": int(order),
+        "kenlm_max_order": MAX_ORDER,
+        "train_bytes": len(train_bytes),
+        "ngram_counts": {str(n): c for n, c in sorted(counts.items())},
+        "n_ngrams": sum(counts.values()),
+        "discount_fallback_orders": fallback_orders,
+        "memory_option": memory,
+        "binary_type": binary_type,
+        "lmplz_seconds": round(lmplz_s, 3),
+        "lmplz_peak_rss_bytes": lmplz_rss,
+        "build_binary_seconds": round(build_s, 3),
+        "build_binary_peak_rss_bytes": build_rss,
+        "build_seconds": round(lmplz_s + build_s, 3),
+        "peak_rss_bytes": max(lmplz_rss, build_rss),
+        "arpa_bytes": arpa_bytes,
+        "model_bytes": model_out.stat().st_size,
+    }
+
+
+# --- querying -----------------------------------------------------------------------------------------------------
+
+def load(model_path):
+    model_path = Path(model_path)
+    if not model_path.is_file():
+        raise NgramError(f"n-gram model {model_path} does not exist. Build it first (rnnlens ngram ...).")
+    return import_kenlm().Model(str(model_path))
+
+
+def unseen_bytes(model, vocab):
+    """The corpus-vocabulary bytes the model never saw in training (KenLM's <unk>)."""
+    return [int(b) for b in vocab if TOKENS[b] not in model]
+
+
+def score(model, context, target, vocab):
+    """p of every byte of `target`, each given the bytes before it (the tail of `context`, then `target`).
+    Bytes unseen in training get an equal share of p(<unk>). -> float64 array of len(target)."""
+    context = bytes(context)[-(model.order - 1):] if model.order > 1 else b""
+    target = bytes(target)
+    share = max(len(unseen_bytes(model, vocab)), 1)
+    stream = encode_tokens(context + target)
+    log10p = np.fromiter((s[0] for s in model.full_scores(stream, bos=False, eos=False)), dtype=np.float64,
+                         count=len(context) + len(target))[len(context):]
+    p = np.power(10.0, log10p)
+    unknown = np.array([TOKENS[b] not in model for b in target], dtype=bool)
+    p[unknown] /= share
+    return p
+
+
+def _state_after(model, context):
+    kenlm = import_kenlm()
+    state, scratch = kenlm.State(), kenlm.State()
+    model.NullContextWrite(state)
+    for b in bytes(context)[-(model.order - 1):] if model.order > 1 else b"":
+        model.BaseScore(state, TOKENS[b], scratch)
+        state, scratch = scratch, state
+    return state
+
+
+def next_byte_distribution(model, context, vocab):
+    """p(b | context) for every byte b of the corpus vocabulary (float64 array, in vocab order).
+    Sums to 1 - held_out_mass(model, context, vocab)."""
+    kenlm = import_kenlm()
+    state, out = _state_after(model, context), kenlm.State()
+    share = max(len(unseen_bytes(model, vocab)), 1)
+    p = np.array([10.0 ** model.BaseScore(state, TOKENS[b], out) for b in vocab], dtype=np.float64)
+    unknown = np.array([TOKENS[b] not in model for b in vocab], dtype=bool)
+    p[unknown] /= share
+    return p
+
+
+def held_out_mass(model, context, vocab):
+    """The probability KenLM gives, after `context`, to outcomes that are not corpus bytes: </s> (the end of the
+    one training 'sentence'), plus <unk> when every vocabulary byte was seen in training (otherwise the unseen
+    bytes share it). next_byte_distribution(...).sum() + held_out_mass(...) == 1."""
+    kenlm = import_kenlm()
+    state, out = _state_after(model, context), kenlm.State()
+    mass = 10.0 ** model.BaseScore(state, "</s>", out)
+    if not unseen_bytes(model, vocab):
+        mass += 10.0 ** model.BaseScore(state, "<unk>", out)
+    return mass
+
+
+# --- the pipeline step ----------------------------------------------------------------------------------------------
+
+def cli(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="rnnlens ngram",
+        description="Train a KenLM modified Kneser-Ney byte n-gram on the training split and write its test "
+                    "predictions.")
+    parser.add_argument("--data", required=True, help="results/{corpus}/data.json of the prepared corpus")
+    parser.add_argument("--order", type=int, required=True, help=f"n (1..{MAX_ORDER})")
+    parser.add_argument("--model-out", required=True, help="KenLM binary model to write")
+    parser.add_argument("--predictions-out", required=True, help="predictions Parquet to write")
+    parser.add_argument("--stats-out", required=True, help="JSON with build time, peak memory, model size, loss")
+    parser.add_argument("--memory", default="1G", help="lmplz/build_binary sorting memory (-S), e.g. 4G or 80%%")
+    parser.add_argument("--binary-type", default="trie", choices=("trie", "probing"),
+                        help="KenLM binary format (trie: smallest; probing: fastest queries)")
+    parser.add_argument("--tmp-dir", default=None, help="directory for lmplz's temporary files "
+                                                        "(default: beside --model-out)")
+    args = parser.parse_args(argv)
+
+    from rnnlens.corpus import PreparedCorpus, atomic_write_text
+    from rnnlens.predictions import write_predictions
+
+    try:
+        check_order(args.order)
+        corpus = PreparedCorpus.load(args.data)
+        stats = train(corpus.split("train"), args.order, args.model_out, memory=args.memory,
+                      binary_type=args.binary_type, tmp_dir=args.tmp_dir,
+                      log=lambda *a, **k: print(*a, **{"flush": True, **k}))
+        test_start, _ = corpus.splits["test"]
+        test = corpus.split("test")
+        started = time.perf_counter()
+        model = load(args.model_out)
+        p = score(model, corpus.data[max(0, test_start - (args.order - 1)):test_start], test, corpus.vocab)
+    except NgramError as err:
+        print(f"rnnlens ngram: {err}", file=sys.stderr)
+        return 2
+    import resource
+
+    stats.update({
+        "model": f"ngram-{args.order}",
+        "corpus": corpus.name,
+        "test_bytes": len(test),
+        "unseen_vocab_bytes": unseen_bytes(model, corpus.vocab),
+        "score_seconds": round(time.perf_counter() - started, 3),
+        "score_peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+    })
+    meta = write_predictions(args.predictions_out, test, p, meta={
+        **stats, "family": "ngram", "params": stats["n_ngrams"],
+        "params_note": "number of n-grams (each with a probability and a backoff)"})
+    stats["test_loss"] = meta["test_loss"]
+    atomic_write_text(args.stats_out, json.dumps(stats, indent=2) + "\n")
+    print(f"ngram-{args.order} on {corpus.name}: test loss {stats['test_loss']:.4f} nats/char, built in "
+          f"{stats['build_seconds']:.1f} s, peak {stats['peak_rss_bytes'] / 2**20:.0f} MiB, "
+          f"model {stats['model_bytes'] / 2**20:.1f} MiB", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

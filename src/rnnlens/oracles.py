@@ -1,0 +1,487 @@
+"""Error analysis by oracles, "peeling the onion" (Karpathy et al. 2015, section 4.4 and Fig. 6).
+
+An error is a test position where the model gives the correct byte probability p < error_threshold (0.5).
+Oracles are applied in the paper's order; each removes what is left of its category, so an error that several
+oracles would explain is counted once, in the first. Within an oracle with a parameter, the sub-categories are
+peeled in increasing parameter order (the n=100 memory set is removed before the n=500 one, and so on).
+
+ 1. ngram        an n-gram model (one of the given files, n = 1..9 in the paper) gives the correct byte
+                 p > ngram_threshold; sub-category = the smallest such n.
+ 2. memory       the error is inside a word from its 2nd byte on, and the same word occurred in the previous
+                 n bytes: an earlier occurrence starts at or after t - n, where t is the error's position
+                 (n in memory_windows; the window may reach back before the test split).
+ 3. rare_words   the error is inside a word (from its 2nd byte on, unless rare_include_first) that occurs
+                 <= n times in the training split (n in rare_counts; occurrences lying entirely in the split).
+ 4. word_initial the byte before the error is one of after_bytes (space, tab, CR, LF, quotes), and the error
+                 is not a later byte of a word (the "t" of "don't" follows an apostrophe, not a quote).
+ 5. punctuation  the correct byte is one of punctuation (ASCII punctuation).
+ 6. boost        the error disappears if the correct byte's probability is raised by b: p >= threshold - b
+                 (b in boosts, increasing; so with the defaults p in [0.4, 0.5), then [0.3, 0.4), ...).
+ 7. rest         whatever is left.
+"Word" is defined once, in rnnlens.words.
+
+Everything is a few vectorised passes over the test split (plus one word segmentation of the corpus), so the
+cost is linear in the text length, independent of the memory window.
+"""
+
+import argparse
+import json
+import re
+import string
+import sys
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from rnnlens.corpus import PreparedCorpus, atomic_write_text
+from rnnlens.predictions import read_predictions
+from rnnlens.words import as_bytes_array, segment
+
+CATEGORIES = ("ngram", "memory", "rare_words", "word_initial", "punctuation", "boost", "rest")
+CATEGORY_LABELS = {
+    "ngram": "n-gram",
+    "memory": "dynamic memory",
+    "rare_words": "rare words",
+    "word_initial": "word-initial",
+    "punctuation": "punctuation",
+    "boost": "boost",
+    "rest": "rest",
+}
+CATEGORY_COLORS = {
+    "ngram": "#4c72b0",
+    "memory": "#55a868",
+    "rare_words": "#c44e52",
+    "word_initial": "#8172b2",
+    "punctuation": "#ccb974",
+    "boost": "#64b5cd",
+    "rest": "#8c8c8c",
+}
+TABLE_COLUMNS = ["model", "set", "order", "category", "subcategory", "param", "count", "share_of_errors",
+                 "share_of_test", "n_errors", "n_test"]
+
+
+class OracleError(Exception):
+    """Bad oracle input; the message names the problem and the fix."""
+
+
+@dataclass
+class OracleConfig:
+    error_threshold: float = 0.5
+    ngram_threshold: float = 0.5
+    memory_windows: tuple = (100, 500, 1000, 5000)
+    rare_counts: tuple = (0, 1, 2, 3, 4, 5)
+    rare_include_first: bool = False
+    after_bytes: bytes = b" \t\r\n\"'`"
+    punctuation: bytes = field(default=string.punctuation.encode())
+    boosts: tuple = (0.1, 0.2, 0.3, 0.4)
+
+    def __post_init__(self):
+        self.memory_windows = tuple(sorted(int(n) for n in self.memory_windows))
+        self.rare_counts = tuple(sorted(int(n) for n in self.rare_counts))
+        self.boosts = tuple(sorted(float(b) for b in self.boosts))
+        if isinstance(self.after_bytes, str):
+            self.after_bytes = self.after_bytes.encode("latin-1")
+        if isinstance(self.punctuation, str):
+            self.punctuation = self.punctuation.encode("latin-1")
+        if not 0 < self.error_threshold <= 1:
+            raise OracleError(f"error_threshold {self.error_threshold} must be in (0, 1]")
+        if any(n <= 0 for n in self.memory_windows):
+            raise OracleError(f"memory_windows {self.memory_windows} must be positive numbers of bytes")
+        if any(b <= 0 for b in self.boosts):
+            raise OracleError(f"boosts {self.boosts} must be positive probability amounts")
+
+    @classmethod
+    def from_mapping(cls, mapping):
+        """From a config mapping: the settings themselves, or a mapping with them under `oracles:`."""
+        mapping = dict(mapping or {})
+        if "oracles" in mapping and isinstance(mapping["oracles"], dict):
+            mapping = dict(mapping["oracles"])
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(mapping) - known)
+        if unknown:
+            raise OracleError(f"unknown oracle setting(s) {unknown}; known: {sorted(known)}. Fix the config.")
+        return cls(**mapping)
+
+    def to_dict(self):
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        d["after_bytes"] = self.after_bytes.decode("latin-1")
+        d["punctuation"] = self.punctuation.decode("latin-1")
+        return d
+
+
+class TextFacts:
+    """What the oracles need to know about the test split, computed once per corpus: per test position the
+    target byte, the byte before it, its place in its word, the distance back to the previous occurrence of its
+    word, and the word's training-split count."""
+
+    def __init__(self, data, test_bounds, train_bounds):
+        data = as_bytes_array(data)
+        start, end = (int(x) for x in test_bounds)
+        if not 0 <= start < end <= len(data):
+            raise OracleError(f"test bounds {test_bounds} do not fit a corpus of {len(data)} bytes")
+        words = segment(data)
+        pos = np.arange(start, end, dtype=np.int64)
+        self.n = end - start
+        self.target = data[start:end]
+        # Position 0 of the corpus has no byte before it: treat it as the start of a line.
+        self.prev_byte = data[np.maximum(pos - 1, 0)].copy()
+        if start == 0:
+            self.prev_byte[0] = ord("\n")
+        k = words.index[start:end]
+        inside = k >= 0
+        self.position_in_word = np.full(self.n, -1, dtype=np.int64)
+        self.position_in_word[inside] = pos[inside] - words.starts[k[inside]]
+        prev_start = words.previous_occurrence()
+        self.memory_distance = np.full(self.n, np.iinfo(np.int64).max, dtype=np.int64)
+        seen = inside.copy()
+        seen[inside] = prev_start[k[inside]] >= 0
+        self.memory_distance[seen] = pos[seen] - prev_start[k[seen]]
+        counts = words.counts_in(*(int(x) for x in train_bounds))
+        self.train_count = np.full(self.n, -1, dtype=np.int64)
+        self.train_count[inside] = counts[words.ids[k[inside]]]
+
+    @classmethod
+    def from_corpus(cls, corpus: PreparedCorpus):
+        return cls(corpus.data, corpus.splits["test"], corpus.splits["train"])
+
+
+def _byte_set(members):
+    table = np.zeros(256, dtype=bool)
+    table[np.frombuffer(bytes(members), dtype=np.uint8)] = True
+    return table
+
+
+def oracle_steps(facts, p, ngram_ps, config):
+    """The peeling steps in order: list of (category, subcategory, param, mask over test positions).
+    `p` is the analysed model's probability of the correct byte (used by the boost oracles);
+    `ngram_ps` maps n -> the n-gram's probability of the correct byte."""
+    p = np.asarray(p, dtype=np.float64)
+    steps = []
+    for n in sorted(ngram_ps):
+        steps.append(("ngram", f"n={n}", n, np.asarray(ngram_ps[n]) > config.ngram_threshold))
+    later_in_word = facts.position_in_word >= 1
+    for n in config.memory_windows:
+        steps.append(("memory", f"n={n}", n, later_in_word & (facts.memory_distance <= n)))
+    rare_positions = (facts.position_in_word >= 0) if config.rare_include_first else later_in_word
+    for n in config.rare_counts:
+        steps.append(("rare_words", f"count<={n}", n, rare_positions & (facts.train_count <= n)))
+    # An apostrophe inside a word ("don't") is not a quote: later bytes of a word are never word-initial.
+    word_initial = _byte_set(config.after_bytes)[facts.prev_byte] & (facts.position_in_word <= 0)
+    steps.append(("word_initial", "after space/quote/newline", None, word_initial))
+    steps.append(("punctuation", "punctuation", None, _byte_set(config.punctuation)[facts.target]))
+    for b in config.boosts:
+        low = config.error_threshold - b
+        steps.append(("boost", f"p>={low:.2g}" if low > 0 else "p>=0", b, p >= low))
+    return steps
+
+
+def peel(errors, steps):
+    """Assign every error to the first step whose mask holds; -1 for non-errors, len(steps) for the rest."""
+    labels = np.full(len(errors), -1, dtype=np.int64)
+    remaining = np.asarray(errors, dtype=bool).copy()
+    for i, (_, _, _, mask) in enumerate(steps):
+        hit = remaining & mask
+        labels[hit] = i
+        remaining &= ~hit
+    labels[remaining] = len(steps)
+    return labels
+
+
+def breakdown(labels, steps, n_test, model="", which="model"):
+    """Count table of a peeling: one row per step plus `rest`, in peeling order."""
+    counts = np.bincount(labels[labels >= 0], minlength=len(steps) + 1)
+    n_errors = int(counts.sum())
+    rows = []
+    names = [(c, s, prm) for c, s, prm, _ in steps] + [("rest", "rest", None)]
+    for order, ((category, sub, param), count) in enumerate(zip(names, counts)):
+        rows.append({
+            "model": model,
+            "set": which,
+            "order": order,
+            "category": category,
+            "subcategory": sub,
+            "param": param,
+            "count": int(count),
+            "share_of_errors": count / n_errors if n_errors else 0.0,
+            "share_of_test": count / n_test if n_test else 0.0,
+            "n_errors": n_errors,
+            "n_test": n_test,
+        })
+    return pd.DataFrame(rows, columns=TABLE_COLUMNS)
+
+
+def analyse(facts, p, ngram_ps, config, errors=None, model="", which="model"):
+    """Peel one model's errors (or the given error mask) -> (table, labels, steps)."""
+    p = np.asarray(p, dtype=np.float64)
+    if len(p) != facts.n:
+        raise OracleError(f"{len(p)} predictions for a test split of {facts.n} bytes")
+    if errors is None:
+        errors = p < config.error_threshold
+    steps = oracle_steps(facts, p, ngram_ps, config)
+    labels = peel(errors, steps)
+    return breakdown(labels, steps, facts.n, model, which), labels, steps
+
+
+def small_vs_large(facts, p_small, p_large, ngram_ps, config, small="small", large="large"):
+    """Both models' breakdowns, and the peeling of the small model's extra errors (errors of the small model
+    where the large one is right), in one table with `set` in {small, large, small_only}."""
+    err_small = np.asarray(p_small) < config.error_threshold
+    err_large = np.asarray(p_large) < config.error_threshold
+    t_small, _, _ = analyse(facts, p_small, ngram_ps, config, model=small, which="small")
+    t_large, _, _ = analyse(facts, p_large, ngram_ps, config, model=large, which="large")
+    t_extra, _, _ = analyse(facts, p_small, ngram_ps, config, errors=err_small & ~err_large,
+                            model=f"{small} vs {large}", which="small_only")
+    return pd.concat([t_small, t_large, t_extra], ignore_index=True), int((err_large & ~err_small).sum())
+
+
+def category_totals(table):
+    """Sum the sub-categories: one row per category (in peeling order) with count and shares."""
+    keep = ["count", "share_of_errors", "share_of_test"]
+    out = table.groupby(["set", "category"], sort=False)[keep].sum().reset_index()
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- loading
+
+
+def model_id_of(meta, path):
+    for key in ("model", "model_id", "id", "name"):
+        if meta.get(key):
+            return str(meta[key])
+    return Path(path).stem
+
+
+def load_model_predictions(path, facts=None):
+    """-> (model id, p as float64). Checks the file covers the test split of the corpus given via `facts`."""
+    df, meta = read_predictions(path, columns=["pos", "target", "p"])
+    if facts is not None:
+        if len(df) != facts.n:
+            raise OracleError(
+                f"{path} has {len(df)} rows but the corpus's test split has {facts.n} bytes. The predictions were "
+                "made for another corpus or split; regenerate them, or pass the matching --data."
+            )
+        if not np.array_equal(df["target"].to_numpy(), facts.target):
+            raise OracleError(f"{path}: the targets differ from the corpus's test split bytes. Pass the matching --data.")
+    return model_id_of(meta, path), df["p"].to_numpy(dtype=np.float64)
+
+
+def ngram_order(meta, path):
+    for key in ("n", "order"):
+        if key in meta and meta[key] is not None:
+            return int(meta[key])
+    for text in (meta.get("model", ""), Path(path).stem):
+        match = re.search(r"ngram-(\d+)", str(text))
+        if match:
+            return int(match.group(1))
+    raise OracleError(f"cannot tell the n of n-gram predictions {path}: name it ngram-N.parquet or put n in its metadata")
+
+
+def load_ngrams(paths, facts=None):
+    """n-gram predictions files -> {n: p}."""
+    out = {}
+    for path in paths:
+        _, meta = read_predictions(path, columns=["pos"])
+        n = ngram_order(meta, path)
+        if n in out:
+            raise OracleError(f"two n-gram files for n={n} (the second is {path}); pass each order once")
+        out[n] = load_model_predictions(path, facts)[1]
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- figures
+
+
+def save_figures(fig, paths):
+    """Save one figure under each path, format from the suffix, atomically (temporary name, then rename)."""
+    import os
+
+    import matplotlib.pyplot as plt
+
+    for path in paths:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".part")
+        fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=150, bbox_inches="tight")
+        os.replace(tmp, path)
+    plt.close(fig)
+
+
+def pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _step_label(row):
+    name = CATEGORY_LABELS.get(row["category"], row["category"])
+    if row["category"] in ("word_initial", "punctuation", "rest"):
+        return name
+    return f"{name} {row['subcategory']}"
+
+
+def _bars(ax, table, title):
+    table = table.sort_values("order")
+    y = np.arange(len(table))[::-1]
+    colors = [CATEGORY_COLORS.get(c, "#333333") for c in table["category"]]
+    ax.barh(y, table["count"], color=colors)
+    ax.set_yticks(y, [_step_label(r) for _, r in table.iterrows()], fontsize=8)
+    top = max(1, int(table["count"].max()))
+    for yi, (_, row) in zip(y, table.iterrows()):
+        ax.text(row["count"] + top * 0.01, yi, f"{row['count']:,} ({100 * row['share_of_errors']:.1f}%)",
+                va="center", fontsize=7)
+    ax.set_xlim(0, top * 1.3)
+    ax.set_xlabel("errors removed")
+    ax.set_title(title, fontsize=10)
+
+
+def plot_breakdown(table, paths, title=None):
+    """Fig. 6 style: one horizontal bar per peeling step, top to bottom in peeling order, coloured by oracle."""
+    plt = pyplot()
+    n_errors, n_test = int(table["n_errors"].iloc[0]), int(table["n_test"].iloc[0])
+    fig, ax = plt.subplots(figsize=(7, 0.28 * len(table) + 1.5))
+    model = table["model"].iloc[0]
+    _bars(ax, table, title or f"{model}: {n_errors:,} errors of {n_test:,} test bytes "
+                               f"({100 * n_errors / max(n_test, 1):.1f}%)")
+    save_figures(fig, paths)
+
+
+def plot_small_vs_large(table, paths):
+    """Left: errors per oracle category for both models. Right: where the small model's extra errors fall."""
+    plt = pyplot()
+    totals = category_totals(table)
+    small = table[table["set"] == "small"]["model"].iloc[0]
+    large = table[table["set"] == "large"]["model"].iloc[0]
+    categories = [c for c in CATEGORIES if c in set(totals["category"])]
+    from matplotlib.patches import Patch
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 0.3 * len(table[table["set"] == "small_only"]) + 2),
+                                      gridspec_kw={"width_ratios": [1, 1.3]}, layout="constrained")
+    y = np.arange(len(categories))[::-1]
+    for offset, which, hatch in ((0.2, "small", None), (-0.2, "large", "//")):
+        t = totals[totals["set"] == which].set_index("category").reindex(categories).fillna(0)
+        left.barh(y + offset, t["count"], height=0.4,
+                  color=[CATEGORY_COLORS[c] for c in categories], hatch=hatch, edgecolor="white")
+    left.set_yticks(y, [CATEGORY_LABELS[c] for c in categories], fontsize=8)
+    left.set_xlabel("errors")
+    left.legend(handles=[Patch(facecolor="0.6", label=f"{small} (small)"),
+                         Patch(facecolor="0.6", hatch="//", edgecolor="white", label=f"{large} (large)")], fontsize=8)
+    left.set_title("errors by oracle category", fontsize=10)
+    extra = table[table["set"] == "small_only"]
+    n_extra = int(extra["n_errors"].iloc[0])
+    _bars(right, extra, f"{n_extra:,} errors of {small} that {large} gets right")
+    save_figures(fig, paths)
+
+
+# ---------------------------------------------------------------------------------------------- command line
+
+
+def _config_parser():
+    parser = argparse.ArgumentParser(add_help=False)
+    g = parser.add_argument_group("oracle settings (override --config)")
+    g.add_argument("--data", required=True, help="prepared corpus results/{corpus}/data.json (corpus.bin beside it)")
+    g.add_argument("--ngram", nargs="*", default=[], metavar="PARQUET",
+                   help="n-gram predictions files (ngram-N.parquet, or n in the metadata); the paper uses n = 1..9")
+    g.add_argument("--config", help="YAML/JSON with the oracle settings: top level, under `oracles:` or under `analysis: oracles:`")
+    g.add_argument("--error-threshold", type=float)
+    g.add_argument("--ngram-threshold", type=float)
+    g.add_argument("--memory-windows", type=int, nargs="+")
+    g.add_argument("--rare-counts", type=int, nargs="+")
+    g.add_argument("--rare-include-first", action=argparse.BooleanOptionalAction, default=None)
+    g.add_argument("--boosts", type=float, nargs="+")
+    g.add_argument("--csv-out", required=True)
+    g.add_argument("--fig-out", nargs="+", required=True, metavar="PATH", help="figure paths, format by suffix (png, pdf)")
+    return parser
+
+
+def _read_config(args):
+    mapping = {}
+    if args.config:
+        import yaml
+
+        path = Path(args.config)
+        if not path.is_file():
+            raise OracleError(f"config file {path} does not exist")
+        mapping = yaml.safe_load(path.read_text()) or {}
+        if isinstance(mapping.get("analysis"), dict) and "oracles" in mapping["analysis"]:
+            mapping = mapping["analysis"]
+        if isinstance(mapping.get("oracles"), dict):
+            mapping = mapping["oracles"]
+        mapping = dict(mapping)
+    for name in ("error_threshold", "ngram_threshold", "memory_windows", "rare_counts", "rare_include_first", "boosts"):
+        value = getattr(args, name)
+        if value is not None:
+            mapping[name] = value
+    return OracleConfig.from_mapping(mapping)
+
+
+def _prepare(args):
+    config = _read_config(args)
+    corpus = PreparedCorpus.load(args.data)
+    print(f"oracles: segmenting {corpus.name} ({len(corpus.data):,} bytes) into words", flush=True)
+    facts = TextFacts.from_corpus(corpus)
+    ngram_ps = load_ngrams(args.ngram, facts)
+    if not ngram_ps:
+        print("oracles: no n-gram files given; the n-gram oracle is skipped", flush=True)
+    return config, facts, ngram_ps
+
+
+def _write_table(table, path, config):
+    table = table.copy()
+    atomic_write_text(path, table.to_csv(index=False, float_format="%.6g"))
+    print(f"oracles: wrote {path} (settings {json.dumps(config.to_dict())})", flush=True)
+
+
+def _print_totals(table):
+    for (which, category), row in category_totals(table).set_index(["set", "category"]).iterrows():
+        print(f"  {which:10s} {category:13s} {int(row['count']):9,d}  {100 * row['share_of_errors']:5.1f}% of errors"
+              f"  {100 * row['share_of_test']:5.1f}% of test", flush=True)
+
+
+def cli(argv=None) -> int:
+    """rnnlens oracles: one model's error breakdown (CSV + Fig. 6 style chart)."""
+    parser = argparse.ArgumentParser(prog="rnnlens oracles", parents=[_config_parser()],
+                                     description="Error analysis by oracles (peeling the onion) for one model.")
+    parser.add_argument("--predictions", required=True, help="the model's predictions Parquet")
+    args = parser.parse_args(argv)
+    try:
+        config, facts, ngram_ps = _prepare(args)
+        model, p = load_model_predictions(args.predictions, facts)
+        table, _, _ = analyse(facts, p, ngram_ps, config, model=model)
+    except OracleError as err:
+        print(f"rnnlens oracles: {err}", file=sys.stderr)
+        return 2
+    _print_totals(table)
+    _write_table(table, args.csv_out, config)
+    plot_breakdown(table, args.fig_out)
+    return 0
+
+
+def cli_small_vs_large(argv=None) -> int:
+    """rnnlens small-vs-large: where the extra errors of a small model fall."""
+    parser = argparse.ArgumentParser(prog="rnnlens small-vs-large", parents=[_config_parser()],
+                                     description="Peel the errors a small model makes and a large one does not.")
+    parser.add_argument("--small", required=True, help="predictions Parquet of the small model")
+    parser.add_argument("--large", required=True, help="predictions Parquet of the large model")
+    args = parser.parse_args(argv)
+    try:
+        config, facts, ngram_ps = _prepare(args)
+        small, p_small = load_model_predictions(args.small, facts)
+        large, p_large = load_model_predictions(args.large, facts)
+        table, fixed_by_small = small_vs_large(facts, p_small, p_large, ngram_ps, config, small, large)
+    except OracleError as err:
+        print(f"rnnlens small-vs-large: {err}", file=sys.stderr)
+        return 2
+    _print_totals(table)
+    print(f"  ({fixed_by_small:,} positions are errors of {large} but not of {small})", flush=True)
+    _write_table(table, args.csv_out, config)
+    plot_small_vs_large(table, args.fig_out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

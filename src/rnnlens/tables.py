@@ -1,0 +1,124 @@
+"""Table 1 (test cross-entropy grid beside the paper's), the models table, and training curves."""
+
+import json
+import math
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from rnnlens.corpus import atomic_write_text
+from rnnlens.model import ARCHS, match_hidden_size, model_id
+from rnnlens.paper import table1_value
+from rnnlens.predictions import read_meta
+
+RECALLED_NOTE = ("Paper values are recalled from Karpathy, Johnson & Fei-Fei (2015), Table 1, not re-checked "
+                 "against the PDF.")
+
+
+def models_table(corpus, vocab_size, archs, layers_list, sizes):
+    rows = []
+    for size in sizes:
+        for arch in archs:
+            for layers in layers_list:
+                hidden, params, budget = match_hidden_size(arch, layers, size, vocab_size)
+                rows.append({"corpus": corpus, "model": model_id(arch, layers, size), "arch": arch,
+                             "layers": layers, "size": size, "hidden": hidden, "params": params,
+                             "budget": budget, "params_vs_budget": round(params / budget, 4)})
+    return pd.DataFrame(rows)
+
+
+def atomic_csv(df, path):
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    tmp = f"{path}.part"
+    df.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def table1(prediction_paths, models_csvs, paper_names=None):
+    """One row per (corpus, model): test loss, parameters, hidden size, and the paper's value beside it."""
+    paper_names = paper_names or {}
+    models = pd.concat([pd.read_csv(p) for p in models_csvs], ignore_index=True)
+    rows = []
+    for path in prediction_paths:
+        meta = read_meta(path)
+        rows.append({"corpus": meta["corpus"], "model": meta["model"], "test_loss": round(meta["test_loss"], 4),
+                     "best_val_loss": meta.get("best_val_loss"), "epochs": meta.get("epochs_run")})
+    df = pd.DataFrame(rows).merge(models, on=["corpus", "model"], how="left")
+    paper = [table1_value(paper_names.get(c, c), a, l, s) for c, a, l, s in
+             zip(df.corpus, df.arch, df.layers, df["size"])]
+    df["paper_test_loss_recalled"] = paper
+    df["difference"] = [round(ours - p, 4) if p is not None else None for ours, p in zip(df.test_loss, paper)]
+    order = {a: i for i, a in enumerate(("lstm", "rnn", "gru"))}
+    df = df.sort_values(["corpus", "size", "arch", "layers"], key=lambda s: s.map(order) if s.name == "arch" else s)
+    return df[["corpus", "model", "arch", "layers", "size", "hidden", "params", "test_loss",
+               "paper_test_loss_recalled", "difference", "best_val_loss", "epochs"]].reset_index(drop=True)
+
+
+def _fmt(value, digits=3):
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{value:.{digits}f}"
+
+
+def table1_markdown(df):
+    """Per corpus: a grid like the paper's (rows: size; columns: arch x layers; 'ours (paper)'), then the
+    long table with parameter counts."""
+    lines = ["# Table 1: test cross-entropy (nats per character)", "",
+             f"Each cell: ours (paper). {RECALLED_NOTE} Lower is better.", ""]
+    for corpus, group in df.groupby("corpus", sort=False):
+        cols = [(a, l) for a in ("lstm", "rnn", "gru") for l in sorted(group.layers.unique())
+                if ((group.arch == a) & (group.layers == l)).any()]
+        lines += [f"## {corpus}", "", "| size | " + " | ".join(f"{a.upper()} {l}" for a, l in cols) + " |",
+                  "|---|" + "---|" * len(cols)]
+        for size, row_group in group.groupby("size"):
+            cells = []
+            for a, l in cols:
+                hit = row_group[(row_group.arch == a) & (row_group.layers == l)]
+                if hit.empty:
+                    cells.append("")
+                    continue
+                r = hit.iloc[0]
+                paper = r.paper_test_loss_recalled
+                cells.append(_fmt(r.test_loss) + (f" ({_fmt(paper)})" if paper is not None and not pd.isna(paper) else ""))
+            lines.append(f"| {size} | " + " | ".join(cells) + " |")
+        best = group.loc[group.test_loss.idxmin()]
+        lines += ["", f"Best: {best.model} at {best.test_loss:.3f} nats/char.", "",
+                  "| model | hidden | params | test loss | paper (recalled) | difference | epochs |",
+                  "|---|---|---|---|---|---|---|"]
+        for r in group.itertuples():
+            lines.append(f"| {r.model} | {r.hidden} | {r.params:,} | {_fmt(r.test_loss, 4)} | "
+                         f"{_fmt(r.paper_test_loss_recalled)} | {_fmt(r.difference, 4)} | {r.epochs} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def training_curves(history_paths, labels, out_path, title=None):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    styles = {"lstm": "-", "gru": "--", "rnn": ":"}
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=False)
+    cmap = plt.get_cmap("viridis")
+    for i, (path, label) in enumerate(zip(history_paths, labels)):
+        hist = pd.read_csv(path)
+        if hist.empty:
+            continue
+        arch = label.split("-")[0]
+        color = cmap(i / max(1, len(labels) - 1))
+        axes[0].plot(hist.epoch, hist.train_loss, styles.get(arch, "-"), color=color, label=label)
+        axes[1].plot(hist.epoch, hist.val_loss, styles.get(arch, "-"), color=color, label=label)
+    for ax, name in zip(axes, ("training loss", "validation loss")):
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(f"{name} (nats/char)")
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=7, ncol=2)
+    fig.suptitle(title or "Training curves (solid LSTM, dashed GRU, dotted RNN)")
+    fig.tight_layout()
+    Path(out_path).parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(out_path).with_name("tmp-" + Path(out_path).name)
+    fig.savefig(tmp, dpi=130)
+    plt.close(fig)
+    os.replace(tmp, out_path)

@@ -1,0 +1,304 @@
+"""Training with the paper's recipe: uniform(-0.08, 0.08) init, RMSProp (lr 2e-3, alpha 0.95), batch 100,
+stateful truncated BPTT over 100 steps, lr x0.95 per epoch after epoch 10, early stopping on validation loss.
+
+Resumable: a checkpoint (weights, optimizer, RNG states, carried hidden state, data position, best weights,
+history) is written every `checkpoint_seconds`, at every epoch end and on SIGTERM (what Slurm sends at a
+time limit or scancel). A rerun resumes from it and ends with the same weights as an uninterrupted run.
+"""
+
+import csv
+import json
+import math
+import os
+import random
+import signal
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from rnnlens.corpus import PreparedCorpus
+from rnnlens.model import CharRNN, ModelSpec, detach_state, save_model
+
+EXIT_INTERRUPTED = 75  # EX_TEMPFAIL: stopped on request with a checkpoint; rerun to resume
+
+
+class TrainingDiverged(RuntimeError):
+    pass
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 1
+    batch_size: int = 100
+    seq_len: int = 100
+    learning_rate: float = 2e-3
+    rmsprop_alpha: float = 0.95
+    init_scale: float = 0.08
+    max_epochs: int = 50
+    lr_decay: float = 0.95
+    lr_decay_after: int = 10
+    patience: int = 5
+    grad_clip_mode: str = "value"  # "value": element-wise clamp as char-rnn; "norm": global L2 norm; "none"
+    grad_clip: float = 5.0
+    dropout: float = 0.0
+    checkpoint_seconds: float = 300.0
+    log_seconds: float = 10.0
+    device: str = "auto"
+    tf32: bool = False
+    snapshot_steps: list = field(default_factory=list)  # global steps at which to save weights (training dynamics)
+
+    @classmethod
+    def from_dict(cls, settings):
+        known = {k: v for k, v in settings.items() if k in cls.__dataclass_fields__}
+        unknown = sorted(set(settings) - set(known))
+        if unknown:
+            raise ValueError(f"unknown training settings {unknown}; allowed: {sorted(cls.__dataclass_fields__)}")
+        return cls(**known)
+
+
+def tbptt_streams(indices, batch_size):
+    """Cut a token sequence into `batch_size` contiguous streams of inputs and next-token targets.
+
+    Stream b covers inputs indices[b*L : (b+1)*L] and targets indices[b*L+1 : (b+1)*L+1], so every
+    position 1..B*L is a target exactly once per epoch; the last (len-1) % B positions are dropped."""
+    length = (len(indices) - 1) // batch_size
+    if length < 1:
+        raise ValueError(f"{len(indices)} tokens are too few for {batch_size} streams")
+    inputs = indices[: batch_size * length].reshape(batch_size, length)
+    targets = indices[1 : batch_size * length + 1].reshape(batch_size, length)
+    return inputs, targets
+
+
+def steps_per_epoch(stream_length, seq_len):
+    return math.ceil(stream_length / seq_len)
+
+
+def pick_device(name):
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def clip_gradients(model, mode, limit):
+    if mode == "value":
+        torch.nn.utils.clip_grad_value_(model.parameters(), limit)
+    elif mode == "norm":
+        torch.nn.utils.clip_grad_norm_(model.parameters(), limit)
+
+
+@torch.no_grad()
+def stream_loss(model, inputs, targets, seq_len):
+    """Mean cross-entropy (nats/char) over streams with carried state, as in training."""
+    model.eval()
+    state, total, count = None, torch.zeros((), device=inputs.device, dtype=torch.float64), 0
+    for start in range(0, inputs.shape[1], seq_len):
+        x, y = inputs[:, start : start + seq_len], targets[:, start : start + seq_len]
+        logits, state = model(x, state)
+        total += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="sum").double()
+        count += y.numel()
+    return (total / count).item()
+
+
+def rng_state(device):
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_rng_state(state, device):
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def atomic_torch_save(obj, path):
+    tmp = Path(str(path) + ".part")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def write_history(path, rows):
+    tmp = Path(str(path) + ".part")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0].keys()) if rows else ["epoch"])
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
+
+
+class StopFlag:
+    """Set by SIGTERM/SIGINT; the loop checkpoints at the next step boundary and exits."""
+
+    def __init__(self):
+        self.signal = None
+
+    def __call__(self, signum, frame):
+        self.signal = signum
+
+    def install(self):
+        signal.signal(signal.SIGTERM, self)
+        signal.signal(signal.SIGINT, self)
+
+
+def train(cfg, corpus: PreparedCorpus, spec: ModelSpec, out_model, out_history, checkpoint_path,
+          meta=None, stop_after_steps=None, log=print):
+    """Train (or resume) one model. Writes out_model (best validation weights) and out_history only on success.
+
+    `stop_after_steps` simulates a preemption after that many optimizer steps of this process (tests)."""
+    device = pick_device(cfg.device)
+    torch.backends.cuda.matmul.allow_tf32 = cfg.tf32
+    torch.backends.cudnn.allow_tf32 = cfg.tf32
+    checkpoint_path = Path(checkpoint_path)
+    run_key = json.dumps({"spec": spec.to_dict(), "train": asdict(cfg), "corpus": corpus.name,
+                          "code": (meta or {}).get("code_fingerprint")}, sort_keys=True, default=str)
+
+    encode = corpus.encode
+    train_idx = torch.from_numpy(encode(corpus.split("train"))).to(device)
+    val_idx = torch.from_numpy(encode(corpus.split("val"))).to(device)
+    inputs, targets = tbptt_streams(train_idx, cfg.batch_size)
+    val_streams = min(cfg.batch_size, max(1, (len(val_idx) - 1) // 2))
+    val_inputs, val_targets = tbptt_streams(val_idx, val_streams)
+    n_steps = steps_per_epoch(inputs.shape[1], cfg.seq_len)
+    chars_per_epoch = inputs.numel()
+
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    random.seed(cfg.seed)
+    model = CharRNN(spec).to(device)
+    model.init_uniform(cfg.init_scale)
+    optimizer = torch.optim.RMSprop(model.parameters(), lr=cfg.learning_rate, alpha=cfg.rmsprop_alpha)
+
+    progress = {"epoch": 1, "step": 0, "global_step": 0, "best_val": math.inf, "bad_epochs": 0,
+                "history": [], "epoch_loss_sum": 0.0, "epoch_seconds": 0.0}
+    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    state = None
+
+    if checkpoint_path.exists():
+        ckpt = torch.load(checkpoint_path, map_location=device, weights_only=False)
+        if ckpt.get("run_key") != run_key:
+            log(f"ignoring checkpoint {checkpoint_path}: it was made with other settings or code; starting afresh")
+        else:
+            model.load_state_dict(ckpt["model"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+            best_state = ckpt["best_state"]
+            progress = ckpt["progress"]
+            state = ckpt["state"]
+            set_rng_state(ckpt["rng"], device)
+            log(f"resuming from checkpoint: epoch {progress['epoch']} step {progress['step']}/{n_steps}")
+
+    def save_checkpoint(reason):
+        atomic_torch_save({"run_key": run_key, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                           "best_state": best_state, "progress": progress, "state": state,
+                           "rng": rng_state(device)}, checkpoint_path)
+        log(f"checkpoint ({reason}): epoch {progress['epoch']} step {progress['step']}/{n_steps} -> {checkpoint_path}")
+
+    stop = StopFlag()
+    stop.install()
+    log(f"training {spec.arch} layers={spec.layers} hidden={spec.hidden} params={sum(p.numel() for p in model.parameters())} "
+        f"on {device}; {chars_per_epoch} chars/epoch, {n_steps} steps of {cfg.batch_size}x{cfg.seq_len}; "
+        f"gradient clipping: {cfg.grad_clip_mode} {cfg.grad_clip}")
+    snapshot_dir = Path(out_model).parent / "snapshots"
+    last_checkpoint = last_log = time.time()
+    steps_this_process = 0
+
+    while progress["epoch"] <= cfg.max_epochs:
+        epoch = progress["epoch"]
+        lr = cfg.learning_rate * cfg.lr_decay ** max(0, epoch - cfg.lr_decay_after)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        model.train()
+        loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+        epoch_start = time.time()
+        while progress["step"] < n_steps:
+            start = progress["step"] * cfg.seq_len
+            x, y = inputs[:, start : start + cfg.seq_len], targets[:, start : start + cfg.seq_len]
+            logits, state = model(x, state)
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            clip_gradients(model, cfg.grad_clip_mode, cfg.grad_clip)
+            optimizer.step()
+            state = detach_state(state)
+            loss_sum += loss.detach().double() * y.numel()
+            progress["step"] += 1
+            progress["global_step"] += 1
+            steps_this_process += 1
+            if progress["global_step"] in cfg.snapshot_steps:
+                snapshot_dir.mkdir(parents=True, exist_ok=True)
+                save_model(snapshot_dir / f"step{progress['global_step']:07d}.pt", model,
+                           {**(meta or {}), "global_step": progress["global_step"],
+                            "epoch_fraction": progress["global_step"] / n_steps})
+            now = time.time()
+            if now - last_log >= cfg.log_seconds or progress["step"] == n_steps:
+                # the only host sync of the loop, at most every log_seconds
+                done = progress["epoch_loss_sum"] + loss_sum.item()
+                seen = progress["step"] * cfg.batch_size * cfg.seq_len
+                running = done / max(1, min(seen, chars_per_epoch))
+                if not math.isfinite(running):
+                    raise TrainingDiverged(
+                        f"training loss is {running} at epoch {epoch} step {progress['step']}: the run diverged. "
+                        "Lower training.learning_rate or training.grad_clip in the config.")
+                elapsed = progress["epoch_seconds"] + now - epoch_start
+                log(f"epoch {epoch} step {progress['step']}/{n_steps} loss {running:.4f} lr {lr:.2e} "
+                    f"{seen / max(elapsed, 1e-9):,.0f} chars/s", flush=True)
+                last_log = now
+            interrupted = stop.signal is not None or (stop_after_steps and steps_this_process >= stop_after_steps)
+            if interrupted or now - last_checkpoint >= cfg.checkpoint_seconds:
+                progress["epoch_loss_sum"] += loss_sum.item()
+                progress["epoch_seconds"] += now - epoch_start
+                loss_sum.zero_()
+                epoch_start = now
+                save_checkpoint("interrupted" if interrupted else "periodic")
+                last_checkpoint = now
+                if interrupted:
+                    log("stopped on request; rerun the same command to resume from the checkpoint")
+                    return EXIT_INTERRUPTED
+
+        train_loss = (progress["epoch_loss_sum"] + loss_sum.item()) / chars_per_epoch
+        seconds = progress["epoch_seconds"] + time.time() - epoch_start
+        val_loss = stream_loss(model, val_inputs, val_targets, cfg.seq_len)
+        if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
+            raise TrainingDiverged(
+                f"loss is not finite after epoch {epoch} (train {train_loss}, val {val_loss}): the run diverged. "
+                "Lower training.learning_rate or training.grad_clip in the config.")
+        improved = val_loss < progress["best_val"]
+        if improved:
+            progress["best_val"] = val_loss
+            progress["bad_epochs"] = 0
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            progress["bad_epochs"] += 1
+        progress["history"].append({"epoch": epoch, "train_loss": round(train_loss, 6), "val_loss": round(val_loss, 6),
+                                    "lr": lr, "seconds": round(seconds, 3),
+                                    "chars_per_s": round(chars_per_epoch / max(seconds, 1e-9), 1),
+                                    "best": improved})
+        log(f"epoch {epoch} done: train {train_loss:.4f} val {val_loss:.4f} {'(best)' if improved else ''} "
+            f"{seconds:.1f}s {chars_per_epoch / max(seconds, 1e-9):,.0f} chars/s", flush=True)
+        progress.update(epoch=epoch + 1, step=0, epoch_loss_sum=0.0, epoch_seconds=0.0)
+        state = None  # each epoch starts its streams from a zero state
+        stop_early = progress["bad_epochs"] >= cfg.patience
+        if stop_early:
+            log(f"early stopping: no validation improvement for {cfg.patience} epochs")
+            break
+        save_checkpoint("epoch end")
+        last_checkpoint = time.time()
+
+    model.load_state_dict(best_state)
+    extra = {**(meta or {}), "vocab": corpus.vocab.tolist(), "best_val_loss": progress["best_val"],
+             "epochs_run": len(progress["history"]), "train_config": asdict(cfg),
+             "params": sum(p.numel() for p in model.parameters()),
+             "grad_clip_rule": f"{cfg.grad_clip_mode} {cfg.grad_clip}"}
+    write_history(out_history, progress["history"])
+    model.cpu()
+    atomic_torch_save({"spec": spec.to_dict(), "state_dict": model.state_dict(), "extra": extra}, out_model)
+    checkpoint_path.unlink(missing_ok=True)
+    log(f"done: best val {progress['best_val']:.4f} after {len(progress['history'])} epochs -> {out_model}")
+    return 0

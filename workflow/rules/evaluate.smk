@@ -1,0 +1,22 @@
+rule evaluate:
+    input:
+        model="results/{corpus}/models/{model}/model.pt",
+        data="results/{corpus}/data.json",
+    output:
+        "results/{corpus}/predictions/{model}.parquet",
+    params:
+        streams=EVAL.get("streams", 100),
+        warmup=EVAL.get("warmup", 2000),
+        code=code_fingerprint("model", "evaluate", "predictions", "corpus"),
+    log:
+        "results/logs/{corpus}/evaluate/{model}.log",
+    benchmark:
+        "results/benchmarks/{corpus}/evaluate/{model}.tsv"
+    threads: RES.get("train_threads", 2)
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    shell:
+        "python -m rnnlens evaluate --model {input.model} --data {input.data} --out {output}"
+        " --model-id {wildcards.model} --streams {params.streams} --warmup {params.warmup}"
+        " --threads {threads} > {log} 2>&1"

@@ -1,0 +1,68 @@
+rule table1:
+    input:
+        predictions=expand(
+            "results/{corpus}/predictions/{model}.parquet", corpus=CORPORA, model=MODELS
+        ),
+        models=expand("results/{corpus}/models.csv", corpus=CORPORA),
+    output:
+        csv=report(
+            "results/tables/table1.csv",
+            caption="../report/table1.rst",
+            category="Table 1",
+            labels={"table": "Table 1 (CSV)"},
+        ),
+        md="results/tables/table1.md",
+    params:
+        paper=json_arg(paper_names()),
+        code=code_fingerprint("tables", "paper"),
+    log:
+        "results/logs/table1.log",
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    shell:
+        "python -m rnnlens table1 --predictions {input.predictions} --models {input.models}"
+        " --paper-names '{params.paper}' --out-csv {output.csv} --out-md {output.md} > {log} 2>&1"
+
+
+rule models_report:
+    input:
+        "results/{corpus}/models.csv",
+    output:
+        report(
+            "results/tables/models_{corpus}.csv",
+            caption="../report/models.rst",
+            category="Models",
+            labels={"corpus": "{corpus}"},
+        ),
+    log:
+        "results/logs/models_report_{corpus}.log",
+    resources:
+        mem_mb=500,
+        runtime=5,
+    shell:
+        "cp {input} {output} 2> {log}"
+
+
+rule training_curves:
+    input:
+        expand("results/{{corpus}}/models/{model}/history.csv", model=MODELS),
+    output:
+        report(
+            "results/figures/training_curves_{corpus}.png",
+            caption="../report/training_curves.rst",
+            category="Training",
+            labels={"corpus": "{corpus}"},
+        ),
+    params:
+        labels=MODELS,
+        code=code_fingerprint("tables"),
+    log:
+        "results/logs/training_curves_{corpus}.log",
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    shell:
+        "python -m rnnlens curves --histories {input} --labels {params.labels}"
+        " --title 'Training curves on {wildcards.corpus} (solid LSTM, dashed GRU, dotted RNN)'"
+        " --out {output} > {log} 2>&1"
