@@ -51,11 +51,14 @@ def cmd_prepare(args):
 
 
 def cmd_models_table(args):
-    from rnnlens.tables import atomic_csv, models_table
+    import pandas as pd
+
+    from rnnlens.model import models_table
+    from rnnlens.tables import atomic_csv
 
     meta = json.loads(Path(args.data).read_text())
-    df = models_table(meta["corpus"], meta["vocab_size"], args.archs.split(","),
-                      [int(x) for x in args.layers.split(",")], [int(x) for x in args.sizes.split(",")])
+    df = pd.DataFrame(models_table(meta["corpus"], meta["vocab_size"], args.archs.split(","),
+                      [int(x) for x in args.layers.split(",")], [int(x) for x in args.sizes.split(",")]))
     atomic_csv(df, args.out)
     log(f"models table for {meta['corpus']} (vocabulary {meta['vocab_size']}): {len(df)} models -> {args.out}")
     return 0

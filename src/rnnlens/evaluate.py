@@ -3,8 +3,10 @@ has read the characters before it.
 
 The test split is cut into `streams` contiguous pieces run as one batch. Each stream first reads the `warmup`
 characters before its piece (reaching back into the validation and training text), so its first predictions
-already have a settled state; with warmup >= the test split's offset every prediction sees the whole corpus
-before it, exactly as one sequential pass would.
+already have a settled state. The warm-up is clamped to the test split's offset so that all streams read the same
+number of characters; with one stream and warmup >= that offset, the result is exactly one sequential pass over
+the whole corpus. A warm-up far beyond the model's memory (the paper's longest-range cells track a few hundred
+characters) makes the streamed predictions equal to the sequential ones to float precision (tests check both).
 """
 
 import numpy as np

@@ -60,70 +60,165 @@ def join_state(arch, hs, cs):
 
 
 class LayerwiseRunner:
-    """Exact activations of a CharRNN, fast: fused per layer, gates recomputed in one product over time."""
+    """Exact activations of every layer of a CharRNN, two ways (same numbers to float rounding):
 
-    def __init__(self, model):
+    method="loop": the recurrence as a loop over time of a few fused ops on (batch, 4*hidden), with the input
+      projections of all steps precomputed in one matrix product and every output written in place into
+      time-major buffers. On CPU this runs at about the model's own speed, because the fused CPU kernels do
+      the same per-step work.
+    method="fused": each layer runs as its own fused one-layer module (cuDNN on GPU) for its hidden sequence;
+      the gate pre-activations then follow from [x_t; h_{t-1}] in one matrix product over all steps, and only
+      the LSTM cell c needs a loop (of one element-wise op per step). Best on GPU, where a per-step loop would
+      be bound by kernel launches.
+    method="auto": fused on CUDA, loop elsewhere. A vanilla RNN has only h, so it always runs fused.
+
+    run() returns, per layer, {name: (batch, time, hidden)} tensors that may be non-contiguous views.
+    """
+
+    def __init__(self, model, method="auto"):
         spec = model.spec
         self.arch, self.layers, self.hidden, self.vocab_size = spec.arch, spec.layers, spec.hidden, spec.vocab_size
         self.weights = [tuple(w.detach() for w in layer_weights(model.rnn, k)) for k in range(spec.layers)]
-        kind = type(model.rnn)
+        device = self.weights[0][0].device
+        if method not in ("auto", "loop", "fused"):
+            raise ValueError(f"internals method {method!r}: use auto, loop or fused")
+        if method == "auto":
+            method = "fused" if device.type == "cuda" else "loop"
+        self.method = "fused" if self.arch == "rnn" else method
+        if self.method == "fused":
+            self._build_fused(type(model.rnn), getattr(model.rnn, "nonlinearity", None))
+        else:
+            self._build_loop()
+
+    def _build_fused(self, kind, nonlinearity):
         self.fused = []
-        for k, (w_ih, w_hh, b_ih, b_hh) in enumerate(self.weights):
+        for w_ih, w_hh, b_ih, b_hh in self.weights:
             kwargs = dict(input_size=w_ih.shape[1], hidden_size=self.hidden, num_layers=1, batch_first=True)
             if self.arch == "rnn":
-                kwargs["nonlinearity"] = model.rnn.nonlinearity
+                kwargs["nonlinearity"] = nonlinearity
             one = kind(**kwargs).to(device=w_ih.device, dtype=w_ih.dtype).eval()
             with torch.no_grad():
                 for name, w in zip(("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"), (w_ih, w_hh, b_ih, b_hh)):
                     getattr(one, name).copy_(w)
             self.fused.append(one)
 
+    def _build_loop(self):
+        H = self.hidden
+        self.loop_weights = []
+        for w_ih, w_hh, b_ih, b_hh in self.weights:
+            if self.arch == "lstm":
+                # reorder PyTorch's i, f, g, o to i, f, o, g: one sigmoid over the first 3H columns
+                perm = torch.cat([torch.arange(0, 2 * H), torch.arange(3 * H, 4 * H), torch.arange(2 * H, 3 * H)])
+                perm = perm.to(w_ih.device)
+                self.loop_weights.append((w_ih[perm].t().contiguous(), w_hh[perm].t().contiguous(),
+                                          (b_ih + b_hh)[perm], None))
+            else:
+                # GRU: r and z take both biases at once; n keeps b_hn inside the reset product
+                bias_in = b_ih.clone()
+                bias_in[:2 * H] += b_hh[:2 * H]
+                bias_rec = b_hh.clone()
+                bias_rec[:2 * H] = 0
+                self.loop_weights.append((w_ih.t().contiguous(), w_hh.t().contiguous(), bias_in, bias_rec))
+
     @torch.no_grad()
     def run(self, idx, state=None):
         """idx (batch, time) int64 -> (list over layers of {name: (batch, time, hidden)}, new model-format state)."""
+        batch = idx.shape[0]
+        hs, cs = split_state(self.arch, state, self.layers, batch, self.hidden, self.weights[0][0])
+        if self.method == "loop":
+            return self._run_loop(idx, hs, cs)
+        return self._run_fused(idx, hs, cs)
+
+    def _run_loop(self, idx, hs, cs):
+        H = self.hidden
+        batch, steps = idx.shape
+        acts, new_h, new_c = [], [], []
+        layer_input = None  # time-major (steps, batch, H)
+        idx_t = idx.t()
+        for k, (w_in, w_rec, bias_in, bias_rec) in enumerate(self.loop_weights):
+            if k == 0:
+                pre_in = w_in[idx_t] + bias_in  # one-hot input: a row lookup
+            else:
+                pre_in = torch.addmm(bias_in, layer_input.reshape(-1, H), w_in).view(steps, batch, -1)
+            h_prev = hs[k]
+            h_all = pre_in.new_empty(steps, batch, H)
+            if self.arch == "lstm":
+                gates = torch.empty_like(pre_in)  # i, f, o (sigmoid), g (tanh)
+                c_all = torch.empty_like(h_all)
+                tanh_c = pre_in.new_empty(batch, H)
+                c_prev = cs[k]
+                for t in range(steps):
+                    g = torch.addmm(pre_in[t], h_prev, w_rec, out=gates[t])
+                    torch.sigmoid(g[:, :3 * H], out=g[:, :3 * H])
+                    torch.tanh(g[:, 3 * H:], out=g[:, 3 * H:])
+                    c_prev = torch.addcmul(g[:, :H] * g[:, 3 * H:], g[:, H:2 * H], c_prev, out=c_all[t])
+                    h_prev = torch.mul(g[:, 2 * H:3 * H], torch.tanh(c_prev, out=tanh_c), out=h_all[t])
+                bt = lambda x: x.transpose(0, 1)  # noqa: E731  time-major buffers -> (batch, time, H) views
+                acts.append({"i": bt(gates[..., :H]), "f": bt(gates[..., H:2 * H]), "o": bt(gates[..., 2 * H:3 * H]),
+                             "g": bt(gates[..., 3 * H:]), "c": bt(c_all), "h": bt(h_all)})
+                new_c.append(c_prev)
+            else:
+                rz_all = pre_in.new_empty(steps, batch, 2 * H)
+                n_all = torch.empty_like(h_all)
+                rec = pre_in.new_empty(batch, 3 * H)
+                for t in range(steps):
+                    torch.addmm(bias_rec, h_prev, w_rec, out=rec)
+                    rz = torch.add(pre_in[t, :, :2 * H], rec[:, :2 * H], out=rz_all[t])
+                    torch.sigmoid(rz, out=rz)
+                    n = torch.addcmul(pre_in[t, :, 2 * H:], rz[:, :H], rec[:, 2 * H:], out=n_all[t])
+                    torch.tanh(n, out=n)
+                    # h = (1 - z) * n + z * h_prev = n + z * (h_prev - n)
+                    h_prev = torch.addcmul(n, rz[:, H:], h_prev - n, out=h_all[t])
+                bt = lambda x: x.transpose(0, 1)  # noqa: E731
+                acts.append({"r": bt(rz_all[..., :H]), "z": bt(rz_all[..., H:]), "n": bt(n_all), "h": bt(h_all)})
+            new_h.append(h_prev)
+            layer_input = h_all
+        return acts, join_state(self.arch, new_h, new_c if self.arch == "lstm" else None)
+
+    def _run_fused(self, idx, hs, cs):
         batch, steps = idx.shape
         w0 = self.weights[0][0]
-        hs, cs = split_state(self.arch, state, self.layers, batch, self.hidden, w0)
         acts, new_h, new_c = [], [], []
         layer_input = None
         for k, (w_ih, w_hh, b_ih, b_hh) in enumerate(self.weights):
             h0 = hs[k]
             if k == 0:
                 x = F.one_hot(idx, self.vocab_size).to(w0.dtype)
-                # a one-hot input times W_ih is a column lookup
-                pre_in = w_ih.t()[idx] + b_ih
             else:
                 x = layer_input
-                pre_in = torch.addmm(b_ih, x.reshape(-1, x.shape[-1]), w_ih.t()).view(batch, steps, -1)
             if self.arch == "lstm":
                 h_seq, (h_last, c_last) = self.fused[k](x, (h0[None], cs[k][None]))
             else:
                 h_seq, h_last = self.fused[k](x, h0[None])
+            new_h.append(h_last[0])
+            layer_input = h_seq
+            if self.arch == "rnn":
+                acts.append({"h": h_seq})
+                continue
+            # one-hot input times W_ih is a column lookup
+            pre_in = w_ih.t()[idx] + b_ih if k == 0 else \
+                torch.addmm(b_ih, x.reshape(-1, x.shape[-1]), w_ih.t()).view(batch, steps, -1)
             h_prev = torch.cat([h0[:, None], h_seq[:, :-1]], dim=1)
             pre_rec = torch.addmm(b_hh, h_prev.reshape(-1, self.hidden), w_hh.t()).view(batch, steps, -1)
             if self.arch == "lstm":
                 # PyTorch packs the gates as i, f, g, o
                 pi, pf, pg, po = (pre_in + pre_rec).chunk(4, dim=-1)
                 i, f, o, g = torch.sigmoid(pi), torch.sigmoid(pf), torch.sigmoid(po), torch.tanh(pg)
-                ig = i * g
+                ig = (i * g).transpose(0, 1).contiguous()
+                f_t = f.transpose(0, 1).contiguous()
                 c = torch.empty_like(ig)
                 c_t = cs[k]
                 for t in range(steps):
-                    c_t = torch.addcmul(ig[:, t], f[:, t], c_t)
-                    c[:, t] = c_t
-                acts.append({"i": i, "f": f, "o": o, "g": g, "c": c, "h": h_seq})
+                    c_t = torch.addcmul(ig[t], f_t[t], c_t, out=c[t])
+                acts.append({"i": i, "f": f, "o": o, "g": g, "c": c.transpose(0, 1), "h": h_seq})
                 new_c.append(c_last[0])
-            elif self.arch == "gru":
+            else:
                 ir, iz, in_ = pre_in.chunk(3, dim=-1)
                 hr, hz, hn = pre_rec.chunk(3, dim=-1)
                 r = torch.sigmoid(ir + hr)
                 z = torch.sigmoid(iz + hz)
                 n = torch.tanh(in_ + r * hn)
                 acts.append({"r": r, "z": z, "n": n, "h": h_seq})
-            else:
-                acts.append({"h": h_seq})
-            new_h.append(h_last[0])
-            layer_input = h_seq
         return acts, join_state(self.arch, new_h, new_c if self.arch == "lstm" else None)
 
 

@@ -71,6 +71,19 @@ def match_hidden_size(arch, layers, size, vocab_size, max_hidden=8192):
     return best[1], best[2], budget
 
 
+def models_table(corpus, vocab_size, archs, layers_list, sizes):
+    rows = []
+    for size in sizes:
+        for arch in archs:
+            for layers in layers_list:
+                hidden, params, budget = match_hidden_size(arch, layers, size, vocab_size)
+                rows.append({"corpus": corpus, "model": model_id(arch, layers, size), "arch": arch,
+                             "layers": layers, "size": size, "hidden": hidden, "params": params,
+                             "budget": budget, "params_vs_budget": round(params / budget, 4)})
+    return rows
+
+
+
 class CharRNN(nn.Module):
     def __init__(self, spec: ModelSpec):
         super().__init__()

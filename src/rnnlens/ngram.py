@@ -96,7 +96,8 @@ def import_kenlm():
 def run_measured(command, stdin_path=None, stdout_path=None, log=print):
     """Run a program; its stderr goes to ours line by line and is returned. -> (seconds, peak RSS bytes, stderr).
 
-    os.wait4 gives this child's own peak RSS (getrusage(RUSAGE_CHILDREN) would give the max over all children)."""
+    os.wait4 gives this child's own peak RSS (getrusage(RUSAGE_CHILDREN) would give the max over all children).
+    Linux counts the parent's RSS at fork in it, so a figure near this process's own size (~100 MB) is a bound."""
     stdin = open(stdin_path, "rb") if stdin_path else subprocess.DEVNULL
     stdout = open(stdout_path, "wb") if stdout_path else subprocess.DEVNULL
     started = time.perf_counter()

@@ -8,24 +8,11 @@ from pathlib import Path
 import pandas as pd
 
 from rnnlens.corpus import atomic_write_text
-from rnnlens.model import ARCHS, match_hidden_size, model_id
 from rnnlens.paper import table1_value
 from rnnlens.predictions import read_meta
 
 RECALLED_NOTE = ("Paper values are recalled from Karpathy, Johnson & Fei-Fei (2015), Table 1, not re-checked "
                  "against the PDF.")
-
-
-def models_table(corpus, vocab_size, archs, layers_list, sizes):
-    rows = []
-    for size in sizes:
-        for arch in archs:
-            for layers in layers_list:
-                hidden, params, budget = match_hidden_size(arch, layers, size, vocab_size)
-                rows.append({"corpus": corpus, "model": model_id(arch, layers, size), "arch": arch,
-                             "layers": layers, "size": size, "hidden": hidden, "params": params,
-                             "budget": budget, "params_vs_budget": round(params / budget, 4)})
-    return pd.DataFrame(rows)
 
 
 def atomic_csv(df, path):

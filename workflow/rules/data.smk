@@ -5,6 +5,8 @@ rule fetch_corpus:
     params:
         spec=lambda wc: json_arg(corpus_spec(wc.corpus)),
         code=code_fingerprint("corpus", "kernel"),
+    conda:
+        "../../envs/rnnlens.yaml"
     log:
         "results/logs/{corpus}/fetch_corpus.log",
     resources:
@@ -25,6 +27,8 @@ rule prepare_corpus:
         split=lambda wc: json_arg(config["corpora"][wc.corpus]["split"]),
         min_train=config["training"]["batch_size"] * (config["training"]["seq_len"] + 1),
         code=code_fingerprint("corpus"),
+    conda:
+        "../../envs/rnnlens.yaml"
     log:
         "results/logs/{corpus}/prepare_corpus.log",
     resources:
@@ -45,7 +49,9 @@ rule models_table:
         archs=",".join(GRID["arch"]),
         layers=",".join(map(str, GRID["layers"])),
         sizes=",".join(map(str, GRID["size"])),
-        code=code_fingerprint("model", "tables"),
+        code=code_fingerprint("model"),
+    conda:
+        "../../envs/rnnlens.yaml"
     log:
         "results/logs/{corpus}/models_table.log",
     resources:

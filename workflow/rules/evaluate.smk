@@ -8,6 +8,8 @@ rule evaluate:
         streams=EVAL.get("streams", 100),
         warmup=EVAL.get("warmup", 2000),
         code=code_fingerprint("model", "evaluate", "predictions", "corpus"),
+    conda:
+        "../../envs/rnnlens.yaml"
     log:
         "results/logs/{corpus}/evaluate/{model}.log",
     benchmark:

@@ -15,6 +15,8 @@ rule table1:
     params:
         paper=json_arg(paper_names()),
         code=code_fingerprint("tables", "paper"),
+    conda:
+        "../../envs/rnnlens.yaml"
     log:
         "results/logs/table1.log",
     resources:
@@ -35,6 +37,8 @@ rule models_report:
             category="Models",
             labels={"corpus": "{corpus}"},
         ),
+    conda:
+        "../../envs/rnnlens.yaml"
     log:
         "results/logs/models_report_{corpus}.log",
     resources:
@@ -57,6 +61,8 @@ rule training_curves:
     params:
         labels=MODELS,
         code=code_fingerprint("tables"),
+    conda:
+        "../../envs/rnnlens.yaml"
     log:
         "results/logs/training_curves_{corpus}.log",
     resources:

@@ -10,6 +10,8 @@ rule train:
         # the checkpoint is not an output: Snakemake must keep it when a job is killed, so the retry resumes
         checkpoint="results/{corpus}/models/{model}/checkpoint.pt",
         code=code_fingerprint("model", "train", "corpus"),
+    conda:
+        "../../envs/rnnlens.yaml"
     log:
         "results/logs/{corpus}/train/{model}.log",
     benchmark:

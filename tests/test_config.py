@@ -1,0 +1,82 @@
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rnnlens.config import ConfigError, check_config, training_settings
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
+
+
+@pytest.fixture
+def config():
+    return yaml.safe_load((ROOT / "config.yaml").read_text())
+
+
+def _error(config, base_dir=ROOT):
+    with pytest.raises(ConfigError) as info:
+        check_config(config, SCHEMA, base_dir)
+    return str(info.value)
+
+
+def test_shipped_configs_are_valid(config):
+    check_config(config, SCHEMA)
+    check_config(yaml.safe_load((ROOT / "profiles/demo/demo.yaml").read_text()), SCHEMA)
+
+
+def test_unknown_arch_names_key_value_and_allowed(config):
+    config["grid"]["arch"] = ["lstm", "transformer"]
+    msg = _error(config)
+    assert "grid.arch[1]" in msg and '"transformer"' in msg and '"rnn", "lstm", "gru"' in msg
+
+
+@pytest.mark.parametrize("size", [0, -64, 1.5, "big"])
+def test_size_must_be_positive_integer(config, size):
+    config["grid"]["size"] = [64, size]
+    msg = _error(config)
+    assert "grid.size[1]" in msg
+
+
+def test_split_must_sum_to_one(config):
+    config["corpora"]["warpeace"]["split"] = {"train": 0.8, "val": 0.1, "test": 0.2}
+    assert "sum to 1.1; they must sum to 1" in _error(config)
+
+
+def test_missing_corpus_file(config, tmp_path):
+    config["corpora"]["mine"] = {"path": "no/such/file.txt", "split": {"train": 0.8, "val": 0.1, "test": 0.1}}
+    msg = _error(config, tmp_path)
+    assert "corpora.mine.path" in msg and "does not exist" in msg
+
+
+def test_corpus_too_short_for_a_batch(config, tmp_path):
+    (tmp_path / "tiny.txt").write_bytes(b"x" * 500)
+    config["corpora"] = {"tiny": {"path": "tiny.txt", "split": {"train": 0.8, "val": 0.1, "test": 0.1}}}
+    assert "fewer than batch_size x (seq_len + 1) = 10100" in _error(config, tmp_path)
+
+
+def test_corpus_needs_exactly_one_source(config):
+    config["corpora"]["warpeace"]["path"] = "x.txt"  # now both url and path
+    assert "give exactly one source" in _error(config)
+
+
+def test_bad_sha256_and_unknown_key(config):
+    config["corpora"]["warpeace"]["sha256"] = "abc"
+    config["training"]["learning_rat"] = 0.1
+    msg = _error(config)
+    assert "corpora.warpeace.sha256" in msg and "learning_rat" in msg
+
+
+def test_ngram_order_beyond_kenlm_build(config):
+    config.setdefault("ngram", {})["orders"] = [3, 25]
+    # the schema may restrict the order too; either way the message names the limit
+    assert "25" in _error(config)
+
+
+def test_overrides_apply_by_arch_then_model(config):
+    config["training_overrides"] = {"lstm": {"dropout": 0.25}, "lstm-3x512": {"dropout": 0.5}}
+    check_config(config, SCHEMA)
+    assert training_settings(config, "gru-1x64")["dropout"] == 0.0
+    assert training_settings(config, "lstm-1x64")["dropout"] == 0.25
+    assert training_settings(config, "lstm-3x512")["dropout"] == 0.5
