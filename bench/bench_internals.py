@@ -3,7 +3,8 @@ every layer) against the model's own fused inference (CharRNN.forward under no_g
 same streams and chunks, side by side in one run. The goal is a ratio internals/fused >= 0.5.
 
     python bench/bench_internals.py [--sizes 1x128,2x256,3x512] [--arch lstm] [--streams 50] [--chunk 100]
-                                    [--steps 400] [--repeats 3] [--device cpu] [--out results/bench/internals.json]
+                                    [--steps 400] [--repeats 3] [--device cpu] [--method auto] [--threads 0]
+                                    [--out results/bench/internals.json]
 """
 
 import argparse
@@ -31,11 +32,11 @@ def best_time(fn, repeats, sync):
     return best
 
 
-def bench_one(arch, layers, hidden, vocab, streams, chunk, steps, repeats, device):
+def bench_one(arch, layers, hidden, vocab, streams, chunk, steps, repeats, device, method="auto"):
     torch.manual_seed(0)
     model = CharRNN(ModelSpec(arch, layers, hidden, vocab)).to(device).eval()
     model.init_uniform()
-    runner = LayerwiseRunner(model)
+    runner = LayerwiseRunner(model, method)
     idx = torch.randint(0, vocab, (streams, steps), device=device)
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
 
@@ -54,6 +55,7 @@ def bench_one(arch, layers, hidden, vocab, streams, chunk, steps, repeats, devic
     t_fused = best_time(fused, repeats, sync)
     t_internals = best_time(internals, repeats, sync)
     return {"arch": arch, "layers": layers, "hidden": hidden, "vocab": vocab, "streams": streams, "chunk": chunk,
+            "method": runner.method,
             "chars": chars, "fused_chars_per_s": chars / t_fused, "internals_chars_per_s": chars / t_internals,
             "ratio": t_fused / t_internals}
 
@@ -68,6 +70,8 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=400, help="time steps per stream per measurement")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--method", default="auto", choices=("auto", "loop", "fused"),
+                    help="internals method (auto: fused on CUDA, loop on CPU)")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     ap.add_argument("--out", default="results/bench/internals.json")
     args = ap.parse_args(argv)
@@ -78,10 +82,10 @@ def main(argv=None):
     for size in args.sizes.split(","):
         layers, hidden = (int(v) for v in size.lower().split("x"))
         row = bench_one(args.arch, layers, hidden, args.vocab, args.streams, args.chunk, args.steps, args.repeats,
-                        args.device)
+                        args.device, args.method)
         rows.append(row)
         print(f"{args.arch}-{layers}x{hidden:<6} {row['fused_chars_per_s']:14,.0f} {row['internals_chars_per_s']:18,.0f} "
-              f"{row['ratio']:6.2f}", flush=True)
+              f"{row['ratio']:6.2f}  ({row['method']})", flush=True)
     result = {"device": args.device, "threads": torch.get_num_threads(), "torch": torch.__version__,
               "machine": platform.machine(), "processor": platform.processor(), "results": rows}
     out = Path(args.out)

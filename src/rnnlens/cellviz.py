@@ -127,9 +127,11 @@ def select_cells(scores, user_cells=(), features=None):
 def caption_of(pick, model_id):
     where = f"layer {pick['layer']}, unit {pick['unit']}"
     if pick["feature"]:
-        measure = "AUC" if pick["kind"] == "auc" else "Spearman |rho|"
-        direction = "higher" if pick["sign"] > 0 else "lower"
-        return f"{model_id} {where}: best cell for {pick['feature']} ({measure} {pick['score']:.3f}; {direction} when on/larger)"
+        if pick["kind"] == "auc":
+            how = f"AUC {pick['score']:.3f}, {'higher' if pick['sign'] > 0 else 'lower'} where it holds"
+        else:
+            how = f"Spearman |rho| {pick['score']:.3f}, {'rises' if pick['sign'] > 0 else 'falls'} with it"
+        return f"{model_id} {where}: best cell for {pick['feature']} ({how})"
     if "best_feature" in pick:
         return f"{model_id} {where} (user's cell; best feature {pick['best_feature']}, score {pick['best_score']:.3f})"
     return f"{model_id} {where} (user's cell)"
@@ -190,6 +192,8 @@ def draw_model_cells(out_dir, scores, excerpts_path, feature_table=None, user_ce
     out_dir = Path(out_dir)
     png_dir = out_dir / "cells"
     png_dir.mkdir(parents=True, exist_ok=True)
+    for stale in png_dir.glob("*.png"):  # pictures of an earlier run may name other cells
+        stale.unlink()
     frame, values, meta = read_excerpts(excerpts_path)
     if len(frame) == 0:
         raise ValueError(f"{excerpts_path} holds no excerpt positions; rerun internals with --windows >= 1")

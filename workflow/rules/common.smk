@@ -3,13 +3,12 @@ import json
 import sys
 from pathlib import Path
 
-import os
-
-# Rules call `python -m rnnlens`; put the package's source on the path so that the command works in any
-# environment that has the dependencies (the project's virtualenv, a conda env from envs/, a cluster node).
-sys.path.insert(0, str(Path(workflow.basedir) / "src"))
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    p for p in (str(Path(workflow.basedir) / "src"), os.environ.get("PYTHONPATH")) if p
+# Rules call `python -m rnnlens`; put the package's source first on the path so that the command runs this
+# checkout's code in any environment that has the dependencies (the virtualenv, a conda env from envs/, a node).
+SRC_DIR = Path(workflow.basedir) / "src"
+sys.path.insert(0, str(SRC_DIR))
+shell.prefix(
+    f'set -euo pipefail; export PYTHONPATH="{SRC_DIR}${{{{PYTHONPATH:+:$PYTHONPATH}}}}"; '
 )
 
 from rnnlens.config import ConfigError, check_config, training_settings
@@ -41,7 +40,8 @@ wildcard_constraints:
 
 def code_fingerprint(*modules):
     """Hash of the package modules a stage depends on. Used as a param, so that editing them marks the
-    stage's outputs stale (Snakemake's code trigger sees only the rule's own shell text)."""
+    stage's outputs stale (Snakemake's code trigger sees only the rule's own shell text).
+    """
     digest = hashlib.sha256()
     for name in modules:
         digest.update((SRC / f"{name}.py").read_bytes())
@@ -81,8 +81,7 @@ def all_targets():
         "results/tables/table1.md",
     ]
     targets += expand("results/tables/models_{corpus}.csv", corpus=CORPORA)
-    targets += [
-    ]
+    targets += []
     targets += expand("results/{corpus}/models.csv", corpus=CORPORA)
     targets += expand("results/figures/training_curves_{corpus}.png", corpus=CORPORA)
     return targets

@@ -4,20 +4,20 @@ rule evaluate:
         data="results/{corpus}/data.json",
     output:
         "results/{corpus}/predictions/{model}.parquet",
-    params:
-        streams=EVAL.get("streams", 100),
-        warmup=EVAL.get("warmup", 2000),
-        code=code_fingerprint("model", "evaluate", "predictions", "corpus"),
-    conda:
-        "../../envs/rnnlens.yaml"
     log:
         "results/logs/{corpus}/evaluate/{model}.log",
     benchmark:
         "results/benchmarks/{corpus}/evaluate/{model}.tsv"
+    conda:
+        "../../envs/rnnlens.yaml"
     threads: RES.get("train_threads", 2)
     resources:
         mem_mb=4000,
         runtime=60,
+    params:
+        streams=EVAL.get("streams", 100),
+        warmup=EVAL.get("warmup", 2000),
+        code=code_fingerprint("model", "evaluate", "predictions", "corpus"),
     shell:
         "python -m rnnlens evaluate --model {input.model} --data {input.data} --out {output}"
         " --model-id {wildcards.model} --streams {params.streams} --warmup {params.warmup}"

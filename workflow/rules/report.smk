@@ -1,7 +1,9 @@
 rule table1:
     input:
         predictions=expand(
-            "results/{corpus}/predictions/{model}.parquet", corpus=CORPORA, model=MODELS
+            "results/{corpus}/predictions/{model}.parquet",
+            corpus=CORPORA,
+            model=MODELS,
         ),
         models=expand("results/{corpus}/models.csv", corpus=CORPORA),
     output:
@@ -12,16 +14,16 @@ rule table1:
             labels={"table": "Table 1 (CSV)"},
         ),
         md="results/tables/table1.md",
-    params:
-        paper=json_arg(paper_names()),
-        code=code_fingerprint("tables", "paper"),
-    conda:
-        "../../envs/rnnlens.yaml"
     log:
         "results/logs/table1.log",
+    conda:
+        "../../envs/rnnlens.yaml"
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        paper=json_arg(paper_names()),
+        code=code_fingerprint("tables", "paper"),
     shell:
         "python -m rnnlens table1 --predictions {input.predictions} --models {input.models}"
         " --paper-names '{params.paper}' --out-csv {output.csv} --out-md {output.md} > {log} 2>&1"
@@ -37,10 +39,10 @@ rule models_report:
             category="Models",
             labels={"corpus": "{corpus}"},
         ),
-    conda:
-        "../../envs/rnnlens.yaml"
     log:
         "results/logs/models_report_{corpus}.log",
+    conda:
+        "../../envs/rnnlens.yaml"
     resources:
         mem_mb=500,
         runtime=5,
@@ -58,16 +60,16 @@ rule training_curves:
             category="Training",
             labels={"corpus": "{corpus}"},
         ),
-    params:
-        labels=MODELS,
-        code=code_fingerprint("tables"),
-    conda:
-        "../../envs/rnnlens.yaml"
     log:
         "results/logs/training_curves_{corpus}.log",
+    conda:
+        "../../envs/rnnlens.yaml"
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        labels=MODELS,
+        code=code_fingerprint("tables"),
     shell:
         "python -m rnnlens curves --histories {input} --labels {params.labels}"
         " --title 'Training curves on {wildcards.corpus} (solid LSTM, dashed GRU, dotted RNN)'"

@@ -1,0 +1,204 @@
+import json
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+from scipy.stats import spearmanr
+from sklearn.metrics import roc_auc_score
+
+from rnnlens.cells import (CellCollector, best_cells, read_excerpts, read_scores, sample_positions, score_cells,
+                           score_matrix)
+from rnnlens.corpus import PreparedCorpus
+from rnnlens.features import compute_features
+from rnnlens.internals import cli as internals_cli
+from rnnlens.internals import stream_test_internals
+from rnnlens.model import CharRNN, ModelSpec, save_model
+
+
+@pytest.fixture
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_auc_and_spearman_match_sklearn_and_scipy():
+    rng = np.random.default_rng(0)
+    n = 500
+    y = rng.random(n) < 0.3
+    depth = rng.integers(0, 4, n)
+    values = np.column_stack([y + rng.normal(0, 1, n), -depth + rng.normal(0, 2, n), rng.normal(0, 1, n),
+                              np.round(rng.normal(0, 1, n), 1)])  # the last one has ties
+    features = pd.DataFrame({"in_dquote": y, "paren_depth": depth})
+    scores = score_matrix(values, features, block=3)  # blocks that do not divide the cells
+    kind, auc, prevalence = scores["in_dquote"]
+    assert kind == "auc" and prevalence == pytest.approx(y.mean())
+    np.testing.assert_allclose(auc, [roc_auc_score(y, values[:, j]) for j in range(4)], atol=1e-12)
+    kind, rho, _ = scores["paren_depth"]
+    assert kind == "spearman"
+    np.testing.assert_allclose(rho, [spearmanr(depth, values[:, j])[0] for j in range(4)], atol=1e-12)
+    table = score_cells(values, features, layers=2, hidden=2)
+    top = table[table["rank"] == 1].set_index("feature")
+    assert (top.loc["in_dquote", "layer"], top.loc["in_dquote", "unit"]) == (1, 0)
+    assert (top.loc["paren_depth", "layer"], top.loc["paren_depth", "unit"]) == (1, 1)
+    assert top.loc["paren_depth", "sign"] == -1
+    assert top.loc["in_dquote", "score"] == pytest.approx(max(auc[0], 1 - auc[0]))
+
+
+def test_features_without_variation_are_left_out():
+    features = pd.DataFrame({"in_comment": np.zeros(20, bool), "indent": np.zeros(20, int),
+                             "is_letter": np.arange(20) % 2 == 0})
+    assert list(score_matrix(np.random.default_rng(0).normal(size=(20, 3)), features)) == ["is_letter"]
+
+
+def test_sample_positions_and_collector():
+    assert list(sample_positions(5, 100)) == [0, 1, 2, 3, 4]
+    picked = sample_positions(1000, 10)
+    assert len(picked) == 10 and picked[0] == 0 and picked[-1] == 999
+    collector = CellCollector(np.array([1, 4]), n=6, layers=2, hidden=3)
+    pos = np.array([[0, 1, 2], [3, 4, -1]])
+    layer_values = [torch.arange(18.0).reshape(2, 3, 3), -torch.arange(18.0).reshape(2, 3, 3)]
+    collector.update(pos, layer_values)
+    np.testing.assert_array_equal(collector.values(), [[3, 4, 5, -3, -4, -5], [12, 13, 14, -12, -13, -14]])
+
+
+def test_best_cells_across_models():
+    def table(model, corpus, rows):
+        return pd.DataFrame([{"model": model, "corpus": corpus, "layer": l, "unit": u, "feature": f, "kind": "auc",
+                              "value": s, "score": s, "sign": 1, "rank": 0, "prevalence": 0.1, "positions": 10}
+                             for f, l, u, s in rows])
+
+    a = table("lstm-1x8", "wp", [("in_dquote", 1, 3, 0.97), ("in_dquote", 1, 4, 0.8), ("is_letter", 1, 0, 0.7)])
+    b = table("gru-1x8", "wp", [("in_dquote", 1, 5, 0.9), ("is_letter", 1, 2, 0.75)])
+    best = best_cells([a, b])
+    assert len(best) == 4
+    winner = best[best.best_in_corpus].set_index("feature")
+    assert winner.loc["in_dquote", "model"] == "lstm-1x8" and winner.loc["in_dquote", "unit"] == 3
+    assert winner.loc["is_letter", "model"] == "gru-1x8"
+    assert list(best.feature) == ["in_dquote", "in_dquote", "is_letter", "is_letter"]  # feature order, best first
+
+
+def quoted_corpus(n, seed=0):
+    """Random words with double-quoted spans of 20-60 characters; inside quotes letters come mostly from a-m,
+    outside mostly from n-z, so predicting the next letter pays for remembering whether a quote is open (the
+    current letter alone is a weak clue)."""
+    rng = np.random.default_rng(seed)
+    first, second = np.frombuffer(b"abcdefghijklm", np.uint8), np.frombuffer(b"nopqrstuvwxyz", np.uint8)
+    out = bytearray()
+
+    def words(length, common, rare):
+        chunk = bytearray()
+        while len(chunk) < length:
+            letters = [int(rng.choice(common)) if rng.random() < 0.75 else int(rng.choice(rare))
+                       for _ in range(rng.integers(2, 8))]
+            chunk += bytes(letters) + b" "
+        return chunk[:length]
+
+    while len(out) < n:
+        out += words(int(rng.integers(10, 60)), second, first)
+        out += b' "' + words(int(rng.integers(20, 60)), first, second).strip() + b'" '
+    return np.frombuffer(bytes(out[:n]), dtype=np.uint8)
+
+
+def write_corpus(tmp_path, data):
+    n = len(data)
+    a, b = int(n * 0.8), int(n * 0.9)
+    (tmp_path / "corpus.bin").write_bytes(data.tobytes())
+    meta = {"corpus": "quotes", "size": n, "vocab": sorted(set(data.tolist())),
+            "splits": {"train": [0, a], "val": [a, b], "test": [b, n]}}
+    (tmp_path / "data.json").write_text(json.dumps(meta))
+    return PreparedCorpus.load(tmp_path / "data.json")
+
+
+def train_tbptt(model, train_idx, steps, batch=32, seq_len=50, lr=5e-3):
+    """The paper's recipe in miniature: RMSProp, truncated BPTT with the state carried between steps."""
+    opt = torch.optim.RMSprop(model.parameters(), lr=lr, alpha=0.95)
+    per_stream = (len(train_idx) - 1) // batch
+    inputs = train_idx[: batch * per_stream].view(batch, per_stream)
+    targets = train_idx[1: batch * per_stream + 1].view(batch, per_stream)
+    state, col, losses = None, 0, []
+    model.train()
+    for _ in range(steps):
+        if col + seq_len > per_stream:
+            state, col = None, 0
+        logits, state = model(inputs[:, col:col + seq_len], state)
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets[:, col:col + seq_len].reshape(-1))
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_value_(model.parameters(), 5.0)
+        opt.step()
+        state = tuple(s.detach() for s in state)
+        col += seq_len
+        losses.append(loss.item())
+    model.eval()
+    return losses
+
+
+@pytest.mark.slow
+def test_trained_lstm_has_an_inside_quotes_cell(tmp_path, one_thread):
+    t0 = time.time()
+    corpus = write_corpus(tmp_path, quoted_corpus(120_000))
+    torch.manual_seed(0)
+    model = CharRNN(ModelSpec("lstm", 1, 24, corpus.vocab_size))
+    model.init_uniform(0.08)
+    losses = train_tbptt(model, torch.from_numpy(corpus.encode(corpus.split("train"))), steps=450)
+    assert np.mean(losses[-20:]) < np.mean(losses[:20]) - 0.2
+
+    start, end = corpus.splits["test"]
+    features = compute_features(corpus.data, start, end)
+    assert 0.3 < features["in_dquote"].mean() < 0.7
+    collector = CellCollector(sample_positions(end - start, 5000), end - start, 1, 24)
+    for chunk in stream_test_internals(model, corpus, streams=10, warmup=300, chunk=100):
+        collector.update(chunk.pos, [layer["c"] for layer in chunk.acts])
+    table = score_cells(collector.values(), features.iloc[collector.positions], layers=1, hidden=24)
+    quote = table[table.feature == "in_dquote"]
+    best = quote.iloc[0]
+    assert best["rank"] == 1 and best["score"] == quote.score.max()
+    assert best["score"] > 0.9, f"best inside-quotes cell AUC {best['score']:.3f}"
+    # a cell that only echoed the current letter would do worse: the letters alone tell inside from outside
+    # with AUC about 0.75
+    letters_only = features["is_letter"].to_numpy()
+    test_bytes = corpus.split("test")
+    first_half = (test_bytes >= ord("a")) & (test_bytes <= ord("m"))
+    echo_auc = roc_auc_score(features["in_dquote"][letters_only], first_half[letters_only])
+    assert echo_auc < best["score"] - 0.05
+
+    # the whole command on the same model: every output written, the quote cell found again
+    save_model(tmp_path / "model.pt", model, {"model": "lstm-1x24"})
+    out = tmp_path / "internals"
+    assert internals_cli(["--model", str(tmp_path / "model.pt"), "--data", str(tmp_path / "data.json"),
+                          "--out-dir", str(out), "--cells", "1:0,1:5", "--streams", "10", "--warmup", "300",
+                          "--windows", "2", "--window-chars", "300"]) == 0
+    scores = read_scores(out / "cells.parquet")
+    assert set(scores.model) == {"lstm-1x24"} and set(scores.corpus) == {"quotes"}
+    assert scores[scores.feature == "in_dquote"].score.max() > 0.9
+    sat = pd.read_parquet(out / "saturation.parquet")
+    assert len(sat) == 3 * 24 and sat.frac_left.between(0, 1).all()
+    assert {"gate", "layer", "share_right_over_90"} <= set(pd.read_csv(out / "saturation_summary.csv").columns)
+    frame, values, meta = read_excerpts(out / "excerpts.parquet")
+    assert values.shape == (600, 1, 24) and meta["windows"] == [[0, 300], [end - start - 300, end - start]]
+    html = (out / "cells.html").read_text()
+    assert "in_dquote" in html and "layer 1, unit 5" in html and "<script" not in html and "http" not in html
+    pngs = sorted(p.name for p in (out / "cells").glob("*.png"))
+    assert "user__L1_U5.png" in pngs and any(p.startswith("in_dquote__") for p in pngs)
+    assert (out / "saturation.png").exists() and (out / "saturation.pdf").exists() and (out / "cells.pdf").exists()
+    assert not list(out.rglob("*.part*"))
+    assert time.time() - t0 < 60
+
+
+def test_internals_cli_rejects_bad_input(tmp_path, capsys):
+    corpus = write_corpus(tmp_path, quoted_corpus(3000))
+    model = CharRNN(ModelSpec("rnn", 1, 4, corpus.vocab_size + 1))
+    save_model(tmp_path / "model.pt", model)
+    assert internals_cli(["--model", str(tmp_path / "model.pt"), "--data", str(tmp_path / "data.json"),
+                          "--out-dir", str(tmp_path / "o")]) == 2
+    assert "vocabulary" in capsys.readouterr().err
+    model = CharRNN(ModelSpec("rnn", 1, 4, corpus.vocab_size))
+    save_model(tmp_path / "model.pt", model)
+    assert internals_cli(["--model", str(tmp_path / "model.pt"), "--data", str(tmp_path / "data.json"),
+                          "--out-dir", str(tmp_path / "o"), "--cells", "2:0"]) == 2
+    assert "outside" in capsys.readouterr().err
