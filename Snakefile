@@ -14,6 +14,8 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/ngram.smk"
+include: "workflow/rules/analysis.smk"
 
 
 rule all:

@@ -20,6 +20,7 @@ MODULE_COMMANDS = {
     "small-vs-large": "rnnlens.oracles",
     "agreement": "rnnlens.agreement",
     "dynamics": "rnnlens.dynamics",
+    "dynamics-models": "rnnlens.dynamics",
 }
 
 
@@ -121,6 +122,35 @@ def cmd_table1(args):
     return 0
 
 
+def cmd_table2(args):
+    from rnnlens.corpus import atomic_write_text
+    from rnnlens.tables import atomic_csv, table2, table2_markdown
+
+    df = table2(args.ngram, args.nnn, args.table1)
+    atomic_csv(df, args.out_csv)
+    atomic_write_text(args.out_md, table2_markdown(df))
+    log(f"Table 2: {len(df)} rows -> {args.out_csv}, {args.out_md}")
+    return 0
+
+
+def cmd_pick(args):
+    """Print the predictions path of the chosen model (used by analysis rules that need 'the best LSTM')."""
+    from rnnlens.tables import pick_model
+
+    models = [pick_model(args.table1, args.corpus, args.arch, args.size, args.layers)]
+    if args.every_arch:
+        # best of each arch, plus each depth of the main arch at the largest size
+        df = __import__("pandas").read_csv(args.table1)
+        df = df[df.corpus == args.corpus]
+        models = [pick_model(args.table1, args.corpus, a) for a in sorted(df.arch.unique())]
+        main = args.arch or "lstm"
+        models += [pick_model(args.table1, args.corpus, main, "max", l) for l in sorted(df.layers.unique())
+                   if ((df.arch == main) & (df.layers == l)).any()]
+        models = list(dict.fromkeys(models))
+    print(" ".join(args.template.format(corpus=args.corpus, model=m) for m in models))
+    return 0
+
+
 def cmd_curves(args):
     from rnnlens.tables import training_curves
 
@@ -193,6 +223,24 @@ def build_parser():
     p.add_argument("--out-csv", required=True)
     p.add_argument("--out-md", required=True)
     p.set_defaults(func=cmd_table1)
+
+    p = sub.add_parser("table2", help="Table 2 from n-gram and n-NN predictions and Table 1")
+    p.add_argument("--ngram", nargs="*", default=[])
+    p.add_argument("--nnn", nargs="*", default=[])
+    p.add_argument("--table1", required=True)
+    p.add_argument("--out-csv", required=True)
+    p.add_argument("--out-md", required=True)
+    p.set_defaults(func=cmd_table2)
+
+    p = sub.add_parser("pick", help="print the path of the best model of a kind (from Table 1)")
+    p.add_argument("--table1", required=True)
+    p.add_argument("--corpus", required=True)
+    p.add_argument("--arch")
+    p.add_argument("--size", default="any", choices=["any", "min", "max"])
+    p.add_argument("--layers", type=int)
+    p.add_argument("--every-arch", action="store_true", help="best of each arch and each depth at the largest size")
+    p.add_argument("--template", default="results/{corpus}/predictions/{model}.parquet")
+    p.set_defaults(func=cmd_pick)
 
     p = sub.add_parser("curves", help="training curves figure from history CSVs")
     p.add_argument("--histories", nargs="+", required=True)

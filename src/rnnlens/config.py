@@ -92,4 +92,7 @@ def training_settings(config, model):
     overrides = config.get("training_overrides") or {}
     settings.update(overrides.get(arch, {}))
     settings.update(overrides.get(model, {}))
+    dynamics = (config.get("analysis") or {}).get("dynamics") or {}
+    if dynamics.get("model") == model:
+        settings["snapshot_epochs"] = dynamics.get("snapshot_epochs", [])
     return settings

@@ -165,3 +165,55 @@ def cli(argv=None) -> int:
 
 if __name__ == "__main__":
     sys.exit(cli())
+
+
+def cli_dynamics_models(argv=None) -> int:
+    """rnnlens dynamics-models: load the training snapshots of one model and the trained n-NN models, compute their
+    predictive distributions on the first --positions test positions, and compare them (CSV + figure)."""
+    import json
+    from pathlib import Path
+
+    import torch
+
+    from rnnlens.corpus import PreparedCorpus
+    from rnnlens.evaluate import predict_test, test_prefix
+    from rnnlens.model import load_model
+    from rnnlens.nnn import load_nnn, nnn_distributions
+
+    parser = argparse.ArgumentParser(prog="rnnlens dynamics-models", description=cli_dynamics_models.__doc__)
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--model", required=True, help="the trained model.pt; its snapshots/ folder is read")
+    parser.add_argument("--nnn", nargs="+", required=True, help="n-NN model files (nnn-N.pt)")
+    parser.add_argument("--positions", type=int, default=20000)
+    parser.add_argument("--warmup", type=int, default=500)
+    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--csv-out", required=True)
+    parser.add_argument("--fig-out", nargs="+", required=True)
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    corpus = test_prefix(PreparedCorpus.load(args.data), args.positions)
+    snapshot_paths = sorted((Path(args.model).parent / "snapshots").glob("step*.pt"))
+    if not snapshot_paths:
+        print(f"rnnlens dynamics-models: no snapshots beside {args.model}; set dynamics.snapshot_steps in the "
+              "config and retrain that model", file=sys.stderr)
+        return 2
+    snapshots, progress = [], []
+    for path in snapshot_paths:
+        model, extra = load_model(path)
+        snapshots.append(predict_test(model, corpus, streams=20, warmup=args.warmup, keep_probs=True)["probs"])
+        progress.append(extra["epoch_fraction"])
+        print(f"snapshot {path.name}: epoch {extra['epoch_fraction']:.3f}", flush=True)
+    start, end = corpus.splits["test"]
+    positions = np.arange(start, end)
+    nnn = {}
+    for path in args.nnn:
+        model, extra = load_nnn(path)
+        nnn[model.spec.n] = nnn_distributions(model, corpus.data, corpus.vocab, positions)
+    targets = corpus.encode(corpus.data[start:end])
+    table = compare(snapshots, progress, nnn, targets)
+    table.insert(0, "model", json.loads(Path(args.data).read_text())["corpus"] + ":" + Path(args.model).parent.name)
+    atomic_write_text(args.csv_out, table.to_csv(index=False, float_format="%.6g"))
+    plot_dynamics(table, args.fig_out, xlabel="training progress (epochs)",
+                  title=f"{Path(args.model).parent.name}: training snapshots vs n-NN")
+    return 0

@@ -9,6 +9,8 @@ the whole corpus. A warm-up far beyond the model's memory (the paper's longest-r
 characters) makes the streamed predictions equal to the sequential ones to float precision (tests check both).
 """
 
+from dataclasses import replace
+
 import numpy as np
 import torch
 
@@ -27,9 +29,10 @@ def stream_layout(test_start, test_len, streams, warmup):
 
 
 @torch.no_grad()
-def predict_test(model, corpus: PreparedCorpus, streams=100, warmup=2000, chunk=2000, device="cpu", log=print):
-    """-> dict of numpy arrays (target, p, argmax, p_argmax) over the test split, in position order,
-    plus `probs_fn` free: only the target's probability and the argmax are kept."""
+def predict_test(model, corpus: PreparedCorpus, streams=100, warmup=2000, chunk=2000, device="cpu", log=print,
+                 keep_probs=False):
+    """-> dict of numpy arrays (target, p, argmax, p_argmax) over the test split, in position order; with
+    keep_probs also `probs`, the full (positions, V) distributions (for small subsets: training dynamics)."""
     test_start, test_end = corpus.splits["test"]
     test_len = test_end - test_start
     starts, piece_len, warmup = stream_layout(test_start, test_len, streams, warmup)
@@ -51,6 +54,7 @@ def predict_test(model, corpus: PreparedCorpus, streams=100, warmup=2000, chunk=
     p_out = np.empty((n_rows, piece_len), dtype=np.float32)
     am_out = np.empty((n_rows, piece_len), dtype=np.uint8)
     pam_out = np.empty((n_rows, piece_len), dtype=np.float32)
+    probs_out = np.empty((n_rows, piece_len, corpus.vocab_size), dtype=np.float32) if keep_probs else None
     # output at input column j predicts corpus[first_input + j + 1]; the piece starts at column lookback - 1
     keep_from = lookback - 1
     targets_idx = np.stack([padded[a + 1 : a + 1 + span] for a in first_input])
@@ -68,14 +72,24 @@ def predict_test(model, corpus: PreparedCorpus, streams=100, warmup=2000, chunk=
         p_out[:, lo - keep_from : hi - keep_from] = p.cpu().numpy()
         pam_out[:, lo - keep_from : hi - keep_from] = pam.cpu().numpy()
         am_out[:, lo - keep_from : hi - keep_from] = vocab[am].cpu().numpy().astype(np.uint8)
+        if keep_probs:
+            probs_out[:, lo - keep_from : hi - keep_from] = probs.cpu().numpy()
     p = p_out.reshape(-1)[:test_len]
+    extra = {"probs": probs_out.reshape(-1, corpus.vocab_size)[:test_len]} if keep_probs else {}
     return {
+        **extra,
         "target": corpus.split("test"),
         "p": p,
         "argmax": am_out.reshape(-1)[:test_len],
         "p_argmax": pam_out.reshape(-1)[:test_len],
         "layout": {"streams": int(n_rows), "piece_len": int(piece_len), "warmup": int(warmup)},
     }
+
+
+def test_prefix(corpus, count):
+    """The same corpus with its test split cut to the first `count` positions (analyses on a subset)."""
+    start, end = corpus.splits["test"]
+    return replace(corpus, splits={**corpus.splits, "test": (start, min(end, start + count))})
 
 
 def evaluate(model, extra, corpus, out_path, model_id, streams=100, warmup=2000, device="cpu", log=print):

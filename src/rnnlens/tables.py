@@ -109,3 +109,58 @@ def training_curves(history_paths, labels, out_path, title=None):
     fig.savefig(tmp, dpi=130)
     plt.close(fig)
     os.replace(tmp, out_path)
+
+
+def table2(ngram_paths, nnn_paths, table1_csv):
+    """Per corpus and n: n-gram and n-NN test loss, the paper's value where known, and the best RNN of Table 1."""
+    from rnnlens.paper import NGRAM_TEST_LOSS
+
+    rows = {}
+    for family, paths in (("ngram", ngram_paths), ("nnn", nnn_paths)):
+        for path in paths:
+            meta = read_meta(path)
+            n = int(meta.get("n") or meta.get("order") or str(meta["model"]).split("-")[-1])
+            row = rows.setdefault((meta["corpus"], n), {"corpus": meta["corpus"], "n": n})
+            row[f"{family}_test_loss"] = round(meta["test_loss"], 4)
+            if family == "nnn":
+                row["nnn_hidden"] = meta.get("hidden")
+    df = pd.DataFrame(sorted(rows.values(), key=lambda r: (r["corpus"], r["n"])))
+    for col in ("ngram_test_loss", "nnn_test_loss", "nnn_hidden"):
+        if col not in df:
+            df[col] = None
+    t1 = pd.read_csv(table1_csv)
+    best = t1.loc[t1.groupby("corpus").test_loss.idxmin()].set_index("corpus")
+    df["paper_ngram_test_loss"] = [NGRAM_TEST_LOSS.get(c, {}).get(n) for c, n in zip(df.corpus, df.n)]
+    df["best_rnn"] = df.corpus.map(best.model)
+    df["best_rnn_test_loss"] = df.corpus.map(best.test_loss)
+    return df
+
+
+def table2_markdown(df, paper_names=None):
+    lines = ["# Table 2: n-gram and n-NN baselines (test nats per character)", "",
+             "n-gram: unpruned modified Kneser-Ney (KenLM) over bytes. n-NN: one tanh hidden layer over the one-hot "
+             "previous n bytes. Paper values (only the 20-gram is known) are confirmed figures of the paper.", ""]
+    for corpus, group in df.groupby("corpus", sort=False):
+        best, best_loss = group.best_rnn.iloc[0], group.best_rnn_test_loss.iloc[0]
+        lines += [f"## {corpus}", "", "| n | n-gram | n-NN | n-NN hidden | paper n-gram |", "|---|---|---|---|---|"]
+        for r in group.itertuples():
+            lines.append(f"| {r.n} | {_fmt(r.ngram_test_loss)} | {_fmt(r.nnn_test_loss)} | "
+                         f"{'' if pd.isna(r.nnn_hidden) else int(r.nnn_hidden)} | {_fmt(r.paper_ngram_test_loss)} |")
+        lines += ["", f"Reference: best RNN of Table 1, {best}, {best_loss:.3f} nats/char.", ""]
+    return "\n".join(lines)
+
+
+def pick_model(table1_csv, corpus, arch=None, size="any", layers=None):
+    """Model id with the lowest test loss among the corpus's models of `arch`, at the smallest/largest size
+    label ("min"/"max") or any size, optionally at a given depth."""
+    df = pd.read_csv(table1_csv)
+    df = df[df.corpus == corpus]
+    if arch:
+        df = df[df.arch == arch]
+    if layers:
+        df = df[df.layers == int(layers)]
+    if size in ("min", "max"):
+        df = df[df["size"] == (df["size"].min() if size == "min" else df["size"].max())]
+    if df.empty:
+        raise ValueError(f"no model of corpus {corpus!r} matches arch={arch} size={size} layers={layers} in {table1_csv}")
+    return df.loc[df.test_loss.idxmin(), "model"]

@@ -50,7 +50,7 @@ class TrainConfig:
     log_seconds: float = 10.0
     device: str = "auto"
     tf32: bool = False
-    snapshot_steps: list = field(default_factory=list)  # global steps at which to save weights (training dynamics)
+    snapshot_epochs: list = field(default_factory=list)  # epoch fractions at which to save weights (training dynamics)
 
     @classmethod
     def from_dict(cls, settings):
@@ -206,6 +206,7 @@ def train(cfg, corpus: PreparedCorpus, spec: ModelSpec, out_model, out_history, 
         f"on {device}; {chars_per_epoch} chars/epoch, {n_steps} steps of {cfg.batch_size}x{cfg.seq_len}; "
         f"gradient clipping: {cfg.grad_clip_mode} {cfg.grad_clip}")
     snapshot_dir = Path(out_model).parent / "snapshots"
+    snapshot_steps = {max(1, round(f * n_steps)) for f in cfg.snapshot_epochs}
     last_checkpoint = last_log = time.time()
     steps_this_process = 0
 
@@ -231,7 +232,7 @@ def train(cfg, corpus: PreparedCorpus, spec: ModelSpec, out_model, out_history, 
             progress["step"] += 1
             progress["global_step"] += 1
             steps_this_process += 1
-            if progress["global_step"] in cfg.snapshot_steps:
+            if progress["global_step"] in snapshot_steps:
                 snapshot_dir.mkdir(parents=True, exist_ok=True)
                 save_model(snapshot_dir / f"step{progress['global_step']:07d}.pt", model,
                            {**(meta or {}), "global_step": progress["global_step"],

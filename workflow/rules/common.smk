@@ -31,11 +31,25 @@ MODELS = [
 ]
 RES = config.get("resources", {})
 EVAL = config.get("evaluation", {})
+NGRAM = config.get("ngram") or {}
+NGRAM_ORDERS = NGRAM.get("orders", [])
+NNN = config.get("nnn") or {}
+NNN_ORDERS = NNN.get("orders", [])
+ANALYSIS = config.get("analysis") or {}
+ORACLES = ANALYSIS.get("oracles") or {}
+DYNAMICS = ANALYSIS.get("dynamics") or {}
+REFERENCE_NGRAM = ANALYSIS.get("reference_ngram", max(NGRAM_ORDERS, default=0))
+ORACLE_NGRAMS = [
+    n for n in ORACLES.get("ngram_orders", range(1, 10)) if n in NGRAM_ORDERS
+]
+DYNAMICS_NNN = [n for n in DYNAMICS.get("nnn_orders", range(1, 6)) if n in NNN_ORDERS]
+HAS_LSTM = "lstm" in GRID["arch"]
 
 
 wildcard_constraints:
     corpus="[A-Za-z0-9_]+",
     model="(rnn|lstm|gru)-[0-9]+x[0-9]+",
+    n="[0-9]+",
 
 
 def code_fingerprint(*modules):
@@ -84,6 +98,61 @@ def all_targets():
     targets += []
     targets += expand("results/{corpus}/models.csv", corpus=CORPORA)
     targets += expand("results/figures/training_curves_{corpus}.png", corpus=CORPORA)
+    return targets + analysis_targets()
+
+
+def oracle_args():
+    spec = {
+        "--error-threshold": [ORACLES.get("error_threshold", 0.5)],
+        "--ngram-threshold": [ORACLES.get("ngram_threshold", 0.5)],
+        "--memory-windows": ORACLES.get("memory_windows", [100, 500, 1000, 5000]),
+        "--rare-counts": ORACLES.get("rare_counts", [0, 1, 2, 3, 4, 5]),
+        "--boosts": ORACLES.get("boosts", [0.1, 0.2, 0.3, 0.4]),
+    }
+    return " ".join(f"{k} {' '.join(map(str, v))}" for k, v in spec.items())
+
+
+def corpus_predictions(wildcards):
+    return expand(
+        "results/{corpus}/predictions/{model}.parquet",
+        corpus=wildcards.corpus,
+        model=MODELS,
+    )
+
+
+def oracle_ngrams(wildcards):
+    return expand(
+        "results/{corpus}/predictions/ngram-{n}.parquet",
+        corpus=wildcards.corpus,
+        n=ORACLE_NGRAMS,
+    )
+
+
+def pick(arch="--arch lstm", extra=""):
+    """Shell snippet printing the predictions path of the best model of a kind (decided from Table 1)."""
+    return f"$(python -m rnnlens pick --table1 {{input.table1}} --corpus {{wildcards.corpus}} {arch} {extra})"
+
+
+def analysis_targets():
+    targets = []
+    if NGRAM_ORDERS or NNN_ORDERS:
+        targets += ["results/tables/table2.csv", "results/tables/table2.md"]
+    for corpus in CORPORA:
+        fig = f"results/figures/{corpus}"
+        if HAS_LSTM and REFERENCE_NGRAM in NGRAM_ORDERS:
+            targets += [
+                f"{fig}/perchar.png",
+                f"{fig}/brackets/brackets-{corpus}-brace.png",
+            ]
+        targets += [f"results/{corpus}/oracles/{m}.csv" for m in MODELS]
+        if HAS_LSTM:
+            targets.append(f"{fig}/error_breakdown.png")
+            if len(GRID["size"]) > 1:
+                targets.append(f"{fig}/small_vs_large.png")
+        if len(MODELS) > 1:
+            targets.append(f"{fig}/tsne.png")
+        if DYNAMICS.get("model") in MODELS and DYNAMICS_NNN:
+            targets.append(f"{fig}/dynamics.png")
     return targets
 
 

@@ -1,0 +1,182 @@
+"""Shared helpers of the benchmarks: devices and threads, timing, the grid, synthetic corpora, JSON output.
+
+Benchmarks are scripts, not tests: each prints its figures and writes one JSON file under results/bench/.
+Figures are ratios measured side by side in the same process (interleaved), because the machines are noisy.
+"""
+
+import contextlib
+import json
+import math
+import os
+import platform
+import signal
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+SRC = ROOT / "src"
+if str(SRC) not in sys.path:  # run from a checkout without the package installed
+    sys.path.insert(0, str(SRC))
+
+from rnnlens.corpus import PreparedCorpus  # noqa: E402
+from rnnlens.model import ARCHS, CharRNN, ModelSpec, count_parameters, match_hidden_size  # noqa: E402
+
+RESULTS = ROOT / "results" / "bench"
+PAPER_VOCAB = 87  # War and Peace; Linux has 101, which changes the hidden sizes by a few cells
+PAPER_GRID = [(arch, layers, size) for size in (64, 128, 256, 512) for arch in ARCHS for layers in (1, 2, 3)]
+SMALL_GRID = [("rnn", 1, 64), ("lstm", 1, 64), ("gru", 1, 64), ("lstm", 2, 128), ("lstm", 1, 256)]
+# Characters in one training epoch at batch 100 (the paper's splits of the paper's corpus sizes).
+WP_TRAIN_CHARS = 100 * ((round(3_258_246 * 0.8) - 1) // 100)
+LK_TRAIN_CHARS = 100 * ((round(6_206_996 * 0.9) - 1) // 100)
+PAPER_EPOCHS = 50
+
+
+def pick_device(name):
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit(f"--device {name}: this torch ({torch.__version__}) sees no CUDA device; use --device cpu")
+    return device
+
+
+def set_threads(threads):
+    """0 keeps torch's default; otherwise use exactly this many intra-op threads (1: leave the other cores alone)."""
+    if threads:
+        torch.set_num_threads(threads)
+    return torch.get_num_threads()
+
+
+def sync(device):
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def device_info(device):
+    device = torch.device(device)
+    info = {"device": str(device), "torch": torch.__version__, "python": platform.python_version(),
+            "machine": platform.machine(), "threads": torch.get_num_threads()}
+    if device.type == "cuda":
+        info["device_name"] = torch.cuda.get_device_name(device)
+        info["cuda"] = torch.version.cuda
+        info["cudnn"] = torch.backends.cudnn.version()
+    else:
+        info["device_name"] = cpu_name()
+    return info
+
+
+def cpu_name():
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def grid_points(grid, vocab_size=PAPER_VOCAB):
+    """[(arch, layers, size)] -> dicts with the parameter-matched hidden size and the parameter counts."""
+    points = []
+    for arch, layers, size in grid:
+        hidden, params, _ = match_hidden_size(arch, layers, size, vocab_size)
+        points.append({"model": f"{arch}-{layers}x{size}", "arch": arch, "layers": layers, "size": size,
+                       "hidden": hidden, "vocab": vocab_size, "params": params,
+                       "matmul_params": matmul_parameters(arch, layers, hidden, vocab_size)})
+    return points
+
+
+def parse_points(text):
+    """'lstm-1x64,gru-2x128' -> [(arch, layers, size)]."""
+    from rnnlens.model import parse_model_id
+
+    return [parse_model_id(item.strip()) for item in text.split(",") if item.strip()]
+
+
+def matmul_parameters(arch, layers, hidden, vocab_size):
+    """Weights that take part in matrix products (all but the biases): each costs 2 FLOPs per character
+    forward and 4 backward, hence the 6 x matmul parameters x characters of a training step."""
+    with_biases = count_parameters(arch, layers, hidden, vocab_size)
+    gates = {"rnn": 1, "lstm": 4, "gru": 3}[arch]
+    return with_biases - 2 * gates * hidden * layers - vocab_size
+
+
+def build_model(point, device, dropout=0.0, seed=0):
+    torch.manual_seed(seed)
+    model = CharRNN(ModelSpec(point["arch"], point["layers"], point["hidden"], point["vocab"], dropout)).to(device)
+    model.init_uniform()
+    return model
+
+
+def synthetic_corpus(train_chars, vocab_size, val_chars=201, test_chars=2, seed=0, name="bench"):
+    """A PreparedCorpus of random bytes using `vocab_size` symbols; speed does not depend on the text."""
+    if not 2 <= vocab_size <= 256:
+        raise ValueError(f"vocab_size {vocab_size} must be in 2..256")
+    rng = np.random.default_rng(seed)
+    n = train_chars + val_chars + test_chars
+    data = rng.integers(0, vocab_size, n, dtype=np.int64).astype(np.uint8)
+    data[:vocab_size] = np.arange(vocab_size)  # every symbol present, so the vocabulary has exactly vocab_size
+    splits = {"train": (0, train_chars), "val": (train_chars, train_chars + val_chars),
+              "test": (train_chars + val_chars, n)}
+    return PreparedCorpus(name, data, np.arange(vocab_size, dtype=np.uint8), splits)
+
+
+@contextlib.contextmanager
+def kept_signal_handlers():
+    """rnnlens.train.train installs SIGTERM/SIGINT handlers for checkpointing; put ours back afterwards so that
+    Ctrl-C still stops a benchmark."""
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
+def best_seconds(fn, repeats, device, min_seconds=0.0):
+    """Best wall time of fn() over `repeats` runs (each run repeats fn until min_seconds have passed)."""
+    best = math.inf
+    for _ in range(repeats):
+        sync(device)
+        t0 = time.perf_counter()
+        calls = 0
+        while True:
+            fn()
+            calls += 1
+            sync(device)
+            elapsed = time.perf_counter() - t0
+            if elapsed >= min_seconds:
+                break
+        best = min(best, elapsed / calls)
+    return best
+
+
+def write_json(path, obj):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_text(json.dumps(obj, indent=2, default=_json_default) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def _json_default(value):
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def human_seconds(seconds):
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"

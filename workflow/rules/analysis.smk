@@ -1,0 +1,209 @@
+rule oracles:
+    input:
+        data="results/{corpus}/data.json",
+        predictions="results/{corpus}/predictions/{model}.parquet",
+        ngram=oracle_ngrams,
+    output:
+        csv="results/{corpus}/oracles/{model}.csv",
+        png="results/{corpus}/oracles/{model}.png",
+    log:
+        "results/logs/{corpus}/oracles/{model}.log",
+    conda:
+        "../../envs/rnnlens.yaml"
+    resources:
+        mem_mb=3000,
+        runtime=15,
+    params:
+        options=oracle_args(),
+        code=code_fingerprint("oracles", "words"),
+    shell:
+        "python -m rnnlens oracles --data {input.data} --predictions {input.predictions} --ngram {input.ngram}"
+        " {params.options} --csv-out {output.csv} --fig-out {output.png} > {log} 2>&1"
+
+
+rule error_breakdown:
+    input:
+        data="results/{corpus}/data.json",
+        table1="results/tables/table1.csv",
+        predictions=corpus_predictions,
+        ngram=oracle_ngrams,
+    output:
+        png=report(
+            "results/figures/{corpus}/error_breakdown.png",
+            caption="../report/error_breakdown.rst",
+            category="Error analysis",
+            labels={"corpus": "{corpus}", "figure": "best LSTM"},
+        ),
+        csv="results/{corpus}/analysis/error_breakdown.csv",
+    log:
+        "results/logs/{corpus}/error_breakdown.log",
+    conda:
+        "../../envs/rnnlens.yaml"
+    resources:
+        mem_mb=3000,
+        runtime=15,
+    params:
+        options=oracle_args(),
+        code=code_fingerprint("oracles", "words"),
+    shell:
+        "python -m rnnlens oracles --data {input.data} --predictions "
+        + pick()
+        + " --ngram {input.ngram}"
+        " {params.options} --csv-out {output.csv} --fig-out {output.png} > {log} 2>&1"
+
+
+rule small_vs_large:
+    input:
+        data="results/{corpus}/data.json",
+        table1="results/tables/table1.csv",
+        predictions=corpus_predictions,
+        ngram=oracle_ngrams,
+    output:
+        png=report(
+            "results/figures/{corpus}/small_vs_large.png",
+            caption="../report/small_vs_large.rst",
+            category="Error analysis",
+            labels={"corpus": "{corpus}", "figure": "small vs large LSTM"},
+        ),
+        csv="results/{corpus}/analysis/small_vs_large.csv",
+    log:
+        "results/logs/{corpus}/small_vs_large.log",
+    conda:
+        "../../envs/rnnlens.yaml"
+    resources:
+        mem_mb=3000,
+        runtime=15,
+    params:
+        options=oracle_args(),
+        code=code_fingerprint("oracles", "words"),
+    shell:
+        "python -m rnnlens small-vs-large --data {input.data} --small "
+        + pick(extra="--size min")
+        + " --large "
+        + pick(extra="--size max")
+        + " --ngram {input.ngram} {params.options} --csv-out {output.csv} --fig-out {output.png} > {log} 2>&1"
+
+
+rule perchar:
+    input:
+        table1="results/tables/table1.csv",
+        predictions=corpus_predictions,
+        ngram=f"results/{{corpus}}/predictions/ngram-{REFERENCE_NGRAM}.parquet",
+    output:
+        png=report(
+            "results/figures/{corpus}/perchar.png",
+            caption="../report/perchar.rst",
+            category="Long-range structure",
+            labels={"corpus": "{corpus}", "figure": "per-character gains"},
+        ),
+        csv="results/{corpus}/analysis/perchar.csv",
+        overlap="results/{corpus}/analysis/error_overlap.json",
+    log:
+        "results/logs/{corpus}/perchar.log",
+    conda:
+        "../../envs/rnnlens.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        min_count=ANALYSIS.get("perchar_min_count", 100),
+        code=code_fingerprint("perchar"),
+    shell:
+        "python -m rnnlens perchar --a "
+        + pick()
+        + " --b {input.ngram} --min-count {params.min_count}"
+        " --csv-out {output.csv} --fig-out {output.png} --overlap-out {output.overlap} > {log} 2>&1"
+
+
+rule brackets:
+    input:
+        data="results/{corpus}/data.json",
+        table1="results/tables/table1.csv",
+        predictions=corpus_predictions,
+        ngram=f"results/{{corpus}}/predictions/ngram-{REFERENCE_NGRAM}.parquet",
+    output:
+        figures=report(
+            expand(
+                "results/figures/{{corpus}}/brackets/brackets-{{corpus}}-{delimiter}.png",
+                delimiter=["brace", "paren", "bracket", "quote"],
+            ),
+            caption="../report/brackets.rst",
+            category="Long-range structure",
+            labels={"corpus": "{corpus}", "figure": "closing delimiters vs distance"},
+        ),
+        csv="results/{corpus}/analysis/brackets.csv",
+        summary="results/{corpus}/analysis/brackets.json",
+    log:
+        "results/logs/{corpus}/brackets.log",
+    conda:
+        "../../envs/rnnlens.yaml"
+    resources:
+        mem_mb=3000,
+        runtime=10,
+    params:
+        bin=ANALYSIS.get("bracket_bin", 20),
+        scope=lambda wc: config["corpora"][wc.corpus].get("quote_scope", "paragraph"),
+        code=code_fingerprint("brackets"),
+    shell:
+        "python -m rnnlens brackets --data {input.data} --predictions "
+        + pick("--every-arch")
+        + " {input.ngram}"
+        " --bin {params.bin} --quote-scope {params.scope} --csv-out {output.csv} --summary-out {output.summary}"
+        " --fig-dir results/figures/{wildcards.corpus}/brackets > {log} 2>&1"
+
+
+rule agreement:
+    input:
+        corpus_predictions,
+    output:
+        png=report(
+            "results/figures/{corpus}/tsne.png",
+            caption="../report/tsne.rst",
+            category="Comparing models",
+            labels={"corpus": "{corpus}", "figure": "t-SNE of models"},
+        ),
+        matrix="results/{corpus}/analysis/agreement.csv",
+        embedding="results/{corpus}/analysis/tsne.csv",
+    log:
+        "results/logs/{corpus}/agreement.log",
+    conda:
+        "../../envs/rnnlens.yaml"
+    resources:
+        mem_mb=3000,
+        runtime=10,
+    params:
+        seed=config["training"].get("seed", 1),
+        code=code_fingerprint("agreement"),
+    shell:
+        "python -m rnnlens agreement --predictions {input} --csv-out {output.matrix}"
+        " --embedding-out {output.embedding} --fig-out {output.png} --seed {params.seed} > {log} 2>&1"
+
+
+rule dynamics:
+    input:
+        data="results/{corpus}/data.json",
+        model=f"results/{{corpus}}/models/{DYNAMICS.get('model', 'lstm-3x512')}/model.pt",
+        nnn=expand("results/{{corpus}}/nnn/nnn-{n}.pt", n=DYNAMICS_NNN),
+    output:
+        png=report(
+            "results/figures/{corpus}/dynamics.png",
+            caption="../report/dynamics.rst",
+            category="Comparing models",
+            labels={"corpus": "{corpus}", "figure": "training dynamics"},
+        ),
+        csv="results/{corpus}/analysis/dynamics.csv",
+    log:
+        "results/logs/{corpus}/dynamics.log",
+    conda:
+        "../../envs/rnnlens.yaml"
+    threads: RES.get("train_threads", 2)
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        positions=DYNAMICS.get("positions", 20000),
+        code=code_fingerprint("dynamics", "evaluate", "nnn"),
+    shell:
+        "python -m rnnlens dynamics-models --data {input.data} --model {input.model} --nnn {input.nnn}"
+        " --positions {params.positions} --threads {threads} --csv-out {output.csv} --fig-out {output.png}"
+        " > {log} 2>&1"
