@@ -16,6 +16,7 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/ngram.smk"
 include: "workflow/rules/analysis.smk"
+include: "workflow/rules/internals.smk"
 
 
 rule all:

@@ -11,14 +11,13 @@ depend on the text. Weights are random (uniform init), which does not change the
 """
 
 import argparse
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from common import (ROOT, RESULTS, build_model, device_info, grid_points, parse_points, pick_device, set_threads,
-                    sync, synthetic_corpus, write_json)
+from common import (ROOT, RESULTS, build_model, device_info, grid_points, now, parse_points, pick_device, set_clock,
+                    set_threads, sync, synthetic_corpus, write_json)
 from rnnlens.corpus import PreparedCorpus, split_bounds
 from rnnlens.evaluate import predict_test, stream_layout
 
@@ -66,13 +65,13 @@ def bench_model(point, corpus, device, streams, warmup, chunk, repeats):
     for r in range(repeats):
         for side in (("workflow", "bare") if r % 2 == 0 else ("bare", "workflow")):
             sync(device)
-            t0 = time.perf_counter()
+            t0 = now()
             if side == "workflow":
                 predict_test(model, corpus, streams=streams, warmup=warmup, chunk=chunk, device=device)
             else:
                 fused_pass(model, x_all, chunk)
             sync(device)
-            (workflow if side == "workflow" else bare).append(time.perf_counter() - t0)
+            (workflow if side == "workflow" else bare).append(now() - t0)
     test_chars = corpus.splits["test"][1] - corpus.splits["test"][0]
     row = {**point, "streams": int(x_all.shape[0]), "columns": int(x_all.shape[1]), "chunk": chunk,
            "test_chars": test_chars, "processed_chars": int(x_all.numel()),
@@ -93,10 +92,12 @@ def main(argv=None):
     ap.add_argument("--device", default="auto")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (0: torch's default)")
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--clock", choices=("auto", "wall", "cpu"), default="auto",
+                    help="cpu: process CPU seconds (see bench_train.py); auto: cpu for one CPU thread, wall otherwise")
     ap.add_argument("--out", default=str(RESULTS / "eval.json"))
     args = ap.parse_args(argv)
     device = pick_device(args.device)
-    set_threads(args.threads)
+    clock = set_clock(args.clock, device, set_threads(args.threads))
     corpus, source = load_corpus(args.corpus)
     rows = []
     for point in grid_points(parse_points(args.models), corpus.vocab_size):
@@ -105,7 +106,7 @@ def main(argv=None):
         print(f"{row['model']:>12} h={row['hidden']:<4} {row['test_chars']:,} test chars: predict_test "
               f"{row['workflow_test_chars_per_s']:,.0f} c/s ({row['workflow_s']:.2f} s), bare fused "
               f"{row['bare_test_chars_per_s']:,.0f} c/s ({row['bare_s']:.2f} s), ratio {row['ratio']:.3f}", flush=True)
-    write_json(args.out, {**device_info(device), "corpus": source, "repeats": args.repeats, "results": rows})
+    write_json(args.out, {**device_info(device), "clock": clock, "corpus": source, "repeats": args.repeats, "results": rows})
     print(f"wrote {args.out}", flush=True)
     return 0
 

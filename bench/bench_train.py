@@ -17,17 +17,20 @@ import argparse
 import copy
 import csv
 import math
+import contextlib
 import tempfile
 import time
+import types
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from bench_matmul import point_ceiling
-from common import (LK_TRAIN_CHARS, PAPER_EPOCHS, PAPER_GRID, RESULTS, SMALL_GRID, WP_TRAIN_CHARS, build_model,
-                    device_info, grid_points, human_seconds, kept_signal_handlers, parse_points, pick_device,
-                    set_threads, sync, synthetic_corpus, write_json)
+from common import (CLOCKS, LK_TRAIN_CHARS, PAPER_EPOCHS, PAPER_GRID, RESULTS, SMALL_GRID, WP_TRAIN_CHARS,
+                    build_model, clock_name, device_info, grid_points, human_seconds, kept_signal_handlers, now,
+                    parse_points, pick_device, set_clock, set_threads, sync, synthetic_corpus, write_json)
+import rnnlens.train
 from rnnlens.model import ModelSpec
 from rnnlens.train import TrainConfig, train
 
@@ -38,12 +41,25 @@ def quiet(*args, **kwargs):
     pass
 
 
+@contextlib.contextmanager
+def train_clock():
+    """Make rnnlens.train time its epochs by the benchmark's clock (it calls time.time(), and nothing else of the
+    time module): its history then reports characters per CPU second under --clock cpu. Only the module's
+    reference to `time` is swapped, for the duration of the call; the training code itself is untouched."""
+    saved = rnnlens.train.time
+    rnnlens.train.time = types.SimpleNamespace(time=CLOCKS[clock_name()])
+    try:
+        yield
+    finally:
+        rnnlens.train.time = saved
+
+
 def workflow_run(point, corpus, device, workdir, tf32=False):
     """Characters/s of one epoch of rnnlens.train.train over `corpus` (its whole training split)."""
     cfg = TrainConfig(max_epochs=1, device=str(device), tf32=tf32)
     spec = ModelSpec(point["arch"], point["layers"], point["hidden"], point["vocab"], cfg.dropout)
     workdir = Path(workdir)
-    with kept_signal_handlers():
+    with kept_signal_handlers(), train_clock():
         code = train(cfg, corpus, spec, workdir / "model.pt", workdir / "history.csv", workdir / "checkpoint.pt",
                      log=quiet)
     if code != 0:
@@ -65,7 +81,7 @@ def bare_run(point, indices, steps, device, lr=2e-3, alpha=0.95, clip=5.0, per_s
     optimizer = torch.optim.RMSprop(model.parameters(), lr=lr, alpha=alpha)
     state, times = None, []
     sync(device)
-    t0 = last = time.perf_counter()
+    t0 = last = now()
     for step in range(steps):
         x = inputs[:, step * SEQ : (step + 1) * SEQ]
         y = targets[:, step * SEQ : (step + 1) * SEQ]
@@ -78,11 +94,11 @@ def bare_run(point, indices, steps, device, lr=2e-3, alpha=0.95, clip=5.0, per_s
         state = tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
         if per_step:
             sync(device)
-            now = time.perf_counter()
-            times.append(now - last)
-            last = now
+            t = now()
+            times.append(t - last)
+            last = t
     sync(device)
-    seconds = time.perf_counter() - t0
+    seconds = now() - t0
     rate = steps * BATCH * SEQ / seconds
     return (rate, times) if per_step else rate
 
@@ -94,7 +110,7 @@ def bench_point(point, device, seconds, max_steps, min_steps, repeats, tf32=Fals
     warm_idx = torch.from_numpy(warm_corpus.encode(warm_corpus.split("train"))).to(device)
     _, times = bare_run(point, warm_idx, 2, device, per_step=True)
     step_seconds = min(times[1:])
-    steps = max(min_steps, min(max_steps, math.ceil(seconds / step_seconds)))
+    steps = min(max_steps, max(min_steps, math.ceil(seconds / step_seconds)))  # --steps is the hard cap
     corpus = synthetic_corpus(BATCH * SEQ * steps + 1, point["vocab"], seed=1)
     indices = torch.from_numpy(corpus.encode(corpus.split("train"))).to(device)
     workflow, bare, ceilings = [], [], []
@@ -187,31 +203,52 @@ def print_table(rows, info, log=print):
             f"{human_seconds(r['wp_epoch_s']):>10}", flush=True)
 
 
-def run(grid, device="auto", threads=1, seconds=1.0, max_steps=50, min_steps=2, repeats=2, tf32=False,
-        check_cpu=False, ceiling=True, vocab=87, log=print):
+def run(grid, device="auto", threads=1, seconds=0.5, max_steps=50, min_steps=1, repeats=3, tf32=False,
+        check_cpu=False, ceiling=True, vocab=87, clock="auto", max_seconds=None, out=None, log=print):
+    """Measure every point of `grid`; with `out`, the JSON is rewritten after each point (a run cut short keeps
+    what it measured); with `max_seconds`, points that would start after that are skipped."""
     device = pick_device(device)
-    set_threads(threads)
+    threads = set_threads(threads)
+    clock = set_clock(clock, device, threads)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = False  # as in training: the default
     info = device_info(device)
-    log(f"device {info['device_name']} ({device}); torch {info['torch']}; {info['threads']} CPU threads", flush=True)
+    log(f"device {info['device_name']} ({device}); torch {info['torch']}; {info['threads']} CPU threads; "
+        f"{clock} clock", flush=True)
+    started = time.perf_counter()
     check = check_against_cpu(device, log=log) if check_cpu else None
     rows = []
-    started = time.perf_counter()
     points = grid_points(grid, vocab)
+
+    def assemble():
+        result = {**info, "clock": clock, "tf32": tf32, "batch": BATCH, "seq_len": SEQ, "seconds_per_run": seconds,
+                  "repeats": repeats, "points_planned": len(points), "complete": len(rows) == len(points),
+                  "results": rows, "wall_s": time.perf_counter() - started}
+        measured = {(r["arch"], r["layers"], r["size"]) for r in rows}
+        if measured & set(PAPER_GRID):
+            result["projection"] = projection([r for r in rows if (r["arch"], r["layers"], r["size"]) in PAPER_GRID])
+            missing = len(set(PAPER_GRID) - measured)
+            if missing:
+                result["projection"]["note"] += f"; ONLY {len(PAPER_GRID) - missing} of the {len(PAPER_GRID)} grid points measured"
+        if check is not None:
+            result["check_cpu"] = check
+        return result
+
     for i, point in enumerate(points, 1):
+        if max_seconds and time.perf_counter() - started > max_seconds:
+            log(f"time budget of {max_seconds:.0f} s spent: skipping the last {len(points) - i + 1} points", flush=True)
+            break
         row = bench_point(point, device, seconds, max_steps, min_steps, repeats, tf32, ceiling, log)
         rows.append(row)
         log(f"[{i}/{len(points)}] {row['model']:>10} h={row['hidden']:<4} {row['steps']:4d} steps: "
             f"workflow {row['workflow_chars_per_s']:,.0f} c/s, bare {row['bare_chars_per_s']:,.0f} c/s, "
             f"ratio {row['ratio']:.3f}" + (f", {row['ceiling_fraction']:.2f} of the matmul ceiling" if ceiling else "")
             + f" ({time.perf_counter() - started:.0f} s)", flush=True)
-    result = {**info, "tf32": tf32, "batch": BATCH, "seq_len": SEQ, "seconds_per_run": seconds,
-              "repeats": repeats, "results": rows, "wall_s": time.perf_counter() - started}
-    if {(r["arch"], r["layers"], r["size"]) for r in rows} >= set(PAPER_GRID):
-        result["projection"] = projection([r for r in rows if (r["arch"], r["layers"], r["size"]) in PAPER_GRID])
-    if check is not None:
-        result["check_cpu"] = check
+        if out:
+            write_json(out, assemble())
+    result = assemble()
+    if out:
+        write_json(out, result)
     return result
 
 
@@ -223,21 +260,24 @@ def main(argv=None):
     ap.add_argument("--vocab", type=int, default=87, help="vocabulary size (87: War and Peace)")
     ap.add_argument("--device", default="auto", help="auto (cuda if present), cpu, cuda, cuda:1, ...")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (0: torch's default)")
-    ap.add_argument("--seconds", type=float, default=1.0,
+    ap.add_argument("--seconds", type=float, default=0.5,
                     help="target seconds of one timed run (sets the steps per point from a warm-up estimate)")
     ap.add_argument("--steps", type=int, default=50, help="at most this many steps per timed run")
-    ap.add_argument("--min-steps", type=int, default=2, help="at least this many steps per timed run")
-    ap.add_argument("--repeats", type=int, default=2, help="interleaved rounds of (workflow, bare); best of each")
+    ap.add_argument("--min-steps", type=int, default=1, help="at least this many steps per timed run")
+    ap.add_argument("--repeats", type=int, default=3, help="interleaved rounds of (workflow, bare); best of each")
+    ap.add_argument("--clock", choices=("auto", "wall", "cpu"), default="auto",
+                    help="cpu: process CPU seconds (ignores time the shared machine gives to other jobs; needs "
+                         "--threads 1 on the CPU); auto: cpu for one CPU thread, wall otherwise")
     ap.add_argument("--tf32", action="store_true", help="allow TF32 on CUDA (both sides; off for paper fidelity)")
     ap.add_argument("--no-ceiling", action="store_true", help="skip the matmul ceiling")
     ap.add_argument("--check-cpu", action="store_true",
                     help="first check that the device and the CPU give the same loss and gradients on one batch")
+    ap.add_argument("--max-seconds", type=float, help="skip the points that would start after this many seconds")
     ap.add_argument("--out", default=str(RESULTS / "train.json"))
     args = ap.parse_args(argv)
     grid = parse_points(args.points) if args.points else (PAPER_GRID if args.grid == "paper" else SMALL_GRID)
     result = run(grid, args.device, args.threads, args.seconds, args.steps, args.min_steps, args.repeats, args.tf32,
-                 args.check_cpu, not args.no_ceiling, args.vocab)
-    write_json(args.out, result)
+                 args.check_cpu, not args.no_ceiling, args.vocab, args.clock, args.max_seconds, args.out)
     print_table(result["results"], result)
     if "projection" in result:
         p = result["projection"]

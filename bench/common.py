@@ -135,18 +135,42 @@ def kept_signal_handlers():
             signal.signal(sig, handler)
 
 
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+_clock = ["wall"]
+
+
+def set_clock(name, device="cpu", threads=1):
+    """The clock of every timing: "wall", or "cpu" (this process's CPU seconds: on a CPU with one torch thread it
+    equals the wall time of an idle machine but ignores the time other jobs on a shared machine take the core
+    away, the main noise of small shared machines). "auto": cpu for one thread on the CPU, wall otherwise."""
+    if name == "auto":
+        name = "cpu" if torch.device(device).type == "cpu" and threads == 1 else "wall"
+    if name not in CLOCKS:
+        raise ValueError(f"clock {name!r}: use one of {', '.join(CLOCKS)} or auto")
+    _clock[0] = name
+    return name
+
+
+def clock_name():
+    return _clock[0]
+
+
+def now():
+    return CLOCKS[_clock[0]]()
+
+
 def best_seconds(fn, repeats, device, min_seconds=0.0):
-    """Best wall time of fn() over `repeats` runs (each run repeats fn until min_seconds have passed)."""
+    """Best time of fn() over `repeats` runs (each run repeats fn until min_seconds have passed), by now()."""
     best = math.inf
     for _ in range(repeats):
         sync(device)
-        t0 = time.perf_counter()
+        t0 = now()
         calls = 0
         while True:
             fn()
             calls += 1
             sync(device)
-            elapsed = time.perf_counter() - t0
+            elapsed = now() - t0
             if elapsed >= min_seconds:
                 break
         best = min(best, elapsed / calls)

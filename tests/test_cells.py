@@ -202,3 +202,20 @@ def test_internals_cli_rejects_bad_input(tmp_path, capsys):
     assert internals_cli(["--model", str(tmp_path / "model.pt"), "--data", str(tmp_path / "data.json"),
                           "--out-dir", str(tmp_path / "o"), "--cells", "2:0"]) == 2
     assert "outside" in capsys.readouterr().err
+
+
+def test_internals_cli_on_a_vanilla_rnn_writes_the_same_outputs(tmp_path):
+    corpus = write_corpus(tmp_path, quoted_corpus(4000))
+    torch.manual_seed(0)
+    model = CharRNN(ModelSpec("rnn", 2, 6, corpus.vocab_size))
+    model.init_uniform(0.5)
+    save_model(tmp_path / "model.pt", model)
+    out = tmp_path / "o"
+    assert internals_cli(["--model", str(tmp_path / "model.pt"), "--data", str(tmp_path / "data.json"),
+                          "--out-dir", str(out), "--windows", "1", "--window-chars", "80"]) == 0
+    assert len(pd.read_parquet(out / "saturation.parquet")) == 0
+    for name in ("saturation.png", "saturation.pdf", "saturation_summary.csv", "cells.parquet", "cells_top.csv",
+                 "excerpts.parquet", "cells.html", "cells.pdf"):
+        assert (out / name).is_file(), name
+    scores = read_scores(out / "cells.parquet")
+    assert set(scores.layer) == {1, 2} and set(scores.unit) == set(range(6))

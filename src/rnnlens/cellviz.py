@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 RED = np.array([0.84, 0.19, 0.15])
 BLUE = np.array([0.13, 0.40, 0.76])

@@ -22,7 +22,6 @@ table, activation excerpts and the cell pictures of one model.
 """
 
 import argparse
-import json
 import sys
 import time
 from dataclasses import dataclass
@@ -30,7 +29,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
 # names of what `LayerwiseRunner.run` returns per layer, in order
@@ -70,7 +68,14 @@ class LayerwiseRunner:
       the gate pre-activations then follow from [x_t; h_{t-1}] in one matrix product over all steps, and only
       the LSTM cell c needs a loop (of one element-wise op per step). Best on GPU, where a per-step loop would
       be bound by kernel launches.
-    method="auto": fused on CUDA, loop elsewhere. A vanilla RNN has only h, so it always runs fused.
+    method="auto": loop on a CPU with at most 4 torch threads, fused otherwise. A vanilla RNN has only h, so it
+      always runs fused.
+
+    Measured (bench/bench_internals.py, LSTM 1x128 / 2x256 / 3x512, 50 streams x 100-step chunks; ratio =
+    internals chars/s over the model's own no_grad forward): CPU 1 thread loop 0.71/0.58/0.83; 4 threads loop
+    0.62/0.52/0.66, fused 0.43/0.41/0.56; 16 threads loop 0.31/0.21/0.32, fused 0.45/0.35/0.38 (oneDNN's
+    fused LSTM scales with threads better than a per-step loop); H100 fused 0.13/0.48/0.52 (cuDNN is so fast
+    on a tiny model that launches dominate). So run it with a few threads per job.
 
     run() returns, per layer, {name: (batch, time, hidden)} tensors that may be non-contiguous views.
     """
@@ -83,7 +88,7 @@ class LayerwiseRunner:
         if method not in ("auto", "loop", "fused"):
             raise ValueError(f"internals method {method!r}: use auto, loop or fused")
         if method == "auto":
-            method = "fused" if device.type == "cuda" else "loop"
+            method = "loop" if device.type == "cpu" and torch.get_num_threads() <= 4 else "fused"
         self.method = "fused" if self.arch == "rnn" else method
         if self.method == "fused":
             self._build_fused(type(model.rnn), getattr(model.rnn, "nonlinearity", None))
@@ -347,7 +352,7 @@ def excerpt_windows(n, count, width):
 
 def analyse_model(model, corpus, model_id, out_dir, cells=(), max_positions=100_000, streams=50, warmup=1000,
                   chunk=100, windows=4, window_chars=500, comment_style="auto", feature_context=20_000,
-                  pictures=True, log=None):
+                  pictures=True, method="auto", log=None):
     """The whole per-model analysis in one streaming pass over the test split; returns the output paths."""
     log = log or (lambda message: print(message, flush=True))
     from rnnlens import cells as cellscore
@@ -375,7 +380,9 @@ def analyse_model(model, corpus, model_id, out_dir, cells=(), max_positions=100_
     excerpts = cellscore.CellCollector(np.concatenate([np.arange(a, b) for a, b in wins]) if wins else np.array([], int),
                                        n, spec.layers, spec.hidden)
     state_name = CELL_STATE[spec.arch]
-    for chunk_acts in stream_test_internals(model, corpus, streams, warmup, chunk, log=log):
+    runner = LayerwiseRunner(model, method)
+    log(f"{model_id}: internals method {runner.method}, {torch.get_num_threads()} torch threads")
+    for chunk_acts in stream_test_internals(model, corpus, streams, warmup, chunk, runner=runner, log=log):
         valid = torch.from_numpy(chunk_acts.valid)
         if counter is not None:
             counter.update(chunk_acts.acts, valid)
@@ -391,8 +398,10 @@ def analyse_model(model, corpus, model_id, out_dir, cells=(), max_positions=100_
     sat_table = counter.table(model_id) if counter is not None else sat.empty_table()
     paths["saturation"] = sat.write_table(sat_table, out_dir / "saturation.parquet", meta)
     paths["saturation_summary"] = sat.write_summary(sat.summarize(sat_table), out_dir / "saturation_summary.csv")
-    if counter is not None and pictures:
-        paths["saturation_figure"] = sat.plot_saturation([sat_table], out_dir / "saturation.png")
+    if pictures:
+        # a vanilla RNN has no gates; its figure says so, so that every model has the same outputs
+        paths["saturation_figure"] = (sat.plot_saturation([sat_table], out_dir / "saturation.png") if counter is not None
+                                      else sat.plot_no_gates(model_id, out_dir / "saturation.png"))
 
     scores = cellscore.score_cells(collector.values(), feature_table.iloc[collector.positions], spec.layers, spec.hidden)
     scores.insert(0, "model", model_id)
@@ -443,7 +452,10 @@ def cli(argv=None) -> int:
                     help="comment syntax for the in_comment feature (auto: C if the text has /* ... */)")
     ap.add_argument("--no-pictures", action="store_true", help="tables only")
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default; 1-4 run the "
+                    "exact internals at >= half the fused model's speed)")
+    ap.add_argument("--method", choices=("auto", "loop", "fused"), default="auto",
+                    help="how the internals are computed (see LayerwiseRunner); same numbers either way")
     args = ap.parse_args(argv)
 
     from rnnlens.corpus import PreparedCorpus
@@ -474,7 +486,7 @@ def cli(argv=None) -> int:
         analyse_model(model, corpus, model_id_for(args.model, extra, args.model_id), args.out_dir, cells=cells,
                       max_positions=args.max_positions, streams=args.streams, warmup=args.warmup, chunk=args.chunk,
                       windows=args.windows, window_chars=args.window_chars, comment_style=args.comment_style,
-                      pictures=not args.no_pictures)
+                      pictures=not args.no_pictures, method=args.method)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

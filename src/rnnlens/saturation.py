@@ -176,6 +176,27 @@ def plot_saturation(frames, out_png, title=None):
     return outputs[0]
 
 
+def plot_no_gates(model_id, out_png):
+    """The saturation figure's stand-in for a model without gates (vanilla RNN)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4, 1.2))
+    ax.axis("off")
+    ax.text(0.5, 0.5, f"{model_id}: a vanilla RNN has no gates to saturate", ha="center", va="center", fontsize=9)
+    out_png = Path(out_png)
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    for suffix in (".png", ".pdf"):
+        target = out_png.with_suffix(suffix)
+        tmp = target.with_name(target.stem + ".part" + suffix)
+        fig.savefig(tmp, dpi=100)
+        os.replace(tmp, target)
+    plt.close(fig)
+    return out_png
+
+
 def cli(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="rnnlens saturation-figure",
                                  description="The gate saturation figure (and summary) of one or more models.")

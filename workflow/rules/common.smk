@@ -37,6 +37,8 @@ NNN = config.get("nnn") or {}
 NNN_ORDERS = NNN.get("orders", [])
 ANALYSIS = config.get("analysis") or {}
 ORACLES = ANALYSIS.get("oracles") or {}
+INTERNALS = ANALYSIS.get("internals") or {}
+GATED_MODELS = [m for m in MODELS if not m.startswith("rnn-")]
 DYNAMICS = ANALYSIS.get("dynamics") or {}
 REFERENCE_NGRAM = ANALYSIS.get("reference_ngram", max(NGRAM_ORDERS, default=0))
 ORACLE_NGRAMS = [
@@ -112,6 +114,11 @@ def oracle_args():
     return " ".join(f"{k} {' '.join(map(str, v))}" for k, v in spec.items())
 
 
+def user_cells(wildcards):
+    cells = (INTERNALS.get("cells") or {}).get(wildcards.model, [])
+    return f"--cells {','.join(cells)}" if cells else ""
+
+
 def corpus_predictions(wildcards):
     return expand(
         "results/{corpus}/predictions/{model}.parquet",
@@ -145,6 +152,10 @@ def analysis_targets():
                 f"{fig}/brackets/brackets-{corpus}-brace.png",
             ]
         targets += [f"results/{corpus}/oracles/{m}.csv" for m in MODELS]
+        targets += [f"results/{corpus}/internals/{m}/cells.html" for m in MODELS]
+        targets.append(f"results/tables/best_cells_{corpus}.csv")
+        if GATED_MODELS:
+            targets.append(f"{fig}/saturation.png")
         if HAS_LSTM:
             targets.append(f"{fig}/error_breakdown.png")
             if len(GRID["size"]) > 1:

@@ -1,0 +1,279 @@
+"""Run every benchmark and write results/bench/*.json and results/bench/summary.md (each figure beside its goal).
+
+    python bench/run_all.py [--quick] [--device auto] [--threads 1] [--skip dryrun,kenlm] [--only train,scaling]
+                            [--summary-only]
+
+Each benchmark runs as its own process (bench/bench_*.py --out results/bench/NAME.json), one after another, so
+their thread settings and memory do not interfere; a benchmark that fails is reported in the summary and the rest
+still run. --summary-only rewrites the summary from the JSON files already there (e.g. after bench/gpu.sh).
+"""
+
+import argparse
+import json
+import math
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from common import RESULTS, ROOT, human_seconds, write_json
+
+BENCH = Path(__file__).resolve().parent
+CPU_BUDGET_S = 15 * 60
+
+
+def steps(args):
+    """(name, script, extra arguments) in running order; helpers' scripts only when present."""
+    dev = ["--device", args.device]
+    threads = ["--threads", str(args.threads)]
+    train = ["--grid", "small"] if args.quick else []
+    plan = [
+        ("train", "bench_train.py", train + dev + threads),
+        ("scaling", "bench_scaling.py", ["--train", str(RESULTS / "train.json"), "--plot", str(RESULTS / "scaling.png")]),
+        ("eval", "bench_eval.py", dev + threads + (["--models", "lstm-1x64"] if args.quick else [])),
+        ("internals", "bench_internals.py", ["--device", "cuda" if args.device == "cuda" else "cpu"] + threads
+         + (["--sizes", "1x128", "--steps", "200"] if args.quick else [])),
+        ("oracles", "bench_oracles.py", []),
+        ("kenlm", "bench_kenlm.py", []),
+        ("dryrun", "bench_dryrun.py", []),
+    ]
+    return [(name, BENCH / script, extra) for name, script, extra in plan]
+
+
+def run_step(name, script, extra, timeout):
+    out = RESULTS / f"{name}.json"
+    cmd = [sys.executable, str(script), *extra, "--out", str(out)]
+    print(f"\n=== {name}: {' '.join(Path(c).name if i < 2 else c for i, c in enumerate(cmd))}", flush=True)
+    t0 = time.perf_counter()
+    try:
+        proc = subprocess.run(cmd, cwd=ROOT, timeout=timeout)
+        status = "ok" if proc.returncode == 0 else f"failed (exit {proc.returncode})"
+    except subprocess.TimeoutExpired:
+        status = f"timed out after {timeout} s"
+    seconds = time.perf_counter() - t0
+    print(f"=== {name}: {status} in {seconds:.0f} s", flush=True)
+    return {"status": status, "seconds": seconds}
+
+
+# ---------------------------------------------------------------- summary
+
+def load(name):
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def verdict(ok):
+    return "n/a" if ok is None else ("met" if ok else "**missed**")
+
+
+def geo_mean(values):
+    values = [v for v in values if v > 0]
+    return math.exp(sum(math.log(v) for v in values) / len(values)) if values else float("nan")
+
+
+def summary(runs, total_s, device_label):
+    lines, goals, details = [], [], []
+    train = load("train")
+    if train:
+        rows = train["results"]
+        ratios = [r["ratio"] for r in rows]
+        worst = min(rows, key=lambda r: r["ratio"])
+        goals.append(("Training chars/s, rnnlens.train / bare PyTorch loop (every grid point)",
+                      f"min {worst['ratio']:.3f} ({worst['model']}), geometric mean {geo_mean(ratios):.3f}, "
+                      f"{sum(x >= 0.95 for x in ratios)}/{len(ratios)} points >= 0.95", ">= 0.95 at every point",
+                      verdict(min(ratios) >= 0.95)))
+        large = [r for r in rows if r["size"] >= 256 and "ceiling_fraction" in r]
+        if large:
+            fr = [r["ceiling_fraction"] for r in large]
+            low = min(large, key=lambda r: r["ceiling_fraction"])
+            cpu = train["device"] == "cpu"
+            goals.append(("Training FLOP/s (6 x matmul params x chars/s) / matmul ceiling, sizes >= 256",
+                          f"min {low['ceiling_fraction']:.2f} ({low['model']}), mean {sum(fr) / len(fr):.2f}, "
+                          f"{sum(x >= 0.75 for x in fr)}/{len(fr)} points >= 0.75",
+                          ">= 0.75 on CPU", verdict(min(fr) >= 0.75) if cpu else "n/a (goal is for CPU)"))
+        if "projection" in train:
+            p = train["projection"]
+            goals.append((f"Projected paper grid, {p['models']} models x {p['epochs']} epochs, one at a time, "
+                          f"on this device", human_seconds(p["total_s"]),
+                          "< 2 h for everything on one H100-class GPU", "n/a (projection)"))
+        details.append(train_table(train))
+    eval_ = load("eval")
+    if eval_:
+        rows = eval_["results"]
+        worst = min(rows, key=lambda r: r["ratio"])
+        goals.append(("Evaluation over a full test split, predict_test / bare fused inference",
+                      f"min {worst['ratio']:.3f} ({worst['model']}; {worst['workflow_test_chars_per_s']:,.0f} "
+                      "test chars/s)", ">= 0.9 [ours; the issue sets none]", verdict(worst["ratio"] >= 0.9)))
+        details.append(eval_table(eval_))
+    internals = load("internals")
+    if internals:
+        rows = internals["results"]
+        worst = min(rows, key=lambda r: r["ratio"])
+        goals.append(("Exact internals (all gates and cells) / fused inference",
+                      f"min {worst['ratio']:.2f} ({worst['arch']}-{worst['layers']}x{worst['hidden']} hidden, "
+                      f"{worst['method']})", ">= 0.5", verdict(worst["ratio"] >= 0.5)))
+        details.append(internals_table(internals))
+    oracles = load("oracles")
+    if oracles:
+        seconds = oracles.get("pipeline_s")
+        goals.append((f"Oracles + bracket-free error peeling on {oracles.get('test_bytes', 0):,} test chars "
+                      "(whole pipeline, files read)", f"{seconds:.2f} s", "a few seconds (<= 5 s)",
+                      verdict(seconds is not None and seconds <= 5)))
+        details.append(generic_section("Oracles", oracles))
+    kenlm = load("kenlm")
+    if kenlm:
+        goals.append(("KenLM lmplz build time and peak memory per order; scoring chars/s",
+                      "see the KenLM section", "report (no goal)", "n/a"))
+        details.append(generic_section("KenLM", kenlm))
+    dry = load("dryrun")
+    if dry:
+        goals.append((f"`snakemake -n` on config.yaml ({dry['models']} models, {dry['jobs']} jobs), median of "
+                      f"{len(dry['runs_s'])}", f"{dry['median_s']:.2f} s", "< 5 s", verdict(dry["median_s"] < 5)))
+    scaling = load("scaling")
+    if scaling:
+        f = scaling["fit_all"]
+        big = scaling.get("fit_large")
+        measured = (f"log-log slope {f['loglog_slope']:.2f} (all {f['points']} points)"
+                    + (f", {big['loglog_slope']:.2f} (sizes >= {scaling['large_size']})" if big else "")
+                    + f"; linear fit R² {f['r2']:.3f}")
+        goals.append(("Training time per epoch vs parameters", measured,
+                      "~linear once matrices are large [ours: slope 0.8-1.2 at sizes >= 256]",
+                      verdict(0.8 <= big["loglog_slope"] <= 1.2) if big else "n/a"))
+        details.append(scaling_section(scaling))
+    gpu = json.loads((RESULTS / "gpu" / "train.json").read_text()) if (RESULTS / "gpu" / "train.json").is_file() else None
+    if gpu:
+        details.append("## GPU run (bench/gpu.sh)\n\n" + train_table(gpu, heading=False))
+    if runs:
+        goals.append(("This benchmark run (bench/run_all.py), wall time", human_seconds(total_s),
+                      "< 15 min on CPU", verdict(total_s < CPU_BUDGET_S) if device_label == "cpu" else "n/a"))
+
+    lines.append("# Benchmarks\n")
+    info = train or eval_ or {}
+    lines.append(f"Machine: {info.get('device_name', platform.processor())} ({info.get('device', '?')}), "
+                 f"{info.get('threads', '?')} torch thread(s), torch {info.get('torch', '?')}, "
+                 f"written {time.strftime('%Y-%m-%d %H:%M')}. Ratios are measured side by side in one process, "
+                 "interleaved, best run of each side.\n")
+    lines.append("| figure | measured | goal | status |\n|---|---|---|---|")
+    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in goals]
+    if runs:
+        lines.append("\nRuns: " + ", ".join(f"{k} {v['status']} ({v['seconds']:.0f} s)" for k, v in runs.items()))
+    lines.append("")
+    lines += details
+    return "\n".join(lines) + "\n"
+
+
+def train_table(train, heading=True):
+    out = ["## Training throughput\n"] if heading else []
+    out.append(f"{train.get('device_name')} ({train['device']}, {train.get('threads')} thread(s), TF32 "
+               f"{'on' if train.get('tf32') else 'off'}); batch {train['batch']} x {train['seq_len']}; "
+               f"best of {train['repeats']} interleaved runs per side.\n")
+    check = train.get("check_cpu")
+    if check and "results" in check:
+        out.append(f"Device vs CPU, same weights and batch, one forward+backward: "
+                   f"{'agree' if check['passed'] else '**DISAGREE**'} ({check['tolerance']}); "
+                   + "; ".join(f"{r['model']} |Δloss| {r['loss_abs_diff']:.1e}, grads {r['grad_max_rel_diff']:.1e}"
+                               for r in check["results"]) + ".\n")
+    out.append("| model | hidden | params | steps | rnnlens.train chars/s | bare chars/s | ratio | GFLOP/s | "
+               "ceiling GFLOP/s | fraction | WP epoch | LK epoch |\n|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in train["results"]:
+        ceiling = r.get("ceiling_flops")
+        out.append(f"| {r['model']} | {r['hidden']} | {r['params']:,} | {r['steps']} | {r['workflow_chars_per_s']:,.0f} | "
+                   f"{r['bare_chars_per_s']:,.0f} | {r['ratio']:.3f} | {r['train_flops'] / 1e9:.1f} | "
+                   + (f"{ceiling / 1e9:.1f} | {r['ceiling_fraction']:.2f}" if ceiling else "- | -")
+                   + f" | {human_seconds(r['wp_epoch_s'])} | {human_seconds(r['lk_epoch_s'])} |")
+    if "projection" in train:
+        p = train["projection"]
+        out.append(f"\nProjected paper grid: {human_seconds(p['total_s'])} (War and Peace {human_seconds(p['warpeace_s'])}, "
+                   f"Linux {human_seconds(p['linux_s'])}); {p['note']}.")
+    return "\n".join(out) + "\n"
+
+
+def eval_table(eval_):
+    out = [f"## Evaluation throughput\n\nCorpus: {eval_['corpus']}.\n",
+           "| model | hidden | streams x columns | test chars | predict_test s | bare fused s | test chars/s | ratio |",
+           "|---|---|---|---|---|---|---|---|"]
+    for r in eval_["results"]:
+        out.append(f"| {r['model']} | {r['hidden']} | {r['streams']} x {r['columns']} | {r['test_chars']:,} | "
+                   f"{r['workflow_s']:.2f} | {r['bare_s']:.2f} | {r['workflow_test_chars_per_s']:,.0f} | {r['ratio']:.3f} |")
+    return "\n".join(out) + "\n"
+
+
+def internals_table(internals):
+    out = ["## Internals vs fused inference\n", "| model | method | fused chars/s | internals chars/s | ratio |",
+           "|---|---|---|---|---|"]
+    for r in internals["results"]:
+        out.append(f"| {r['arch']}-{r['layers']}x{r['hidden']} (hidden) | {r['method']} | {r['fused_chars_per_s']:,.0f} | "
+                   f"{r['internals_chars_per_s']:,.0f} | {r['ratio']:.2f} |")
+    return "\n".join(out) + "\n"
+
+
+def scaling_section(scaling):
+    f = scaling["fit_all"]
+    out = ["## Cost vs size\n",
+           f"Seconds per War and Peace epoch = {f['intercept_s']:.2f} + {f['seconds_per_param'] * 1e6:.3f} per million "
+           f"parameters (R² {f['r2']:.3f}); log-log slope {f['loglog_slope']:.2f}."]
+    for arch in ("rnn", "lstm", "gru"):
+        if f"fit_{arch}" in scaling:
+            out.append(f"{arch}: log-log slope {scaling[f'fit_{arch}']['loglog_slope']:.2f}.")
+    out.append(f"\n![cost vs size]({Path(scaling['plot']).name})")
+    return "\n".join(out) + "\n"
+
+
+def generic_section(title, data):
+    """A helper's JSON as it is: scalars as a list, a list of records as a table."""
+    out = [f"## {title}\n"]
+    records = next((v for v in data.values() if isinstance(v, list) and v and isinstance(v[0], dict)), None)
+    for key, value in data.items():
+        if isinstance(value, (int, float, str, bool)) or value is None:
+            out.append(f"- {key}: {value:,.4g}" if isinstance(value, float) else f"- {key}: {value}")
+    if records:
+        keys = [k for k in records[0] if not isinstance(records[0][k], (list, dict))]
+        out.append("\n| " + " | ".join(keys) + " |\n|" + "---|" * len(keys))
+        for rec in records:
+            out.append("| " + " | ".join(f"{rec.get(k):,.4g}" if isinstance(rec.get(k), float) else str(rec.get(k))
+                                         for k in keys) + " |")
+    return "\n".join(out) + "\n"
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="small grid and models (a minute or two)")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads of each benchmark")
+    ap.add_argument("--only", help="comma-separated benchmark names to run (train, scaling, eval, internals, "
+                                   "oracles, kenlm, dryrun)")
+    ap.add_argument("--skip", default="", help="comma-separated benchmark names to skip")
+    ap.add_argument("--timeout", type=int, default=900, help="seconds allowed to each benchmark")
+    ap.add_argument("--summary-only", action="store_true", help="only rewrite summary.md from the JSON files")
+    args = ap.parse_args(argv)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    only = set(args.only.split(",")) if args.only else None
+    skip = set(filter(None, args.skip.split(",")))
+    runs = {}
+    started = time.perf_counter()
+    if not args.summary_only:
+        for name, script, extra in steps(args):
+            if (only and name not in only) or name in skip:
+                continue
+            if not script.is_file():
+                print(f"=== {name}: {script.name} not present, skipped", flush=True)
+                continue
+            runs[name] = run_step(name, script, extra, args.timeout)
+        write_json(RESULTS / "runs.json", {"runs": runs, "total_s": time.perf_counter() - started})
+    total = time.perf_counter() - started
+    import torch
+
+    device_label = "cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu"
+    text = summary(runs, total, device_label)
+    path = RESULTS / "summary.md"
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_text(text)
+    tmp.replace(path)
+    print(f"\n{text}\nwrote {path} ({human_seconds(total)} in all)", flush=True)
+    failed = [k for k, v in runs.items() if v["status"] != "ok"]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,41 @@
+import pandas as pd
+import pytest
+
+from rnnlens.predictions import write_predictions
+from rnnlens.tables import pick_model, table1, table1_markdown, table2
+
+
+def _pred(path, corpus, model, p, **meta):
+    write_predictions(path, [65] * len(p), p, meta={"corpus": corpus, "model": model, **meta})
+
+
+def test_table1_puts_paper_values_beside_ours_and_picks_best(tmp_path):
+    models = tmp_path / "models.csv"
+    pd.DataFrame([
+        {"corpus": "wp", "model": "lstm-1x64", "arch": "lstm", "layers": 1, "size": 64, "hidden": 64, "params": 44823},
+        {"corpus": "wp", "model": "lstm-2x512", "arch": "lstm", "layers": 2, "size": 512, "hidden": 308, "params": 1277363},
+        {"corpus": "wp", "model": "gru-1x64", "arch": "gru", "layers": 1, "size": 64, "hidden": 77, "params": 45132},
+    ]).to_csv(models, index=False)
+    preds = []
+    for model, p in (("lstm-1x64", 0.3), ("lstm-2x512", 0.5), ("gru-1x64", 0.4)):
+        preds.append(tmp_path / f"{model}.parquet")
+        _pred(preds[-1], "wp", model, [p] * 10)
+    df = table1(preds, [models], {"wp": "warpeace"})
+    row = df.set_index("model").loc["lstm-1x64"]
+    assert row.paper_test_loss_recalled == 1.449
+    assert row.difference == pytest.approx(round(-__import__("math").log(0.3) - 1.449, 4), abs=1e-4)
+    md = table1_markdown(df)
+    assert "recalled" in md and "Best: lstm-2x512" in md
+    df.to_csv(tmp_path / "t1.csv", index=False)
+    assert pick_model(tmp_path / "t1.csv", "wp", "lstm") == "lstm-2x512"
+    assert pick_model(tmp_path / "t1.csv", "wp", "lstm", size="min") == "lstm-1x64"
+    with pytest.raises(ValueError, match="no model"):
+        pick_model(tmp_path / "t1.csv", "wp", "rnn")
+
+    ngrams = []
+    for n, p in ((1, 0.1), (20, 0.35)):
+        ngrams.append(tmp_path / f"ngram-{n}.parquet")
+        _pred(ngrams[-1], "wp", f"ngram-{n}", [p] * 10, n=n)
+    t2 = table2(ngrams, [], tmp_path / "t1.csv")
+    assert list(t2.n) == [1, 20] and t2.best_rnn.iloc[0] == "lstm-2x512"
+    assert t2.set_index("n").loc[20, "ngram_test_loss"] == pytest.approx(1.0498, abs=1e-4)

@@ -1,0 +1,86 @@
+rule internals:
+    input:
+        model="results/{corpus}/models/{model}/model.pt",
+        data="results/{corpus}/data.json",
+    output:
+        saturation="results/{corpus}/internals/{model}/saturation.parquet",
+        summary="results/{corpus}/internals/{model}/saturation_summary.csv",
+        cells="results/{corpus}/internals/{model}/cells.parquet",
+        top="results/{corpus}/internals/{model}/cells_top.csv",
+        html=report(
+            "results/{corpus}/internals/{model}/cells.html",
+            caption="../report/cells.rst",
+            category="Inside the networks",
+            subcategory="{corpus}",
+            labels={"model": "{model}", "figure": "cell pictures"},
+        ),
+    log:
+        "results/logs/{corpus}/internals/{model}.log",
+    benchmark:
+        "results/benchmarks/{corpus}/internals/{model}.tsv"
+    conda:
+        "../../envs/rnnlens.yaml"
+    threads: INTERNALS.get("threads", 4)
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    params:
+        out_dir=subpath(output.saturation, parent=True),
+        max_positions=INTERNALS.get("max_positions", 100000),
+        cells=user_cells,
+        code=code_fingerprint("internals", "saturation", "features", "cells", "cellviz"),
+    shell:
+        "python -m rnnlens internals --model {input.model} --data {input.data} --out-dir {params.out_dir}"
+        " --model-id {wildcards.model} --max-positions {params.max_positions} {params.cells}"
+        " --threads {threads} > {log} 2>&1"
+
+
+rule best_cells:
+    input:
+        expand("results/{{corpus}}/internals/{model}/cells.parquet", model=MODELS),
+    output:
+        report(
+            "results/tables/best_cells_{corpus}.csv",
+            caption="../report/best_cells.rst",
+            category="Inside the networks",
+            subcategory="{corpus}",
+            labels={"model": "all", "figure": "best cell per feature"},
+        ),
+    log:
+        "results/logs/{corpus}/best_cells.log",
+    conda:
+        "../../envs/rnnlens.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        code=code_fingerprint("cells"),
+    shell:
+        "python -m rnnlens best-cells --tables {input} --out {output} > {log} 2>&1"
+
+
+rule saturation_figure:
+    input:
+        expand(
+            "results/{{corpus}}/internals/{model}/saturation.parquet",
+            model=GATED_MODELS,
+        ),
+    output:
+        report(
+            "results/figures/{corpus}/saturation.png",
+            caption="../report/saturation.rst",
+            category="Inside the networks",
+            subcategory="{corpus}",
+            labels={"model": "all LSTM and GRU", "figure": "gate saturation"},
+        ),
+    log:
+        "results/logs/{corpus}/saturation_figure.log",
+    conda:
+        "../../envs/rnnlens.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        code=code_fingerprint("saturation"),
+    shell:
+        "python -m rnnlens saturation-figure --inputs {input} --out {output} > {log} 2>&1"
