@@ -24,8 +24,18 @@ demo: setup
 	$(SNAKEMAKE) --profile profiles/demo --report results/report.html
 	@echo "demo report: results/report.html"
 
+# The Slurm tests (tests/test_slurm.py) need a cluster. `test` and `test-slurm` start a throw-away one on this
+# machine (scripts/slurm/start.sh: root + apt; a cluster that already answers `sinfo` is used as it is) and stop
+# the daemons that script started, by pid, when pytest ends, also on failure or Ctrl-C. Where no cluster can be
+# started, `make test` skips the Slurm tests; `make test-slurm` (and CI, RNNLENS_REQUIRE_SLURM=1) fails instead.
 test: setup
+	@trap 'bash scripts/slurm/stop.sh' EXIT; \
+	bash scripts/slurm/start.sh || echo "make: no local Slurm cluster; the slurm tests will be skipped" >&2; \
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+test-slurm: setup
+	@trap 'bash scripts/slurm/stop.sh' EXIT; \
+	bash scripts/slurm/start.sh && RNNLENS_REQUIRE_SLURM=1 $(VENV)/bin/pytest -m slurm $(PYTEST_ARGS)
 
 test-fast: setup
 	$(VENV)/bin/pytest -m "not slow and not slurm" $(PYTEST_ARGS)

@@ -9,7 +9,8 @@ state over the same streams, with nothing else. Goals: train/bare >= 0.95 at eve
 (6 x matmul parameters x characters/s) >= 0.75 of the ceiling at sizes >= 256 on CPU.
 
     python bench/bench_train.py [--grid paper|small] [--points lstm-1x64,...] [--device auto] [--threads 1]
-                                [--seconds 1.0] [--steps 50] [--min-steps 2] [--repeats 2] [--check-cpu]
+                                [--seconds 0.5] [--steps 50] [--min-steps 1] [--repeats 3] [--max-repeats 8]
+                                [--point-seconds 8] [--clock auto|cpu|wall] [--check-cpu] [--max-seconds S]
                                 [--out results/bench/train.json]
 """
 
@@ -103,19 +104,23 @@ def bare_run(point, indices, steps, device, lr=2e-3, alpha=0.95, clip=5.0, per_s
     return (rate, times) if per_step else rate
 
 
-def bench_point(point, device, seconds, max_steps, min_steps, repeats, tf32=False, ceiling=True, log=print):
-    """Interleaved measurement of one grid point -> result dict."""
+def bench_point(point, device, seconds, max_steps, min_steps, repeats, tf32=False, ceiling=True, max_repeats=None,
+                point_seconds=0.0):
+    """Interleaved measurement of one grid point -> result dict. Rounds: `repeats`, raised up to `max_repeats`
+    while the point's timed runs stay within `point_seconds` (cheap points get more rounds: a better best-of)."""
     # one warm-up (allocations, kernel selection) shared by both sides, and an estimate of a step's time
     warm_corpus = synthetic_corpus(BATCH * SEQ * 2 + 1, point["vocab"])
     warm_idx = torch.from_numpy(warm_corpus.encode(warm_corpus.split("train"))).to(device)
     _, times = bare_run(point, warm_idx, 2, device, per_step=True)
     step_seconds = min(times[1:])
     steps = min(max_steps, max(min_steps, math.ceil(seconds / step_seconds)))  # --steps is the hard cap
+    run_seconds = steps * step_seconds
+    rounds = max(repeats, min(max_repeats or repeats, int(point_seconds / (2 * run_seconds))))
     corpus = synthetic_corpus(BATCH * SEQ * steps + 1, point["vocab"], seed=1)
     indices = torch.from_numpy(corpus.encode(corpus.split("train"))).to(device)
     workflow, bare, ceilings = [], [], []
     with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp:
-        for r in range(repeats):
+        for r in range(rounds):
             # alternate the order so that a drift in machine load does not favour one side; the ceiling is
             # measured in every round too (a shared core's speed changes with its neighbours' load)
             for side in (("workflow", "bare") if r % 2 == 0 else ("bare", "workflow")):
@@ -125,11 +130,14 @@ def bench_point(point, device, seconds, max_steps, min_steps, repeats, tf32=Fals
                     bare.append(bare_run(point, indices, steps, device))
             if ceiling:
                 ceilings.append(point_ceiling(point, device, repeats=2, min_seconds=0.1))
-    row = {**point, "steps": steps, "chars": steps * BATCH * SEQ, "repeats": repeats,
+    row = {**point, "steps": steps, "chars": steps * BATCH * SEQ, "repeats": rounds,
            "workflow_chars_per_s": max(workflow), "bare_chars_per_s": max(bare),
            "workflow_runs": workflow, "bare_runs": bare}
     row["ratio"] = row["workflow_chars_per_s"] / row["bare_chars_per_s"]
     row["ratio_per_round"] = [w / b for w, b in zip(workflow, bare)]
+    # how much the same code's speed varies between runs here: a ratio off 1 by less than this is noise
+    row["bare_spread"] = max(bare) / min(bare) - 1
+    row["workflow_spread"] = max(workflow) / min(workflow) - 1
     row["train_flops"] = 6 * point["matmul_params"] * row["workflow_chars_per_s"]
     if ceiling:
         row["ceiling_flops"] = max(ceilings)
@@ -204,7 +212,8 @@ def print_table(rows, info, log=print):
 
 
 def run(grid, device="auto", threads=1, seconds=0.5, max_steps=50, min_steps=1, repeats=3, tf32=False,
-        check_cpu=False, ceiling=True, vocab=87, clock="auto", max_seconds=None, out=None, log=print):
+        check_cpu=False, ceiling=True, vocab=87, clock="auto", max_seconds=None, out=None, max_repeats=8,
+        point_seconds=8.0, log=print):
     """Measure every point of `grid`; with `out`, the JSON is rewritten after each point (a run cut short keeps
     what it measured); with `max_seconds`, points that would start after that are skipped."""
     device = pick_device(device)
@@ -222,7 +231,7 @@ def run(grid, device="auto", threads=1, seconds=0.5, max_steps=50, min_steps=1, 
 
     def assemble():
         result = {**info, "clock": clock, "tf32": tf32, "batch": BATCH, "seq_len": SEQ, "seconds_per_run": seconds,
-                  "repeats": repeats, "points_planned": len(points), "complete": len(rows) == len(points),
+                  "min_repeats": repeats, "points_planned": len(points), "complete": len(rows) == len(points),
                   "results": rows, "wall_s": time.perf_counter() - started}
         measured = {(r["arch"], r["layers"], r["size"]) for r in rows}
         if measured & set(PAPER_GRID):
@@ -238,11 +247,13 @@ def run(grid, device="auto", threads=1, seconds=0.5, max_steps=50, min_steps=1, 
         if max_seconds and time.perf_counter() - started > max_seconds:
             log(f"time budget of {max_seconds:.0f} s spent: skipping the last {len(points) - i + 1} points", flush=True)
             break
-        row = bench_point(point, device, seconds, max_steps, min_steps, repeats, tf32, ceiling, log)
+        row = bench_point(point, device, seconds, max_steps, min_steps, repeats, tf32, ceiling, max_repeats,
+                          point_seconds)
         rows.append(row)
         log(f"[{i}/{len(points)}] {row['model']:>10} h={row['hidden']:<4} {row['steps']:4d} steps: "
             f"workflow {row['workflow_chars_per_s']:,.0f} c/s, bare {row['bare_chars_per_s']:,.0f} c/s, "
-            f"ratio {row['ratio']:.3f}" + (f", {row['ceiling_fraction']:.2f} of the matmul ceiling" if ceiling else "")
+            f"ratio {row['ratio']:.3f} (best of {row['repeats']}; run-to-run spread {row['bare_spread']:.0%})"
+            + (f", {row['ceiling_fraction']:.2f} of the matmul ceiling" if ceiling else "")
             + f" ({time.perf_counter() - started:.0f} s)", flush=True)
         if out:
             write_json(out, assemble())
@@ -265,6 +276,9 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=50, help="at most this many steps per timed run")
     ap.add_argument("--min-steps", type=int, default=1, help="at least this many steps per timed run")
     ap.add_argument("--repeats", type=int, default=3, help="interleaved rounds of (workflow, bare); best of each")
+    ap.add_argument("--max-repeats", type=int, default=8,
+                    help="more rounds, up to this many, for points whose runs fit in --point-seconds")
+    ap.add_argument("--point-seconds", type=float, default=8.0, help="timed seconds per point that sets the rounds")
     ap.add_argument("--clock", choices=("auto", "wall", "cpu"), default="auto",
                     help="cpu: process CPU seconds (ignores time the shared machine gives to other jobs; needs "
                          "--threads 1 on the CPU); auto: cpu for one CPU thread, wall otherwise")
@@ -277,7 +291,8 @@ def main(argv=None):
     args = ap.parse_args(argv)
     grid = parse_points(args.points) if args.points else (PAPER_GRID if args.grid == "paper" else SMALL_GRID)
     result = run(grid, args.device, args.threads, args.seconds, args.steps, args.min_steps, args.repeats, args.tf32,
-                 args.check_cpu, not args.no_ceiling, args.vocab, args.clock, args.max_seconds, args.out)
+                 args.check_cpu, not args.no_ceiling, args.vocab, args.clock, args.max_seconds, args.out, args.max_repeats,
+                 args.point_seconds)
     print_table(result["results"], result)
     if "projection" in result:
         p = result["projection"]

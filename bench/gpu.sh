@@ -78,14 +78,13 @@ fi
 
 mkdir -p "$BENCH_OUT"
 args=(--device "$DEVICE" --threads "$THREADS" --steps "$STEPS" --min-steps "$MIN_STEPS" --seconds "$SECONDS_PER_RUN"
-      --repeats "$REPEATS" --max-seconds "$BUDGET" --check-cpu --out "$BENCH_OUT/train.json")
+      --repeats "$REPEATS" --max-repeats "$REPEATS" --max-seconds "$BUDGET" --check-cpu --out "$BENCH_OUT/train.json")
 if [ -n "$POINTS" ]; then args+=(--points "$POINTS"); else args+=(--grid "$GRID"); fi
 if [ "$TF32" = 1 ]; then args+=(--tf32); fi
 echo "== $PY bench/bench_train.py ${args[*]}"
 status=0
 # a hard stop a little after the budget: a point already started may take a while on a slow device
-timeout $((BUDGET + 60)) "$PY" bench/bench_train.py "${args[@]}" > "$BENCH_OUT/train.log" 2>&1 || status=$?
-tail -n 60 "$BENCH_OUT/train.log" | grep -v '^ ' | grep -E '^(\[|check|device|time budget)' | tail -n 45 || true
+timeout $((BUDGET + 60)) "$PY" bench/bench_train.py "${args[@]}" 2>&1 | tee "$BENCH_OUT/train.log" || status=$?
 if [ ! -s "$BENCH_OUT/train.json" ]; then
     echo "gpu.sh: the benchmark wrote no results (exit $status); see $BENCH_OUT/train.log" >&2
     tail -n 30 "$BENCH_OUT/train.log" >&2

@@ -103,3 +103,39 @@ def test_full_paper_grid_plans_72_training_jobs():
     assert proc.returncode == 0, proc.stderr
     jobs = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", proc.stdout, re.M)}
     assert jobs["train"] == 72 and jobs["evaluate"] == 72 and jobs["table1"] == 1
+
+
+def test_every_analysis_runs_end_to_end(tmp_path):
+    """The whole workflow, baselines and analyses included, on a tiny grid: every target of `all` is made."""
+    pytest.importorskip("kenlm", reason="KenLM not installed: run `make setup` (scripts/setup_kenlm.sh)")
+    if not (Path(sys.executable).parent / "lmplz").exists() and not shutil.which("lmplz"):
+        pytest.skip("lmplz not built: run `make setup` (scripts/setup_kenlm.sh)")
+    for name in ("Snakefile", "workflow", "src", "profiles", "envs", "config.yaml"):
+        src = ROOT / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / name)
+    # code-like text so that brackets, quotes and comments occur
+    lines = [b'    if (x[%d] > 0) { y = "abc"; } /* note */\n' % (i % 7) for i in range(300)]
+    (tmp_path / "corpus.txt").write_bytes(markov_text(6000, alphabet=b"ab c\n") + b"".join(lines))
+    config = tiny_config(tmp_path / "corpus.txt")
+    config["corpora"]["toy"]["quote_scope"] = "line"
+    config["grid"] = {"arch": ["rnn", "lstm", "gru"], "layers": [1], "size": [8, 12]}
+    config["ngram"] = {"orders": [1, 2, 3], "memory_mb": 500}
+    config["nnn"] = {"orders": [1, 2], "hidden": [16], "epochs": 1, "patience": 1, "batch_size": 200}
+    config["analysis"] = {
+        "reference_ngram": 3, "bracket_bin": 10, "perchar_min_count": 5,
+        "oracles": {"ngram_orders": [1, 2, 3], "memory_windows": [100, 500]},
+        "internals": {"max_positions": 800, "threads": 1, "cells": {"lstm-1x8": ["1:0"]}},
+        "dynamics": {"model": "lstm-1x8", "snapshot_epochs": [0.5, 1], "nnn_orders": [1, 2], "positions": 300},
+    }
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(config))
+    snakemake(tmp_path)
+    figures = tmp_path / "results/figures/toy"
+    for name in ("perchar.png", "brackets/brackets-toy-brace.png", "error_breakdown.png", "small_vs_large.png",
+                 "tsne.png", "dynamics.png", "saturation.png"):
+        assert (figures / name).stat().st_size > 1000, name
+    table2 = pd.read_csv(tmp_path / "results/tables/table2.csv")
+    assert sorted(table2.n) == [1, 2, 3] and table2.ngram_test_loss.is_monotonic_decreasing
+    assert (tmp_path / "results/toy/internals/lstm-1x8/cells.html").read_text().count("<") > 100
+    dynamics = pd.read_csv(tmp_path / "results/toy/analysis/dynamics.csv")
+    assert len(dynamics) == 2 * 2 and (dynamics.sym_kl > 0).all()
+    assert planned_jobs(tmp_path) == {}

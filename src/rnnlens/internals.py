@@ -342,8 +342,9 @@ def parse_cells(text):
 
 
 def excerpt_windows(n, count, width):
-    """`count` evenly spaced windows [a, a+width) inside a split of n positions."""
-    width = min(width, n)
+    """`count` evenly spaced, non-overlapping windows [a, a+width) inside a split of n positions (narrower when
+    the split is too short for `count` full windows)."""
+    width = min(width, n // max(count, 1))
     if count <= 0 or width <= 0:
         return []
     starts = np.linspace(0, n - width, count).round().astype(int) if count > 1 else np.array([(n - width) // 2])
