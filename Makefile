@@ -40,6 +40,9 @@ test-slurm: setup
 test-fast: setup
 	$(VENV)/bin/pytest -m "not slow and not slurm" $(PYTEST_ARGS)
 
+bench: setup
+	$(VENV)/bin/python bench/run_all.py
+
 report: setup
 	$(SNAKEMAKE) --report results/report.html
 
