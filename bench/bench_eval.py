@@ -30,7 +30,7 @@ def load_corpus(path, fractions=(0.8, 0.1, 0.1)):
     if path and path.is_file():
         data = np.fromfile(path, dtype=np.uint8)
         bounds = split_bounds(len(data), dict(zip(("train", "val", "test"), fractions)))
-        return PreparedCorpus(path.stem, data, np.unique(data), {k: tuple(v) for k, v in bounds.items()}), str(path)
+        return PreparedCorpus(path.stem, data, np.unique(data), {k: tuple(v) for k, v in bounds.items()}), path.name
     n = WP_SIZE
     bounds = split_bounds(n, dict(zip(("train", "val", "test"), fractions)))
     corpus = synthetic_corpus(bounds["val"][0], WP_VOCAB, bounds["test"][0] - bounds["val"][0],
