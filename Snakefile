@@ -6,7 +6,12 @@ from snakemake.utils import min_version, validate
 min_version("9.0")
 
 
-configfile: "config.yaml"
+# A config file given with --configfile is a whole experiment: it replaces config.yaml instead of being merged
+# into it (merging would keep the paper's corpora and grid). Snakemake passes --configfile on to cluster jobs, so
+# they see the same config. Small changes: --config key=value.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config.yaml"
 
 
 include: "workflow/rules/common.smk"

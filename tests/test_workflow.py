@@ -39,7 +39,7 @@ def workdir(tmp_path_factory):
 
 def snakemake(workdir, *args, check=True):
     cmd = [str(Path(sys.executable).parent / "snakemake"), "--cores", "2", "--configfile", "tiny.yaml",
-           "--replace-workflow-config", *args]
+           *args]
     proc = subprocess.run(cmd, cwd=workdir, env=run_env(), capture_output=True, text=True, timeout=600)
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
@@ -70,14 +70,18 @@ def test_end_to_end_then_noop_then_selective_reruns(workdir):
     config = yaml.safe_load((workdir / "tiny.yaml").read_text())
     config["training_overrides"] = {"gru": {"learning_rate": 0.001}}
     (workdir / "tiny.yaml").write_text(yaml.safe_dump(config))
-    assert planned_jobs(workdir) == {"train": 1, "evaluate": 1, "table1": 1, "training_curves": 1, "all": 1}
+    jobs = planned_jobs(workdir)
+    assert jobs["train"] == jobs["evaluate"] == jobs["internals"] == jobs["oracles"] == 1
+    assert jobs["table1"] == jobs["training_curves"] == 1
+    assert not {"fetch_corpus", "prepare_corpus", "models_table"} & set(jobs)
     snakemake(workdir)
     assert planned_jobs(workdir) == {}
 
-    # editing a table's code marks only that table stale
+    # editing a table's code marks only that table (and what reads it) stale, no model
     with open(workdir / "src/rnnlens/paper.py", "a") as f:
         f.write("\n# an edit\n")
-    assert planned_jobs(workdir) == {"table1": 1, "all": 1}
+    jobs = planned_jobs(workdir)
+    assert jobs["table1"] == 1 and not {"train", "evaluate", "internals", "oracles", "agreement"} & set(jobs)
     snakemake(workdir)
 
     # editing the training code marks every trained model stale
@@ -91,8 +95,7 @@ def test_bad_config_fails_before_any_job(workdir):
     config = yaml.safe_load((workdir / "tiny.yaml").read_text())
     config["grid"]["arch"] = ["lstm", "tranformer"]
     (workdir / "bad.yaml").write_text(yaml.safe_dump(config))
-    proc = subprocess.run([str(Path(sys.executable).parent / "snakemake"), "-n", "--configfile", "bad.yaml",
-                           "--replace-workflow-config"], cwd=workdir, env=run_env(), capture_output=True, text=True)
+    proc = subprocess.run([str(Path(sys.executable).parent / "snakemake"), "-n", "--configfile", "bad.yaml"], cwd=workdir, env=run_env(), capture_output=True, text=True)
     assert proc.returncode != 0
     assert "grid.arch[1]" in proc.stderr + proc.stdout and "tranformer" in proc.stderr + proc.stdout
 

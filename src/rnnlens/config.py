@@ -76,6 +76,24 @@ def semantic_problems(config, base_dir="."):
     return problems
 
 
+def coerce_strings(value):
+    """Snakemake parses nested --config values (and a profile's `config:` block) with YAML's BaseLoader, so every
+    leaf arrives as a string; give back the types YAML would give ('60' -> 60, 'true' -> True, 'null' -> None).
+    Hex digests and other strings that YAML keeps as strings stay strings."""
+    if isinstance(value, dict):
+        return {k: coerce_strings(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [coerce_strings(v) for v in value]
+    if isinstance(value, str):
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError:
+            return value
+        if parsed is None or isinstance(parsed, (bool, int, float)):
+            return parsed
+    return value
+
+
 def check_config(config, schema_path, base_dir="."):
     """Raise ConfigError listing every problem, or return quietly."""
     problems = schema_problems(config, schema_path)

@@ -192,12 +192,13 @@ def train(cfg, corpus: PreparedCorpus, spec: ModelSpec, out_model, out_history, 
             progress = ckpt["progress"]
             state = ckpt["state"]
             set_rng_state(ckpt["rng"], device)
-            log(f"resuming from checkpoint: epoch {progress['epoch']} step {progress['step']}/{n_steps}")
+            log(f"resuming from checkpoint: epoch {progress['epoch']} step {progress['step']}/{n_steps} "
+                f"(checkpoint reason: {ckpt.get('reason', 'periodic')})")
 
     def save_checkpoint(reason):
         atomic_torch_save({"run_key": run_key, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                            "best_state": best_state, "progress": progress, "state": state,
-                           "rng": rng_state(device)}, checkpoint_path)
+                           "rng": rng_state(device), "reason": reason}, checkpoint_path)
         log(f"checkpoint ({reason}): epoch {progress['epoch']} step {progress['step']}/{n_steps} -> {checkpoint_path}")
 
     stop = StopFlag()

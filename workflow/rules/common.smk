@@ -11,9 +11,10 @@ shell.prefix(
     f'set -euo pipefail; export PYTHONPATH="{SRC_DIR}${{{{PYTHONPATH:+:$PYTHONPATH}}}}"; '
 )
 
-from rnnlens.config import ConfigError, check_config, training_settings
+from rnnlens.config import ConfigError, check_config, coerce_strings, training_settings
 
 SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
+config.update(coerce_strings(config))
 try:
     check_config(config, SCHEMA)
 except ConfigError as err:
