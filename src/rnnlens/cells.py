@@ -23,7 +23,9 @@ import pyarrow.parquet as pq
 import torch
 from scipy.stats import rankdata
 
+from rnnlens.corpus import atomic_csv
 from rnnlens.features import FEATURE_KINDS
+from rnnlens.predictions import write_table
 
 META_KEY = b"rnnlens"
 SCORE_COLUMNS = ["layer", "unit", "feature", "kind", "value", "score", "sign", "rank", "prevalence", "positions"]
@@ -124,23 +126,11 @@ def score_cells(values, features, layers, hidden):
 
 
 def _atomic_parquet(frame, path, meta):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    table = pa.Table.from_pandas(frame, preserve_index=False)
-    table = table.replace_schema_metadata({**(table.schema.metadata or {}), META_KEY: json.dumps(meta or {}).encode()})
-    tmp = path.with_name(path.name + ".part")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
-    return path
+    return write_table(pa.Table.from_pandas(frame, preserve_index=False), path, meta)
 
 
 def _atomic_csv(frame, path):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    frame.to_csv(tmp, index=False, float_format="%.4f")
-    os.replace(tmp, path)
-    return path
+    return atomic_csv(frame, path, float_format="%.4f")
 
 
 def write_scores(scores, path, meta=None):
@@ -168,13 +158,7 @@ def write_excerpts(path, positions, test_bytes, values, windows, layers, hidden,
         flat = np.ascontiguousarray(values[:, k * hidden:(k + 1) * hidden], dtype=np.float32).reshape(-1)
         columns[f"layer{k + 1}"] = pa.FixedSizeListArray.from_arrays(pa.array(flat), hidden)
     meta = {**(meta or {}), "windows": [list(map(int, w)) for w in windows], "layers": layers, "hidden": hidden}
-    table = pa.table(columns).replace_schema_metadata({META_KEY: json.dumps(meta).encode()})
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
-    return path
+    return write_table(pa.table(columns), path, meta)
 
 
 def read_excerpts(path):

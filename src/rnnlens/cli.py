@@ -56,7 +56,7 @@ def cmd_models_table(args):
     import pandas as pd
 
     from rnnlens.model import models_table
-    from rnnlens.tables import atomic_csv
+    from rnnlens.corpus import atomic_csv
 
     meta = json.loads(Path(args.data).read_text())
     df = pd.DataFrame(models_table(meta["corpus"], meta["vocab_size"], args.archs.split(","),
@@ -114,7 +114,8 @@ def cmd_evaluate(args):
 
 def cmd_table1(args):
     from rnnlens.corpus import atomic_write_text
-    from rnnlens.tables import atomic_csv, table1, table1_markdown
+    from rnnlens.corpus import atomic_csv
+    from rnnlens.tables import table1, table1_markdown
 
     df = table1(args.predictions, args.models, json.loads(args.paper_names))
     atomic_csv(df, args.out_csv)
@@ -125,7 +126,8 @@ def cmd_table1(args):
 
 def cmd_table2(args):
     from rnnlens.corpus import atomic_write_text
-    from rnnlens.tables import atomic_csv, table2, table2_markdown
+    from rnnlens.corpus import atomic_csv
+    from rnnlens.tables import table2, table2_markdown
 
     df = table2(args.ngram, args.nnn, args.table1)
     atomic_csv(df, args.out_csv)

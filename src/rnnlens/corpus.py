@@ -45,6 +45,16 @@ def atomic_write_text(path, text):
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def atomic_csv(frame, path, **to_csv):
+    """A pandas DataFrame as CSV, written under a temporary name and renamed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    frame.to_csv(tmp, index=False, **to_csv)
+    os.replace(tmp, path)
+    return path
+
+
 def verify_sha256(path, expected, what):
     actual = sha256_of(path)
     if expected and actual != expected.lower():

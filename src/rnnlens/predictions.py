@@ -52,13 +52,19 @@ def write_predictions(path, target, p, argmax=None, p_argmax=None, meta=None):
     meta = dict(meta or {})
     meta["test_loss"] = mean_nats(p)
     meta["n_positions"] = n
-    table = pa.table(columns, schema=SCHEMA).replace_schema_metadata({META_KEY: json.dumps(meta).encode()})
+    write_table(pa.table(columns, schema=SCHEMA), path, meta)
+    return meta
+
+
+def write_table(table, path, meta=None):
+    """An Arrow table with rnnlens metadata (JSON under META_KEY), written under a temporary name and renamed."""
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), META_KEY: json.dumps(meta or {}).encode()})
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".part")
     pq.write_table(table, tmp)
     os.replace(tmp, path)
-    return meta
+    return path
 
 
 def read_meta(path):

@@ -11,7 +11,6 @@ layer, with the diagonal x + y = 1 (gates on it are always saturated one way or 
 """
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -21,6 +20,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
+
+from rnnlens.corpus import atomic_csv
+from rnnlens.predictions import write_table as write_arrow_table
 
 LEFT, RIGHT = 0.1, 0.9
 # activation key in the internals -> gate name in tables and figures
@@ -80,15 +82,8 @@ def empty_table():
 
 
 def write_table(frame, path, meta=None):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    table = pa.Table.from_pandas(frame, schema=SCHEMA, preserve_index=False)
     meta = {**(meta or {}), "left_threshold": LEFT, "right_threshold": RIGHT}
-    table = table.replace_schema_metadata({META_KEY: json.dumps(meta).encode()})
-    tmp = path.with_name(path.name + ".part")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
-    return path
+    return write_arrow_table(pa.Table.from_pandas(frame, schema=SCHEMA, preserve_index=False), path, meta)
 
 
 def read_table(path):
@@ -114,12 +109,7 @@ def summarize(frame):
 
 
 def write_summary(summary, path):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    summary.to_csv(tmp, index=False, float_format="%.4f")
-    os.replace(tmp, path)
-    return path
+    return atomic_csv(summary, path, float_format="%.4f")
 
 
 def plot_saturation(frames, out_png, title=None):

@@ -1,25 +1,16 @@
 """Table 1 (test cross-entropy grid beside the paper's), the models table, and training curves."""
 
-import json
 import math
 import os
 from pathlib import Path
 
 import pandas as pd
 
-from rnnlens.corpus import atomic_write_text
 from rnnlens.paper import table1_value
 from rnnlens.predictions import read_meta
 
 RECALLED_NOTE = ("Paper values are recalled from Karpathy, Johnson & Fei-Fei (2015), Table 1, not re-checked "
                  "against the PDF.")
-
-
-def atomic_csv(df, path):
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    tmp = f"{path}.part"
-    df.to_csv(tmp, index=False)
-    os.replace(tmp, path)
 
 
 def table1(prediction_paths, models_csvs, paper_names=None):
