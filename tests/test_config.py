@@ -80,3 +80,22 @@ def test_overrides_apply_by_arch_then_model(config):
     assert training_settings(config, "gru-1x64")["dropout"] == 0.0
     assert training_settings(config, "lstm-1x64")["dropout"] == 0.25
     assert training_settings(config, "lstm-3x512")["dropout"] == 0.5
+
+
+def test_strings_from_the_command_line_get_the_schema_types(config):
+    """Nested --config values reach the workflow as strings (YAML BaseLoader); only schema-typed leaves convert."""
+    from rnnlens.config import coerce_strings, load_schema
+
+    raw = {
+        "grid": {"arch": ["lstm"], "layers": ["1", "2"], "size": ["64"]},
+        "training": {"learning_rate": "2e-3", "tf32": "false", "max_epochs": "3"},
+        "corpora": {"wp": {"path": "1234", "sha256": "0" * 64, "split": {"train": "0.8", "val": "0.1", "test": "0.1"}}},
+        "analysis": {"internals": {"cells": {"lstm-1x64": ["1:0"]}}},
+        "resources": {"train_runtime_minutes": {"64": "60"}},
+    }
+    typed = coerce_strings(raw, load_schema(SCHEMA))
+    assert typed["grid"]["layers"] == [1, 2] and typed["training"]["learning_rate"] == 0.002
+    assert typed["training"]["tf32"] is False and typed["corpora"]["wp"]["split"]["train"] == 0.8
+    assert typed["corpora"]["wp"]["sha256"] == "0" * 64 and typed["corpora"]["wp"]["path"] == "1234"
+    assert typed["analysis"]["internals"]["cells"]["lstm-1x64"] == ["1:0"]
+    assert typed["resources"]["train_runtime_minutes"]["64"] == 60

@@ -76,22 +76,62 @@ def semantic_problems(config, base_dir="."):
     return problems
 
 
-def coerce_strings(value):
-    """Snakemake parses nested --config values (and a profile's `config:` block) with YAML's BaseLoader, so every
-    leaf arrives as a string; give back the types YAML would give ('60' -> 60, 'true' -> True, 'null' -> None).
-    Hex digests and other strings that YAML keeps as strings stay strings."""
-    if isinstance(value, dict):
-        return {k: coerce_strings(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [coerce_strings(v) for v in value]
-    if isinstance(value, str):
+def _resolve(schema, root):
+    while isinstance(schema, dict) and "$ref" in schema:
+        node = root
+        for part in schema["$ref"].lstrip("#/").split("/"):
+            node = node[part]
+        schema = node
+    return schema
+
+
+def _typed(text, types):
+    """The value YAML would give `text`, if that value has one of the schema's non-string types."""
+    try:
+        parsed = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    if parsed is None and "null" in types:
+        return None
+    if isinstance(parsed, bool):
+        return parsed if "boolean" in types else text
+    if isinstance(parsed, int) and types & {"integer", "number"}:
+        return parsed
+    if isinstance(parsed, float) and "number" in types:
+        return parsed
+    if isinstance(parsed, (list, dict)) and types & {"array", "object"}:
+        return parsed
+    if "number" in types:  # YAML 1.1 reads 2e-3 (no dot) as a string
         try:
-            parsed = yaml.safe_load(value)
-        except yaml.YAMLError:
-            return value
-        if parsed is None or isinstance(parsed, (bool, int, float)):
-            return parsed
+            return float(text)
+        except ValueError:
+            pass
+    return text
+
+
+def coerce_strings(value, schema, root=None):
+    """Snakemake parses nested --config values (and a profile's `config:` block) with YAML's BaseLoader, so every
+    leaf arrives as a string. Give back the type YAML would give, but only where the schema asks for a number,
+    boolean or null: a sha256 of zeros or a cell name like "1:0" stays a string."""
+    root = root or schema
+    schema = _resolve(schema, root)
+    if not isinstance(schema, dict):
+        return value
+    if isinstance(value, str) and "string" not in (types := set(
+            [schema["type"]] if isinstance(schema.get("type"), str) else schema.get("type", []))):
+        value = _typed(value, types)
+    if isinstance(value, dict):
+        props = schema.get("properties", {})
+        extra = schema.get("additionalProperties")
+        return {k: coerce_strings(v, props[k] if k in props else (extra if isinstance(extra, dict) else {}), root)
+                for k, v in value.items()}
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        return [coerce_strings(v, schema["items"], root) for v in value]
     return value
+
+
+def load_schema(schema_path):
+    return yaml.safe_load(Path(schema_path).read_text())
 
 
 def check_config(config, schema_path, base_dir="."):

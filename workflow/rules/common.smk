@@ -11,10 +11,10 @@ shell.prefix(
     f'set -euo pipefail; export PYTHONPATH="{SRC_DIR}${{{{PYTHONPATH:+:$PYTHONPATH}}}}"; '
 )
 
-from rnnlens.config import ConfigError, check_config, coerce_strings, training_settings
+from rnnlens.config import ConfigError, check_config, coerce_strings, load_schema, training_settings
 
 SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
-config.update(coerce_strings(config))
+config.update(coerce_strings(config, load_schema(SCHEMA)))
 try:
     check_config(config, SCHEMA)
 except ConfigError as err:
