@@ -24,7 +24,7 @@ CPU_BUDGET_S = 15 * 60
 
 
 def steps(args):
-    """(name, script, extra arguments) in running order; helpers' scripts only when present."""
+    """(name, script, extra arguments) in running order; the other stages' scripts only when present."""
     dev = ["--device", args.device]
     threads = ["--threads", str(args.threads)]
     train = ["--grid", "small"] if args.quick else []
@@ -236,7 +236,7 @@ def scaling_section(scaling):
 
 
 def generic_section(title, data):
-    """A helper's JSON as it is: scalars as a list, a list of records as a table."""
+    """Another script's JSON as it is: scalars as a list, a list of records as a table."""
     out = [f"## {title}\n"]
     records = next((v for v in data.values() if isinstance(v, list) and v and isinstance(v[0], dict)), None)
     for key, value in data.items():
