@@ -17,7 +17,8 @@ import pyarrow.parquet as pq
 
 from rnnlens.corpus import atomic_write_text
 from rnnlens.model import parse_model_id
-from rnnlens.oracles import model_id_of, pyplot, save_figures
+from rnnlens.oracles import model_id_of
+from rnnlens.plots import pyplot, save_figures
 from rnnlens.predictions import read_predictions
 
 ARCH_MARKERS = {"rnn": "s", "lstm": "o", "gru": "^"}

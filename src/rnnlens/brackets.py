@@ -30,6 +30,7 @@ import pandas as pd
 
 from rnnlens.corpus import PreparedCorpus, atomic_write_text
 from rnnlens.predictions import read_predictions
+from rnnlens.plots import save_figures
 
 DELIMITERS = {  # name -> (opener byte, closer byte)
     "brace": (ord("{"), ord("}")),
@@ -218,12 +219,7 @@ def plot_curves(df, corpus, name, families, out_base, bin_width, min_count=10, m
     ax.grid(alpha=0.3)
     fig.tight_layout()
     out_base = Path(out_base)
-    out_base.parent.mkdir(parents=True, exist_ok=True)
-    for ext in ("png", "pdf"):
-        tmp = out_base.with_name(f"{out_base.name}.part.{ext}")
-        fig.savefig(tmp, dpi=150)
-        tmp.replace(out_base.with_name(f"{out_base.name}.{ext}"))
-    plt.close(fig)
+    save_figures(fig, [out_base.with_name(f"{out_base.name}.{ext}") for ext in ("png", "pdf")])
 
 
 def load_test_p(path, test_len, test_bytes):

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from rnnlens.corpus import atomic_write_text
-from rnnlens.oracles import pyplot, save_figures
+from rnnlens.plots import pyplot, save_figures
 
 EPS = 1e-8
 ROWS_PER_CHUNK = 1 << 16

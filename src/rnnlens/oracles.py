@@ -38,6 +38,7 @@ import pandas as pd
 from rnnlens.corpus import PreparedCorpus, atomic_write_text
 from rnnlens.predictions import read_predictions
 from rnnlens.words import as_bytes_array, segment
+from rnnlens.plots import pyplot, save_figures
 
 CATEGORIES = ("ngram", "memory", "rare_words", "word_initial", "punctuation", "boost", "rest")
 CATEGORY_LABELS = {
@@ -291,30 +292,6 @@ def load_ngrams(paths, facts=None):
 
 
 # ---------------------------------------------------------------------------------------------- figures
-
-
-def save_figures(fig, paths):
-    """Save one figure under each path, format from the suffix, atomically (temporary name, then rename)."""
-    import os
-
-    import matplotlib.pyplot as plt
-
-    for path in paths:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".part")
-        fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=150, bbox_inches="tight")
-        os.replace(tmp, path)
-    plt.close(fig)
-
-
-def pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def _step_label(row):

@@ -15,6 +15,7 @@ import pandas as pd
 
 from rnnlens.corpus import atomic_write_text
 from rnnlens.predictions import read_predictions
+from rnnlens.plots import save_figures
 
 NAMED_BYTES = {ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t", ord(" "): "\u2423"}
 
@@ -90,13 +91,8 @@ def plot_per_character(df, label_a, label_b, corpus, out_path, min_count):
         ax_d.set_xlabel("character (\\n newline, \\r carriage return, \u2423 space, 0xNN other bytes)")
         fig.tight_layout()
         out_path = Path(out_path)
-        out_path.parent.mkdir(parents=True, exist_ok=True)
         outputs = [out_path] + ([out_path.with_suffix(".pdf")] if out_path.suffix == ".png" else [])
-        for path in outputs:
-            tmp = path.with_name(path.stem + ".part" + path.suffix)
-            fig.savefig(tmp, dpi=150)
-            tmp.replace(path)
-        plt.close(fig)
+        save_figures(fig, outputs)
     return outputs
 
 

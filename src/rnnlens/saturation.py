@@ -11,7 +11,6 @@ layer, with the diagonal x + y = 1 (gates on it are always saturated one way or 
 """
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import torch
 
 from rnnlens.corpus import atomic_csv
 from rnnlens.predictions import write_table as write_arrow_table
+from rnnlens.plots import save_figures
 
 LEFT, RIGHT = 0.1, 0.9
 # activation key in the internals -> gate name in tables and figures
@@ -154,16 +154,8 @@ def plot_saturation(frames, out_png, title=None):
         fig.suptitle(title)
     fig.tight_layout()
     out_png = Path(out_png)
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    outputs = []
-    for suffix in (".png", ".pdf"):
-        target = out_png.with_suffix(suffix)
-        tmp = target.with_name(target.stem + ".part" + suffix)
-        fig.savefig(tmp, dpi=150)
-        os.replace(tmp, target)
-        outputs.append(target)
-    plt.close(fig)
-    return outputs[0]
+    save_figures(fig, [out_png, out_png.with_suffix(".pdf")])
+    return out_png
 
 
 def plot_no_gates(model_id, out_png):
@@ -177,13 +169,7 @@ def plot_no_gates(model_id, out_png):
     ax.axis("off")
     ax.text(0.5, 0.5, f"{model_id}: a vanilla RNN has no gates to saturate", ha="center", va="center", fontsize=9)
     out_png = Path(out_png)
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    for suffix in (".png", ".pdf"):
-        target = out_png.with_suffix(suffix)
-        tmp = target.with_name(target.stem + ".part" + suffix)
-        fig.savefig(tmp, dpi=100)
-        os.replace(tmp, target)
-    plt.close(fig)
+    save_figures(fig, [out_png, out_png.with_suffix(".pdf")], dpi=100)
     return out_png
 
 

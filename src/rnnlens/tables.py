@@ -1,13 +1,12 @@
 """Table 1 (test cross-entropy grid beside the paper's), the models table, and training curves."""
 
 import math
-import os
-from pathlib import Path
 
 import pandas as pd
 
 from rnnlens.paper import table1_value
 from rnnlens.predictions import read_meta
+from rnnlens.plots import save_figures
 
 RECALLED_NOTE = ("Paper values are recalled from Karpathy, Johnson & Fei-Fei (2015), Table 1, not re-checked "
                  "against the PDF.")
@@ -95,11 +94,7 @@ def training_curves(history_paths, labels, out_path, title=None):
     axes[1].legend(fontsize=7, ncol=2)
     fig.suptitle(title or "Training curves (solid LSTM, dashed GRU, dotted RNN)")
     fig.tight_layout()
-    Path(out_path).parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(out_path).with_name("tmp-" + Path(out_path).name)
-    fig.savefig(tmp, dpi=130)
-    plt.close(fig)
-    os.replace(tmp, out_path)
+    save_figures(fig, [out_path], dpi=130)
 
 
 def table2(ngram_paths, nnn_paths, table1_csv):
