@@ -54,7 +54,7 @@ TOKEN_TO_BYTE = {token: b for b, token in enumerate(TOKENS)}
 
 def encode_tokens(data):
     """bytes (or a uint8 array) -> space-separated KenLM tokens, one per byte."""
-    return " ".join(TOKENS[b] for b in bytes(data))
+    return " ".join(map(TOKENS.__getitem__, bytes(data)))
 
 
 def decode_tokens(text):
@@ -238,8 +238,9 @@ def score(model, context, target, vocab):
     log10p = np.fromiter((s[0] for s in model.full_scores(stream, bos=False, eos=False)), dtype=np.float64,
                          count=len(context) + len(target))[len(context):]
     p = np.power(10.0, log10p)
-    unknown = np.array([TOKENS[b] not in model for b in target], dtype=bool)
-    p[unknown] /= share
+    # which byte values are <unk>, looked up once per value rather than once per test byte
+    unknown = np.array([token not in model for token in TOKENS], dtype=bool)
+    p[unknown[np.frombuffer(target, dtype=np.uint8)]] /= share
     return p
 
 
