@@ -13,6 +13,7 @@ Without the corpus file, a synthetic C-like text of the same size stands in.
 
 import argparse
 import json
+import os
 import platform
 import sys
 import tempfile
@@ -65,11 +66,12 @@ def main(argv=None):
     ap.add_argument("--models", type=int, default=8, help="predictions files (models) in the curves")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--quote-scope", default="line")
-    ap.add_argument("--out", default=str(ROOT / "results" / "bench" / "brackets.json"))
+    ap.add_argument("--synthetic-bytes", type=int, default=6_215_875, help="size of the stand-in text without --corpus")
+    ap.add_argument("--out", default=str(Path(os.environ.get("BENCH_RESULTS") or ROOT / "results" / "bench") / "brackets.json"))
     args = ap.parse_args(argv)
 
     path = Path(args.corpus)
-    raw = path.read_bytes() if path.is_file() else synthetic_code(6_215_875)
+    raw = path.read_bytes() if path.is_file() else synthetic_code(args.synthetic_bytes)
     label = path.name if path.is_file() else "synthetic C-like text"
     with tempfile.TemporaryDirectory(prefix="bench_brackets_") as tmp:
         tmp = Path(tmp)

@@ -76,7 +76,7 @@ def main():
     ap.add_argument("--model", default="lstm-2x256")
     ap.add_argument("--ks", default="1,4,8")
     ap.add_argument("--steps", type=int, default=600, help="training steps of 100x100 characters per process")
-    ap.add_argument("--startup", type=float, default=20.0, help="seconds allowed for every process's start-up")
+    ap.add_argument("--startup", type=float, default=15.0, help="seconds allowed for every process's start-up")
     ap.add_argument("--out", default="results/bench/gpu_share.json")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
@@ -99,6 +99,7 @@ def main():
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"model": args.model, "device": args.device, "steps": args.steps,
                                           "rows": rows}, indent=1))
+    print(f"wrote {args.out}", flush=True)
 
 
 if __name__ == "__main__":

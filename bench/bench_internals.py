@@ -73,7 +73,7 @@ def main(argv=None):
     ap.add_argument("--method", default="auto", choices=("auto", "loop", "fused"),
                     help="internals method (auto: fused on CUDA, loop on CPU)")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-    ap.add_argument("--out", default="results/bench/internals.json")
+    ap.add_argument("--out", default=str(Path(os.environ.get("BENCH_RESULTS") or "results/bench") / "internals.json"))
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)

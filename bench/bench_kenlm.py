@@ -15,6 +15,7 @@ it writes a JSON that says so and exits 0.
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -30,7 +31,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from rnnlens import ngram  # noqa: E402
 from rnnlens.corpus import atomic_write_text, split_bounds  # noqa: E402
 
-RESULTS = ROOT / "results" / "bench"
+RESULTS = Path(os.environ.get("BENCH_RESULTS") or ROOT / "results" / "bench")
 
 
 def write_json(path, obj):

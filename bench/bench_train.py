@@ -128,7 +128,8 @@ def bench_point(point, device, seconds, max_steps, min_steps, repeats, tf32=Fals
                     workflow.append(workflow_run(point, corpus, device, tmp, tf32))
                 else:
                     bare.append(bare_run(point, indices, steps, device))
-            if ceiling:
+            # on a GPU the ceiling is steady and only reported: once per point
+            if ceiling and (r == 0 or torch.device(device).type == "cpu"):
                 ceilings.append(point_ceiling(point, device, repeats=2, min_seconds=0.1))
     row = {**point, "steps": steps, "chars": steps * BATCH * SEQ, "repeats": rounds,
            "workflow_chars_per_s": max(workflow), "bare_chars_per_s": max(bare),
@@ -243,12 +244,25 @@ def run(grid, device="auto", threads=1, seconds=0.5, max_steps=50, min_steps=1, 
             result["check_cpu"] = check
         return result
 
+    overheads = []  # per point: wall seconds beyond its timed runs (start-up, warm-up, ceiling, train()'s files)
     for i, point in enumerate(points, 1):
-        if max_seconds and time.perf_counter() - started > max_seconds:
+        elapsed = time.perf_counter() - started
+        if max_seconds and elapsed > max_seconds:
             log(f"time budget of {max_seconds:.0f} s spent: skipping the last {len(points) - i + 1} points", flush=True)
             break
-        row = bench_point(point, device, seconds, max_steps, min_steps, repeats, tf32, ceiling, max_repeats,
+        run_seconds = seconds
+        if max_seconds:
+            # shorten the timed runs so that every remaining point fits in the budget
+            share = (max_seconds - elapsed) / (len(points) - i + 1)
+            overhead = sorted(overheads)[len(overheads) // 2] if overheads else 2.0
+            run_seconds = min(seconds, max(0.05, (share - overhead) / (2 * repeats)))
+        point_started = time.perf_counter()
+        row = bench_point(point, device, run_seconds, max_steps, min_steps, repeats, tf32, ceiling, max_repeats,
                           point_seconds)
+        point_wall = time.perf_counter() - point_started
+        timed = sum(row["chars"] / c for c in row["workflow_runs"] + row["bare_runs"])
+        overheads.append(max(0.0, point_wall - timed))
+        row["point_wall_s"] = round(point_wall, 2)
         rows.append(row)
         log(f"[{i}/{len(points)}] {row['model']:>10} h={row['hidden']:<4} {row['steps']:4d} steps: "
             f"workflow {row['workflow_chars_per_s']:,.0f} c/s, bare {row['bare_chars_per_s']:,.0f} c/s, "

@@ -25,7 +25,8 @@ if str(SRC) not in sys.path:  # run from a checkout without the package installe
 from rnnlens.corpus import PreparedCorpus  # noqa: E402
 from rnnlens.model import ARCHS, CharRNN, ModelSpec, count_parameters, match_hidden_size  # noqa: E402
 
-RESULTS = ROOT / "results" / "bench"
+# BENCH_RESULTS moves every output (the tests run the benchmarks into a temporary directory)
+RESULTS = Path(os.environ.get("BENCH_RESULTS") or ROOT / "results" / "bench")
 PAPER_VOCAB = 87  # War and Peace; Linux has 101, which changes the hidden sizes by a few cells
 PAPER_GRID = [(arch, layers, size) for size in (64, 128, 256, 512) for arch in ARCHS for layers in (1, 2, 3)]
 SMALL_GRID = [("rnn", 1, 64), ("lstm", 1, 64), ("gru", 1, 64), ("lstm", 2, 128), ("lstm", 1, 256)]

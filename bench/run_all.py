@@ -35,7 +35,7 @@ def steps(args):
         ("internals", "bench_internals.py", ["--device", "cuda" if args.device == "cuda" else "cpu"] + threads
          + (["--sizes", "1x128", "--steps", "200"] if args.quick else [])),
         ("oracles", "bench_oracles.py", []),
-        ("kenlm", "bench_kenlm.py", []),
+        ("kenlm", "bench_kenlm.py", ["--train-bytes", "200000", "--orders", "1,3,5"] if args.quick else []),
         ("brackets", "bench_brackets.py", []),
         ("dryrun", "bench_dryrun.py", []),
     ]
