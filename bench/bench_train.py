@@ -55,9 +55,9 @@ def train_clock():
         rnnlens.train.time = saved
 
 
-def workflow_run(point, corpus, device, workdir, tf32=False):
+def workflow_run(point, corpus, device, workdir, tf32=False, precision="fp32"):
     """Characters/s of one epoch of rnnlens.train.train over `corpus` (its whole training split)."""
-    cfg = TrainConfig(max_epochs=1, device=str(device), tf32=tf32)
+    cfg = TrainConfig(max_epochs=1, device=str(device), tf32=tf32, precision=precision)
     spec = ModelSpec(point["arch"], point["layers"], point["hidden"], point["vocab"], cfg.dropout)
     workdir = Path(workdir)
     with kept_signal_handlers(), train_clock():
@@ -70,9 +70,10 @@ def workflow_run(point, corpus, device, workdir, tf32=False):
     return float(rows[0]["chars_per_s"])
 
 
-def bare_run(point, indices, steps, device, lr=2e-3, alpha=0.95, clip=5.0, per_step=False):
+def bare_run(point, indices, steps, device, lr=2e-3, alpha=0.95, clip=5.0, per_step=False, precision="fp32"):
     """Characters/s of `steps` plain training steps on the streams of `indices` (int64 on the device).
-    With per_step, also the seconds of each step (synchronised every step: for estimates only)."""
+    With per_step, also the seconds of each step (synchronised every step: for estimates only).
+    precision bf16/fp16: the usual autocast (and, for fp16, loss scaling) recipe."""
     length = (len(indices) - 1) // BATCH
     inputs = indices[: BATCH * length].view(BATCH, length)
     targets = indices[1 : BATCH * length + 1].view(BATCH, length)
@@ -80,18 +81,28 @@ def bare_run(point, indices, steps, device, lr=2e-3, alpha=0.95, clip=5.0, per_s
     model = build_model(point, device)
     model.train()
     optimizer = torch.optim.RMSprop(model.parameters(), lr=lr, alpha=alpha)
+    dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    scaler = torch.amp.GradScaler(torch.device(device).type) if precision == "fp16" else None
     state, times = None, []
     sync(device)
     t0 = last = now()
     for step in range(steps):
         x = inputs[:, step * SEQ : (step + 1) * SEQ]
         y = targets[:, step * SEQ : (step + 1) * SEQ]
-        logits, state = model(x, state)
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+        with torch.autocast(torch.device(device).type, dtype=dtype, enabled=dtype is not None):
+            logits, state = model(x, state)
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1))
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_value_(model.parameters(), clip)
-        optimizer.step()
+        if scaler is None:
+            loss.backward()
+            torch.nn.utils.clip_grad_value_(model.parameters(), clip)
+            optimizer.step()
+        else:
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_value_(model.parameters(), clip)
+            scaler.step(optimizer)
+            scaler.update()
         state = tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
         if per_step:
             sync(device)
@@ -105,13 +116,13 @@ def bare_run(point, indices, steps, device, lr=2e-3, alpha=0.95, clip=5.0, per_s
 
 
 def bench_point(point, device, seconds, max_steps, min_steps, repeats, tf32=False, ceiling=True, max_repeats=None,
-                point_seconds=0.0):
+                point_seconds=0.0, precision="fp32"):
     """Interleaved measurement of one grid point -> result dict. Rounds: `repeats`, raised up to `max_repeats`
     while the point's timed runs stay within `point_seconds` (cheap points get more rounds: a better best-of)."""
     # one warm-up (allocations, kernel selection) shared by both sides, and an estimate of a step's time
     warm_corpus = synthetic_corpus(BATCH * SEQ * 2 + 1, point["vocab"])
     warm_idx = torch.from_numpy(warm_corpus.encode(warm_corpus.split("train"))).to(device)
-    _, times = bare_run(point, warm_idx, 2, device, per_step=True)
+    _, times = bare_run(point, warm_idx, 2, device, per_step=True, precision=precision)
     step_seconds = min(times[1:])
     steps = min(max_steps, max(min_steps, math.ceil(seconds / step_seconds)))  # --steps is the hard cap
     run_seconds = steps * step_seconds
@@ -125,9 +136,9 @@ def bench_point(point, device, seconds, max_steps, min_steps, repeats, tf32=Fals
             # measured in every round too (a shared core's speed changes with its neighbours' load)
             for side in (("workflow", "bare") if r % 2 == 0 else ("bare", "workflow")):
                 if side == "workflow":
-                    workflow.append(workflow_run(point, corpus, device, tmp, tf32))
+                    workflow.append(workflow_run(point, corpus, device, tmp, tf32, precision))
                 else:
-                    bare.append(bare_run(point, indices, steps, device))
+                    bare.append(bare_run(point, indices, steps, device, precision=precision))
             # on a GPU the ceiling is steady and only reported: once per point
             if ceiling and (r == 0 or torch.device(device).type == "cpu"):
                 ceilings.append(point_ceiling(point, device, repeats=2, min_seconds=0.1))
@@ -214,7 +225,7 @@ def print_table(rows, info, log=print):
 
 def run(grid, device="auto", threads=1, seconds=0.5, max_steps=50, min_steps=1, repeats=3, tf32=False,
         check_cpu=False, ceiling=True, vocab=87, clock="auto", max_seconds=None, out=None, max_repeats=8,
-        point_seconds=8.0, log=print):
+        point_seconds=8.0, precision="fp32", log=print):
     """Measure every point of `grid`; with `out`, the JSON is rewritten after each point (a run cut short keeps
     what it measured); with `max_seconds`, points that would start after that are skipped."""
     device = pick_device(device)
@@ -231,7 +242,7 @@ def run(grid, device="auto", threads=1, seconds=0.5, max_steps=50, min_steps=1, 
     points = grid_points(grid, vocab)
 
     def assemble():
-        result = {**info, "clock": clock, "tf32": tf32, "batch": BATCH, "seq_len": SEQ, "seconds_per_run": seconds,
+        result = {**info, "clock": clock, "tf32": tf32, "precision": precision, "batch": BATCH, "seq_len": SEQ, "seconds_per_run": seconds,
                   "min_repeats": repeats, "points_planned": len(points), "complete": len(rows) == len(points),
                   "results": rows, "wall_s": time.perf_counter() - started}
         measured = {(r["arch"], r["layers"], r["size"]) for r in rows}
@@ -258,7 +269,7 @@ def run(grid, device="auto", threads=1, seconds=0.5, max_steps=50, min_steps=1, 
             run_seconds = min(seconds, max(0.05, (share - overhead) / (2 * repeats)))
         point_started = time.perf_counter()
         row = bench_point(point, device, run_seconds, max_steps, min_steps, repeats, tf32, ceiling, max_repeats,
-                          point_seconds)
+                          point_seconds, precision)
         point_wall = time.perf_counter() - point_started
         timed = sum(row["chars"] / c for c in row["workflow_runs"] + row["bare_runs"])
         overheads.append(max(0.0, point_wall - timed))
@@ -297,6 +308,8 @@ def main(argv=None):
                     help="cpu: process CPU seconds (ignores time the shared machine gives to other jobs; needs "
                          "--threads 1 on the CPU); auto: cpu for one CPU thread, wall otherwise")
     ap.add_argument("--tf32", action="store_true", help="allow TF32 on CUDA (both sides; off for paper fidelity)")
+    ap.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
+                    help="training.precision of both sides (autocast; fp16 with loss scaling, CUDA only)")
     ap.add_argument("--no-ceiling", action="store_true", help="skip the matmul ceiling")
     ap.add_argument("--check-cpu", action="store_true",
                     help="first check that the device and the CPU give the same loss and gradients on one batch")
@@ -306,7 +319,7 @@ def main(argv=None):
     grid = parse_points(args.points) if args.points else (PAPER_GRID if args.grid == "paper" else SMALL_GRID)
     result = run(grid, args.device, args.threads, args.seconds, args.steps, args.min_steps, args.repeats, args.tf32,
                  args.check_cpu, not args.no_ceiling, args.vocab, args.clock, args.max_seconds, args.out, args.max_repeats,
-                 args.point_seconds)
+                 args.point_seconds, args.precision)
     print_table(result["results"], result)
     if "projection" in result:
         p = result["projection"]

@@ -20,6 +20,7 @@
 # STEPS (300), MIN_STEPS (min(20, STEPS)), SECONDS_PER_RUN (1.0, the longest a timed run may be), REPEATS (2),
 # BUDGET (270 s for step 3), SHARE (1), SHARE_KS (1,4,8: the large model runs all but the last), SHARE_STEPS
 # (600,150: steps per process, small and large model), SHARE_STARTUP (10 s), THREADS, TF32 (0),
+# PRECISION (fp32; bf16 or fp16 to measure training.precision),
 # BENCH_OUT (results/bench/gpu; results/bench/gpu-fallback-cpu for DEVICE=cpu).
 # The JSON is rewritten after every point, so a run cut short keeps what it measured.
 set -euo pipefail
@@ -38,6 +39,7 @@ SHARE_KS=${SHARE_KS:-1,4,8}
 SHARE_STEPS=${SHARE_STEPS:-600,150}
 SHARE_STARTUP=${SHARE_STARTUP:-10}
 TF32=${TF32:-0}
+PRECISION=${PRECISION:-fp32}
 if [ "$DEVICE" = cpu ]; then
     THREADS=${THREADS:-1}
     BENCH_OUT=${BENCH_OUT:-results/bench/gpu-fallback-cpu}
@@ -91,6 +93,7 @@ args=(--device "$DEVICE" --threads "$THREADS" --steps "$STEPS" --min-steps "$MIN
       --repeats "$REPEATS" --max-repeats "$REPEATS" --max-seconds "$BUDGET" --check-cpu --out "$BENCH_OUT/train.json")
 if [ -n "$POINTS" ]; then args+=(--points "$POINTS"); else args+=(--grid "$GRID"); fi
 if [ "$TF32" = 1 ]; then args+=(--tf32); fi
+args+=(--precision "$PRECISION")
 echo "== $PY bench/bench_train.py ${args[*]}"
 status=0
 # a hard stop a little after the budget: a point already started may take a while on a slow device
@@ -120,6 +123,7 @@ def hms(s):
     return f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min" if s < 7200 else f"{s / 3600:.1f} h" if s < 172800 else f"{s / 86400:.1f} days"
 
 print(f"\n==== {r['device_name']} ({r['device']}), torch {r['torch']}, TF32 {'on' if r['tf32'] else 'off'}, "
+      f"precision {r.get('precision', 'fp32')}, "
       f"{r['clock']} clock; script {hms(float(sys.argv[2]))}")
 c = r.get("check_cpu", {})
 if "results" in c:

@@ -73,6 +73,26 @@ def test_training_learns_and_is_reproducible(prepared, tmp_path):
     assert extra["grad_clip_rule"] == "value 5.0" and extra["vocab"] == sorted(set(markov_text(8000)))
 
 
+def test_bf16_autocast_learns_as_fp32_does(prepared, tmp_path):
+    """training.precision bf16 really computes in bfloat16 (its weights end up different from fp32's) and still
+    learns the Markov source about as well; fp16 outside CUDA is refused with the fix in the message."""
+    torch.set_num_threads(1)
+    data = prepared(markov_text(8000))
+    cfg = dict(max_epochs=6, learning_rate=1e-2)
+    _, full = _train(data, tmp_path, "fp32", _cfg(**cfg))
+    _, half = _train(data, tmp_path, "bf16", _cfg(precision="bf16", **cfg))
+    h32, h16 = pd.read_csv(full / "history.csv"), pd.read_csv(half / "history.csv")
+    assert h16.val_loss.min() < np.log(5) - 0.3
+    assert abs(h16.val_loss.min() - h32.val_loss.min()) < 0.1
+    w32, w16 = _weights(full / "model.pt"), _weights(half / "model.pt")
+    assert any(not torch.equal(w32[k], w16[k]) for k in w32)
+    assert all(w.dtype == torch.float32 for w in w16.values())  # master weights stay fp32
+    with pytest.raises(ValueError, match="fp16 needs a CUDA device.*use bf16 or fp32"):
+        _train(data, tmp_path, "fp16", _cfg(precision="fp16", device="cpu"))
+    with pytest.raises(ValueError, match="use one of fp32, bf16, fp16"):
+        _train(data, tmp_path, "fp8", _cfg(precision="fp8"))
+
+
 def test_resume_mid_epoch_equals_uninterrupted(prepared, tmp_path):
     torch.set_num_threads(1)
     data = prepared(markov_text(8000))

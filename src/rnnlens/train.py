@@ -6,6 +6,7 @@ history) is written every `checkpoint_seconds`, at every epoch end and on SIGTER
 time limit or scancel). A rerun resumes from it and ends with the same weights as an uninterrupted run.
 """
 
+import contextlib
 import csv
 import json
 import math
@@ -49,6 +50,7 @@ class TrainConfig:
     log_seconds: float = 10.0
     device: str = "auto"
     tf32: bool = False
+    precision: str = "fp32"  # "bf16" / "fp16": autocast (fp16 with loss scaling, CUDA only); fp32 for paper fidelity
     snapshot_epochs: list = field(default_factory=list)  # epoch fractions at which to save weights (training dynamics)
 
     @classmethod
@@ -75,6 +77,22 @@ def tbptt_streams(indices, batch_size):
 
 def steps_per_epoch(stream_length, seq_len):
     return math.ceil(stream_length / seq_len)
+
+
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def mixed_precision(precision, device):
+    """-> (autocast context factory, GradScaler or None) for training.precision on `device`."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"training.precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+    if precision == "fp16" and device.type != "cuda":
+        raise ValueError(f"training.precision fp16 needs a CUDA device (this run is on {device}); use bf16 or fp32")
+    dtype = PRECISIONS[precision]
+    if dtype is None:
+        return contextlib.nullcontext, None
+    scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
+    return (lambda: torch.autocast(device.type, dtype=dtype)), scaler
 
 
 def pick_device(name):
@@ -168,6 +186,7 @@ def train(cfg, corpus: PreparedCorpus, spec: ModelSpec, out_model, out_history, 
     n_steps = steps_per_epoch(inputs.shape[1], cfg.seq_len)
     chars_per_epoch = inputs.numel()
 
+    autocast, scaler = mixed_precision(cfg.precision, device)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     random.seed(cfg.seed)
@@ -187,6 +206,8 @@ def train(cfg, corpus: PreparedCorpus, spec: ModelSpec, out_model, out_history, 
         else:
             model.load_state_dict(ckpt["model"])
             optimizer.load_state_dict(ckpt["optimizer"])
+            if scaler is not None and ckpt.get("scaler"):
+                scaler.load_state_dict(ckpt["scaler"])
             best_state = ckpt["best_state"]
             progress = ckpt["progress"]
             state = ckpt["state"]
@@ -197,14 +218,16 @@ def train(cfg, corpus: PreparedCorpus, spec: ModelSpec, out_model, out_history, 
     def save_checkpoint(reason):
         atomic_torch_save({"run_key": run_key, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                            "best_state": best_state, "progress": progress, "state": state,
-                           "rng": rng_state(device), "reason": reason}, checkpoint_path)
+                           "rng": rng_state(device), "reason": reason,
+                           "scaler": scaler.state_dict() if scaler is not None else None}, checkpoint_path)
         log(f"checkpoint ({reason}): epoch {progress['epoch']} step {progress['step']}/{n_steps} -> {checkpoint_path}")
 
     stop = StopFlag()
     stop.install()
     log(f"training {spec.arch} layers={spec.layers} hidden={spec.hidden} params={sum(p.numel() for p in model.parameters())} "
         f"on {device}; {chars_per_epoch} chars/epoch, {n_steps} steps of {cfg.batch_size}x{cfg.seq_len}; "
-        f"gradient clipping: {cfg.grad_clip_mode} {cfg.grad_clip}")
+        f"gradient clipping: {cfg.grad_clip_mode} {cfg.grad_clip}; precision {cfg.precision}"
+        + (", TF32 allowed" if cfg.tf32 and device.type == "cuda" else ""))
     snapshot_dir = Path(out_model).parent / "snapshots"
     snapshot_steps = {max(1, round(f * n_steps)) for f in cfg.snapshot_epochs}
     last_checkpoint = last_log = time.time()
@@ -221,12 +244,20 @@ def train(cfg, corpus: PreparedCorpus, spec: ModelSpec, out_model, out_history, 
         while progress["step"] < n_steps:
             start = progress["step"] * cfg.seq_len
             x, y = inputs[:, start : start + cfg.seq_len], targets[:, start : start + cfg.seq_len]
-            logits, state = model(x, state)
-            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+            with autocast():
+                logits, state = model(x, state)
+                loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1))
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            clip_gradients(model, cfg.grad_clip_mode, cfg.grad_clip)
-            optimizer.step()
+            if scaler is None:
+                loss.backward()
+                clip_gradients(model, cfg.grad_clip_mode, cfg.grad_clip)
+                optimizer.step()
+            else:
+                scaler.scale(loss).backward()
+                scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
+                clip_gradients(model, cfg.grad_clip_mode, cfg.grad_clip)
+                scaler.step(optimizer)  # skips the step when the scaled gradients overflowed
+                scaler.update()
             state = detach_state(state)
             loss_sum += loss.detach().double() * y.numel()
             progress["step"] += 1
