@@ -11,7 +11,13 @@ shell.prefix(
     f'set -euo pipefail; export PYTHONPATH="{SRC_DIR}${{{{PYTHONPATH:+:$PYTHONPATH}}}}"; '
 )
 
-from rnnlens.config import ConfigError, check_config, coerce_strings, load_schema, training_settings
+from rnnlens.config import (
+    ConfigError,
+    check_config,
+    coerce_strings,
+    load_schema,
+    training_settings,
+)
 
 SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
 config.update(coerce_strings(config, load_schema(SCHEMA)))
