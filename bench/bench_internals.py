@@ -11,24 +11,29 @@ import argparse
 import json
 import os
 import platform
-import time
 from pathlib import Path
 
 import torch
 
+from common import now, set_clock
 from rnnlens.internals import LayerwiseRunner
 from rnnlens.model import CharRNN, ModelSpec
 
 
-def best_time(fn, repeats, sync):
-    fn()  # warm-up: allocations, kernel selection
-    sync()
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        best = min(best, time.perf_counter() - t0)
+def interleaved_best(fns, repeats, sync):
+    """Best time of each function over `repeats` rounds, the order alternating per round (a drift in machine
+    load favours neither side), by the benchmark clock (CPU time for one thread, else wall)."""
+    for fn in fns:
+        fn()  # warm-up: allocations, kernel selection
+    best = [float("inf")] * len(fns)
+    for r in range(repeats):
+        order = range(len(fns)) if r % 2 == 0 else reversed(range(len(fns)))
+        for i in order:
+            sync()
+            t0 = now()
+            fns[i]()
+            sync()
+            best[i] = min(best[i], now() - t0)
     return best
 
 
@@ -52,8 +57,7 @@ def bench_one(arch, layers, hidden, vocab, streams, chunk, steps, repeats, devic
             _, state = runner.run(idx[:, col:col + chunk], state)
 
     chars = streams * steps
-    t_fused = best_time(fused, repeats, sync)
-    t_internals = best_time(internals, repeats, sync)
+    t_fused, t_internals = interleaved_best([fused, internals], repeats, sync)
     return {"arch": arch, "layers": layers, "hidden": hidden, "vocab": vocab, "streams": streams, "chunk": chunk,
             "method": runner.method,
             "chars": chars, "fused_chars_per_s": chars / t_fused, "internals_chars_per_s": chars / t_internals,
@@ -68,7 +72,7 @@ def main(argv=None):
     ap.add_argument("--streams", type=int, default=50)
     ap.add_argument("--chunk", type=int, default=100)
     ap.add_argument("--steps", type=int, default=400, help="time steps per stream per measurement")
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--method", default="auto", choices=("auto", "loop", "fused"),
                     help="internals method (auto: fused on CUDA, loop on CPU)")
@@ -77,6 +81,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    clock = set_clock("auto", args.device, torch.get_num_threads())
     rows = []
     print(f"{'model':>14} {'fused chars/s':>14} {'internals chars/s':>18} {'ratio':>6}", flush=True)
     for size in args.sizes.split(","):
@@ -86,7 +91,7 @@ def main(argv=None):
         rows.append(row)
         print(f"{args.arch}-{layers}x{hidden:<6} {row['fused_chars_per_s']:14,.0f} {row['internals_chars_per_s']:18,.0f} "
               f"{row['ratio']:6.2f}  ({row['method']})", flush=True)
-    result = {"device": args.device, "threads": torch.get_num_threads(), "torch": torch.__version__,
+    result = {"device": args.device, "threads": torch.get_num_threads(), "clock": clock, "torch": torch.__version__,
               "machine": platform.machine(), "processor": platform.processor(), "results": rows}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -148,12 +148,12 @@ class LayerwiseRunner:
             h_prev = hs[k]
             h_all = pre_in.new_empty(steps, batch, H)
             if self.arch == "lstm":
-                gates = torch.empty_like(pre_in)  # i, f, o (sigmoid), g (tanh)
+                gates = pre_in  # i, f, o (sigmoid), g (tanh), computed in place over the input projections
                 c_all = torch.empty_like(h_all)
                 tanh_c = pre_in.new_empty(batch, H)
                 c_prev = cs[k]
                 for t in range(steps):
-                    g = torch.addmm(pre_in[t], h_prev, w_rec, out=gates[t])
+                    g = gates[t].addmm_(h_prev, w_rec)  # in place: no copy of the input projection per step
                     torch.sigmoid(g[:, :3 * H], out=g[:, :3 * H])
                     torch.tanh(g[:, 3 * H:], out=g[:, 3 * H:])
                     c_prev = torch.addcmul(g[:, :H] * g[:, 3 * H:], g[:, H:2 * H], c_prev, out=c_all[t])
