@@ -61,6 +61,8 @@ def test_end_to_end_then_noop_then_selective_reruns(workdir):
     assert "ours (paper)" in (workdir / "results/tables/table1.md").read_text()
     for rule_log in ("toy/train/lstm-1x8.log", "toy/evaluate/gru-1x8.log", "table1.log"):
         assert (workdir / "results/logs" / rule_log).exists()
+    # each training job uses the threads its rule declares (resources.train_threads), not every core
+    assert "on cpu with 1 CPU thread(s)" in (workdir / "results/logs/toy/train/lstm-1x8.log").read_text()
 
     # a second run has nothing to do
     assert planned_jobs(workdir) == {}

@@ -225,7 +225,8 @@ def train(cfg, corpus: PreparedCorpus, spec: ModelSpec, out_model, out_history, 
     stop = StopFlag()
     stop.install()
     log(f"training {spec.arch} layers={spec.layers} hidden={spec.hidden} params={sum(p.numel() for p in model.parameters())} "
-        f"on {device}; {chars_per_epoch} chars/epoch, {n_steps} steps of {cfg.batch_size}x{cfg.seq_len}; "
+        f"on {device}" + (f" with {torch.get_num_threads()} CPU thread(s)" if device.type == "cpu" else "")
+        + f"; {chars_per_epoch} chars/epoch, {n_steps} steps of {cfg.batch_size}x{cfg.seq_len}; "
         f"gradient clipping: {cfg.grad_clip_mode} {cfg.grad_clip}; precision {cfg.precision}"
         + (", TF32 allowed" if cfg.tf32 and device.type == "cuda" else ""))
     snapshot_dir = Path(out_model).parent / "snapshots"
