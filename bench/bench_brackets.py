@@ -27,28 +27,10 @@ sys.path.insert(0, str(ROOT / "src"))
 from rnnlens.brackets import DELIMITERS, brackets, match_delimiter  # noqa: E402
 from rnnlens.corpus import atomic_write_bytes, atomic_write_text, prepare  # noqa: E402
 from rnnlens.predictions import write_predictions  # noqa: E402
+from synthetic import synthetic_code  # noqa: E402
 
 DEFAULT_CORPUS = ROOT.parent / "shared" / "data" / "linux.txt"
 LINUX_SPLIT = {"train": 0.9, "val": 0.05, "test": 0.05}
-
-
-def synthetic_code(size, seed=0):
-    """Nested C-like blocks: braces, parentheses, brackets and strings at realistic densities."""
-    rng = np.random.default_rng(seed)
-    out, depth, length = [], 0, 0
-    while length < size:
-        r = rng.random()
-        if r < 0.05 or depth == 0:
-            line = "if (x[%d] > 0) {\n" % rng.integers(100)
-            depth += 1
-        elif r < 0.10:
-            line = "}\n"
-            depth -= 1
-        else:
-            line = '\tcall(a, b[%d], "text %d");\n' % (rng.integers(10), rng.integers(1000))
-        out.append(line)
-        length += len(line)
-    return "".join(out).encode()[:size]
 
 
 def best_of(fn, repeats):

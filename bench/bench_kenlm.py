@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 from rnnlens import ngram  # noqa: E402
 from rnnlens.corpus import atomic_write_text, split_bounds  # noqa: E402
+from synthetic import synthetic_prose  # noqa: E402
 
 RESULTS = Path(os.environ.get("BENCH_RESULTS") or ROOT / "results" / "bench")
 
@@ -47,10 +48,7 @@ def load_text(path, train_bytes, test_bytes):
         data = np.fromfile(path, dtype=np.uint8)
         label = path.name
     else:
-        rng = np.random.default_rng(0)
-        # a Zipf-like byte stream: n-gram counts grow with order much like text's, and speed does not depend on it
-        data = (rng.zipf(1.3, 3_258_246) % 87 + 32).astype(np.uint8)
-        label = "synthetic (Zipf bytes, vocabulary 87)"
+        data, label = synthetic_prose(3_258_246), "synthetic prose (War and Peace's size)"
     bounds = split_bounds(len(data), {"train": 0.8, "val": 0.1, "test": 0.1})
     t0, t1 = bounds["train"]
     s0, s1 = bounds["test"]

@@ -19,19 +19,9 @@ import numpy as np
 from rnnlens.corpus import atomic_write_text, split_bounds
 from rnnlens.oracles import OracleConfig, TextFacts, analyse, load_model_predictions, load_ngrams, oracle_steps, peel
 from rnnlens.predictions import write_predictions
+from synthetic import synthetic_prose
 
 DEFAULT_CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "warpeace.txt"
-
-
-def synthetic_prose(size, seed=0):
-    """Words of 1-12 letters from a Zipf-distributed lexicon, spaces, commas, full stops and line breaks."""
-    rng = np.random.default_rng(seed)
-    letters = np.frombuffer(b"etaoinshrdlcumwfgypbvkjxqz", dtype=np.uint8)
-    lexicon = [bytes(rng.choice(letters, rng.integers(1, 13))) for _ in range(20_000)]
-    picks = np.minimum(rng.zipf(1.2, size // 5), len(lexicon)) - 1
-    seps = rng.choice([b" ", b" ", b" ", b" ", b", ", b". ", b"\n"], len(picks))
-    text = b"".join(lexicon[i] + sep for i, sep in zip(picks, seps))
-    return np.frombuffer(text[:size], dtype=np.uint8)
 
 
 def main(argv=None):
