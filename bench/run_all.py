@@ -169,7 +169,13 @@ def summary(runs, total_s, device_label):
         details.append(scaling_section(scaling))
     gpu = json.loads((RESULTS / "gpu" / "train.json").read_text()) if (RESULTS / "gpu" / "train.json").is_file() else None
     if gpu:
-        details.append("## GPU run (bench/gpu.sh)\n\n" + train_table(gpu, heading=False))
+        section = "## GPU run (bench/gpu.sh)\n\n" + train_table(gpu, heading=False)
+        for path in sorted((RESULTS / "gpu").glob("share-*.json")):
+            share = json.loads(path.read_text())
+            section += (f"\nSharing the GPU, {share['model']} ({share['steps']} steps per process): "
+                        + ", ".join(f"K={r['k']} {r['aggregate_chars_per_s']:,} chars/s ({r['speedup']}x)"
+                                    for r in share["rows"]) + ".\n")
+        details.append(section)
     if runs:
         goals.append(("This benchmark run (bench/run_all.py), wall time", human_seconds(total_s),
                       "< 15 min on CPU", verdict(total_s < CPU_BUDGET_S) if device_label == "cpu" else "n/a"))
