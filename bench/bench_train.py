@@ -33,7 +33,7 @@ from common import (CLOCKS, LK_TRAIN_CHARS, PAPER_EPOCHS, PAPER_GRID, RESULTS, S
                     parse_points, pick_device, set_clock, set_threads, sync, synthetic_corpus, write_json)
 import rnnlens.train
 from rnnlens.model import ModelSpec
-from rnnlens.train import TrainConfig, train
+from rnnlens.train import PRECISIONS, TrainConfig, train
 
 BATCH, SEQ = 100, 100
 
@@ -81,7 +81,7 @@ def bare_run(point, indices, steps, device, lr=2e-3, alpha=0.95, clip=5.0, per_s
     model = build_model(point, device)
     model.train()
     optimizer = torch.optim.RMSprop(model.parameters(), lr=lr, alpha=alpha)
-    dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    dtype = PRECISIONS[precision]
     scaler = torch.amp.GradScaler(torch.device(device).type) if precision == "fp16" else None
     state, times = None, []
     sync(device)
@@ -308,7 +308,7 @@ def main(argv=None):
                     help="cpu: process CPU seconds (ignores time the shared machine gives to other jobs; needs "
                          "--threads 1 on the CPU); auto: cpu for one CPU thread, wall otherwise")
     ap.add_argument("--tf32", action="store_true", help="allow TF32 on CUDA (both sides; off for paper fidelity)")
-    ap.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
+    ap.add_argument("--precision", choices=tuple(PRECISIONS), default="fp32",
                     help="training.precision of both sides (autocast; fp16 with loss scaling, CUDA only)")
     ap.add_argument("--no-ceiling", action="store_true", help="skip the matmul ceiling")
     ap.add_argument("--check-cpu", action="store_true",

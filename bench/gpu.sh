@@ -144,7 +144,6 @@ if "projection" in r:
     print(f"projected paper grid, {p['models']} models x {p['epochs']} epochs, one model at a time: {hms(p['total_s'])} "
           f"(War and Peace {hms(p['warpeace_s'])}, Linux {hms(p['linux_s'])}); {p['note']}")
 for sh in shares:
-    best = max(sh["rows"], key=lambda row: row["speedup"])
     print(f"sharing the device, {sh['model']}: " + ", ".join(f"K={row['k']} {row['aggregate_chars_per_s']:,} chars/s "
           f"({row['speedup']}x)" for row in sh["rows"]))
 if "projection" in r and shares:

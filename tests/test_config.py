@@ -99,3 +99,12 @@ def test_strings_from_the_command_line_get_the_schema_types(config):
     assert typed["corpora"]["wp"]["sha256"] == "0" * 64 and typed["corpora"]["wp"]["path"] == "1234"
     assert typed["analysis"]["internals"]["cells"]["lstm-1x64"] == ["1:0"]
     assert typed["resources"]["train_runtime_minutes"]["64"] == 60
+
+
+def test_precision_is_checked_before_any_job(config):
+    config["training"]["precision"] = "fp8"
+    assert "training.precision" in _error(copy.deepcopy(config))
+    config["training"].update(precision="bf16", device="cpu")
+    check_config(config, SCHEMA)
+    config["training_overrides"] = {"lstm": {"precision": "fp16"}}
+    assert "fp16 needs a CUDA device, but training.device is cpu; use bf16 or fp32" in _error(config)

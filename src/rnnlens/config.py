@@ -70,6 +70,10 @@ def semantic_problems(config, base_dir="."):
                 problems.append(f"corpora.{name}: training split of {corpus['path']} is ~"
                                 f"{int(path.stat().st_size * split.get('train', 1))} bytes, fewer than batch_size x "
                                 f"(seq_len + 1) = {min_train}; use a larger corpus or smaller training settings")
+    runs = [train] + list((config.get("training_overrides") or {}).values())
+    if any(run.get("precision", train.get("precision")) == "fp16" and run.get("device", train.get("device")) == "cpu"
+           for run in runs):
+        problems.append("training.precision: fp16 needs a CUDA device, but training.device is cpu; use bf16 or fp32")
     for n in config.get("ngram", {}).get("orders", []):
         if n > KENLM_MAX_ORDER:
             problems.append(f"ngram.orders: order {n} exceeds the KenLM build's maximum order {KENLM_MAX_ORDER}")

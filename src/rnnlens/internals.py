@@ -72,8 +72,8 @@ class LayerwiseRunner:
       always runs fused.
 
     Measured (bench/bench_internals.py, LSTM 1x128 / 2x256 / 3x512, 50 streams x 100-step chunks; ratio =
-    internals chars/s over the model's own no_grad forward): CPU 1 thread loop 0.87/0.68/0.71; earlier, before
-    the recurrent product was added in place: 4 threads loop
+    internals chars/s over the model's own no_grad forward): CPU 1 thread loop 0.73-0.87/0.68-0.69/0.70-0.71
+    (two runs of make bench); earlier, before the recurrent product was added in place: 4 threads loop
     0.62/0.52/0.66, fused 0.43/0.41/0.56; 16 threads loop 0.31/0.21/0.32, fused 0.45/0.35/0.38 (oneDNN's
     fused LSTM scales with threads better than a per-step loop); H100 fused 0.13/0.48/0.52 (cuDNN is so fast
     on a tiny model that launches dominate). So run it with a few threads per job.
