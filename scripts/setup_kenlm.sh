@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Build KenLM's lmplz and build_binary and its Python module with a maximum n-gram order of 20 (the paper's
+# Build KenLM's lmplz and build_binary and its Python module with a maximum n-gram order of 21 (the paper's
 # 20-gram; PyPI wheels stop at 6), from the kenlm source distribution on PyPI. Cached and idempotent: the sdist
 # and the build tree live under .build/kenlm (git-ignored), and a second run with everything in place does nothing.
 #
 #   scripts/setup_kenlm.sh [VENV]      VENV: first argument, else $VENV, else .venv under the repository root
 #
-# Environment: KENLM_MAX_ORDER (20), KENLM_VERSION (0.3.0), KENLM_JOBS (2, parallel make jobs).
+# Environment: KENLM_MAX_ORDER (21), KENLM_VERSION (0.3.0), KENLM_JOBS (2, parallel make jobs).
 # System packages (Debian/Ubuntu names): cmake g++ make libboost-program-options-dev libboost-system-dev
 # libboost-thread-dev libboost-test-dev zlib1g-dev libbz2-dev liblzma-dev. Installed with apt-get when run as
 # root; otherwise the script stops and prints the command to run.
@@ -13,7 +13,7 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV=${1:-${VENV:-$ROOT/.venv}}
-MAX_ORDER=${KENLM_MAX_ORDER:-20}
+MAX_ORDER=${KENLM_MAX_ORDER:-21}
 VERSION=${KENLM_VERSION:-0.3.0}
 JOBS=${KENLM_JOBS:-2}
 CACHE=$ROOT/.build/kenlm

@@ -29,12 +29,14 @@ def prepared(tmp_path):
     """A prepared corpus (corpus.bin + data.json) of a small Markov text, as the workflow would make it."""
     from rnnlens.corpus import prepare
 
-    def make(data=None, split=(0.8, 0.1, 0.1), name="toy", min_train=2):
+    def make(data=None, split=(0.8, 0.1, 0.1), name="toy", min_train=2, **layout):
+        """layout: e.g. layout="rows", rows=10, chunk=20 (default: contiguous)."""
         data = markov_text(6000) if data is None else data
         d = tmp_path / name
         d.mkdir(parents=True, exist_ok=True)
         (d / "corpus.bin").write_bytes(data)
-        summary = prepare(name, d / "corpus.bin", dict(zip(("train", "val", "test"), split)), min_train)
+        summary = prepare(name, d / "corpus.bin", {**dict(zip(("train", "val", "test"), split)), **layout},
+                          min_train)
         (d / "data.json").write_text(json.dumps(summary))
         return d / "data.json"
 

@@ -4,7 +4,7 @@ import torch
 
 from conftest import markov_text
 from rnnlens.corpus import PreparedCorpus
-from rnnlens.evaluate import evaluate, predict_test, stream_layout
+from rnnlens.evaluate import batch_rows, evaluate, predict_test
 from rnnlens.model import CharRNN, ModelSpec
 from rnnlens.predictions import read_predictions
 
@@ -24,17 +24,24 @@ def _sequential(model, corpus):
     idx = torch.from_numpy(corpus.encode(corpus.data))
     logits, _ = model(idx[None, :-1])
     probs = torch.softmax(logits[0], -1)
-    start, end = corpus.splits["test"]
-    p = probs[torch.arange(len(idx) - 1), idx[1:]].numpy()[start - 1 : end - 1]
-    am = corpus.vocab[probs.argmax(-1).numpy()][start - 1 : end - 1]
+    positions = corpus.positions("test")
+    p = probs[torch.arange(len(idx) - 1), idx[1:]].numpy()[positions - 1]
+    am = corpus.vocab[probs.argmax(-1).numpy()][positions - 1]
     return p, am
 
 
 def test_layout_covers_each_position_once():
-    starts, piece, warmup = stream_layout(1000, 333, 10, 5000)
-    assert warmup == 1000 and piece == 34
-    covered = np.concatenate([np.arange(s, min(s + piece, 1333)) for s in starts])
+    rows = batch_rows([(1000, 1333)], 10)
+    assert len(rows) == 10 and rows[0] == (1000, 34)
+    covered = np.concatenate([np.arange(s, s + n) for s, n in rows])
     assert np.array_equal(covered, np.arange(1000, 1333))
+    # several pieces: rows never cross a seam, and every position is covered once
+    pieces = [(100, 150), (300, 390), (500, 510)]
+    rows = batch_rows(pieces, 6)
+    covered = np.concatenate([np.arange(s, s + n) for s, n in rows])
+    assert np.array_equal(covered, np.concatenate([np.arange(a, b) for a, b in pieces]))
+    assert all(any(a <= s and s + n <= b for a, b in pieces) for s, n in rows)
+    assert batch_rows(pieces, 2) == [(100, 50), (300, 90), (500, 10)]
 
 
 def test_one_stream_with_full_warmup_equals_sequential_pass(prepared):

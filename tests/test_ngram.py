@@ -86,15 +86,15 @@ def test_byte_tokens_round_trip_all_256_bytes():
 
 
 def test_bad_order_is_a_clear_error(tmp_path, capsys):
-    with pytest.raises(ngram.NgramError, match="maximum order 20"):
-        ngram.check_order(21)
+    with pytest.raises(ngram.NgramError, match="maximum order 21"):
+        ngram.check_order(22)
     with pytest.raises(ngram.NgramError, match="positive integer"):
         ngram.check_order(0)
     (tmp_path / "data.json").write_text("{}")  # never read: the order is checked first
-    args = ["--data", str(tmp_path / "data.json"), "--order", "21", "--model-out", str(tmp_path / "m.binary"),
+    args = ["--data", str(tmp_path / "data.json"), "--n", "21", "--model-out", str(tmp_path / "m.binary"),
             "--predictions-out", str(tmp_path / "p.parquet"), "--stats-out", str(tmp_path / "s.json")]
     assert ngram.cli(args) == 2
-    assert "maximum order 20" in capsys.readouterr().err
+    assert "maximum order 21" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data.json"]
 
 
@@ -110,7 +110,7 @@ def test_distributions_sum_to_one_and_match_the_scores(corpus, models):
     data_json, _ = corpus
     c = PreparedCorpus.load(data_json)
     assert set(ngram.unseen_bytes(models[3], c.vocab)) == {ord("~"), ord("!")}
-    test_start, test_end = c.splits["test"]
+    test_start, test_end = c.pieces["test"][0]
     for n, model in models.items():
         # positions in the training, validation and test splits, the first test byte (context in val) among them
         for pos in (500, 12_345, 24_000, 24_500, test_start, test_start + 3, 28_000, test_end - 1):
@@ -129,7 +129,7 @@ def test_distributions_sum_to_one_and_match_the_scores(corpus, models):
 def test_test_loss_falls_with_order_up_to_the_source_order(corpus, models):
     data_json, true_nll = corpus
     c = PreparedCorpus.load(data_json)
-    test_start, test_end = c.splits["test"]
+    test_start, test_end = c.pieces["test"][0]
     losses = {}
     for n, model in models.items():
         p = ngram.score(model, c.data[:test_start], c.split("test"), c.vocab)
@@ -146,29 +146,30 @@ def test_cli_writes_predictions_model_and_stats(corpus, tmp_path):
     data_json, _ = corpus
     c = PreparedCorpus.load(data_json)
     out = tmp_path / "ngram"
-    args = ["--data", str(data_json), "--order", "3", "--model-out", str(out / "ngram-3.binary"),
-            "--predictions-out", str(tmp_path / "predictions" / "ngram-3.parquet"),
-            "--stats-out", str(out / "ngram-3.json"), "--memory", "64M"]
+    # the paper's n counts context bytes: ngram-2 is KenLM order 3
+    args = ["--data", str(data_json), "--n", "2", "--model-out", str(out / "ngram-2.binary"),
+            "--predictions-out", str(tmp_path / "predictions" / "ngram-2.parquet"),
+            "--stats-out", str(out / "ngram-2.json"), "--memory", "64M"]
     assert ngram.cli(args) == 0
-    df, meta = read_predictions(tmp_path / "predictions" / "ngram-3.parquet")
+    df, meta = read_predictions(tmp_path / "predictions" / "ngram-2.parquet")
     import pyarrow.parquet as pq
 
-    assert pq.read_schema(tmp_path / "predictions" / "ngram-3.parquet").remove_metadata() == SCHEMA
+    assert pq.read_schema(tmp_path / "predictions" / "ngram-2.parquet").remove_metadata() == SCHEMA
     test = c.split("test")
     assert len(df) == len(test)
     np.testing.assert_array_equal(df["pos"], np.arange(len(test)))
     np.testing.assert_array_equal(df["target"], test)
     assert df["argmax"].isna().all() and df["p_argmax"].isna().all()
     assert ((df["p"] > 0) & (df["p"] <= 1)).all()
-    assert meta["model"] == "ngram-3" and meta["corpus"] == "markov" and meta["order"] == 3
+    assert meta["model"] == "ngram-2" and meta["corpus"] == "markov" and meta["order"] == 3 and meta["n"] == 2
     assert meta["test_loss"] == pytest.approx(-np.log(df["p"].to_numpy(np.float64)).mean(), rel=1e-6)
-    model = ngram.load(out / "ngram-3.binary")
-    expected = ngram.score(model, c.data[:c.splits["test"][0]], test, c.vocab)
+    model = ngram.load(out / "ngram-2.binary")
+    expected = ngram.score(model, c.data[:c.pieces["test"][0][0]], test, c.vocab)
     np.testing.assert_allclose(df["p"], expected, rtol=1e-6)
-    stats = json.loads((out / "ngram-3.json").read_text())
+    stats = json.loads((out / "ngram-2.json").read_text())
     assert stats["test_loss"] == pytest.approx(meta["test_loss"])
-    assert stats["model_bytes"] == (out / "ngram-3.binary").stat().st_size > 0
+    assert stats["model_bytes"] == (out / "ngram-2.binary").stat().st_size > 0
     assert stats["build_seconds"] > 0 and stats["lmplz_peak_rss_bytes"] > 0
     assert stats["ngram_counts"]["1"] == len(c.vocab) - 2 + 3  # seen bytes + <s>, </s>, <unk>
     assert stats["unseen_vocab_bytes"] == [ord("!"), ord("~")]
-    assert sorted(p.name for p in out.iterdir()) == ["ngram-3.binary", "ngram-3.json"]  # no temporaries left
+    assert sorted(p.name for p in out.iterdir()) == ["ngram-2.binary", "ngram-2.json"]  # no temporaries left

@@ -68,8 +68,7 @@ def test_learns_order2_markov_source_and_two_bytes_beat_one(tmp_path):
         cfg.max_epochs = epochs
         model, stats = train_nnn(corpus, n, [16], cfg, log=lambda *a, **k: None)
         encoded = torch.from_numpy(corpus.encode(corpus.data))
-        start, end = corpus.splits["test"]
-        p, _, _ = predict_positions(model, encoded, torch.arange(start, end))
+        p, _, _ = predict_positions(model, encoded, torch.from_numpy(corpus.positions("test")))
         losses[n] = float(-np.log(p).mean())
     # n=2 sees everything the source depends on: its test loss approaches the source's entropy
     assert losses[2] < SOURCE_ENTROPY + 0.05, losses
@@ -101,15 +100,14 @@ def test_cli_picks_hidden_size_writes_predictions_model_and_stats(tmp_path):
     assert stats["train_seconds"] > 0 and np.isfinite(stats["test_loss"])
 
     corpus = PreparedCorpus.load(data_json)
-    start, end = corpus.splits["test"]
     df, meta = read_predictions(out / "nnn-2.parquet")
-    assert len(df) == end - start and meta["model"] == "nnn-2" and meta["hidden"] == stats["chosen_hidden"]
+    assert len(df) == corpus.split_size("test") and meta["model"] == "nnn-2" and meta["hidden"] == stats["chosen_hidden"]
     assert np.array_equal(df["target"].to_numpy(), corpus.split("test"))
 
     model, extra = load_nnn(out / "nnn-2.pt")
     assert model.spec.hidden == stats["chosen_hidden"] and extra["vocab"] == corpus.vocab.tolist()
     # the first test positions read their context from the end of the validation split
-    positions = np.arange(start, start + 50)
+    positions = corpus.positions("test")[:50]
     probs = nnn_distributions(model, corpus.data, corpus.vocab, positions)
     assert probs.shape == (50, corpus.vocab_size)
     np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-5)

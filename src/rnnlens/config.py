@@ -7,7 +7,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-KENLM_MAX_ORDER = 20
+KENLM_MAX_ORDER = 21  # scripts/setup_kenlm.sh; the paper's n-gram with n context bytes is order n + 1
 
 
 class ConfigError(Exception):
@@ -75,8 +75,9 @@ def semantic_problems(config, base_dir="."):
            for run in runs):
         problems.append("training.precision: fp16 needs a CUDA device, but training.device is cpu; use bf16 or fp32")
     for n in config.get("ngram", {}).get("orders", []):
-        if n > KENLM_MAX_ORDER:
-            problems.append(f"ngram.orders: order {n} exceeds the KenLM build's maximum order {KENLM_MAX_ORDER}")
+        if n + 1 > KENLM_MAX_ORDER:
+            problems.append(f"ngram.orders: n = {n} context bytes needs KenLM order {n + 1}, above the build's "
+                            f"maximum order {KENLM_MAX_ORDER}; use n <= {KENLM_MAX_ORDER - 1}")
     return problems
 
 

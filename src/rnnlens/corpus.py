@@ -1,23 +1,34 @@
-"""Corpora as bytes: fetching and verifying them, the vocabulary, contiguous splits.
+"""Corpora as bytes: fetching and verifying them, the vocabulary, and the train/val/test split layout.
 
 A prepared corpus on disk is two files under results/{corpus}/:
   corpus.bin  the raw bytes (verified copy)
-  data.json   {"corpus", "sha256", "size", "vocab": [byte values], "splits": {"train": [start, end], ...}}
+  data.json   {"corpus", "sha256", "size", "vocab": [byte values], "layout": {...},
+               "pieces": {"train": [[start, end], ...], "val": [...], "test": [...]}}
+
+A split is a list of pieces: [start, end) byte ranges of the corpus. Two layouts:
+  contiguous  one piece per split: the first fraction of the corpus trains, the next validates, the rest tests.
+  rows        char-rnn's CharSplitLMMinibatchLoader, which the paper used: the corpus is cut to a multiple of
+              rows x chunk bytes and viewed as `rows` equal rows; each row is cut into `chunk`-byte columns and the
+              first floor(f_train * nb) columns of every row train, the next floor(f_val * nb) validate and the
+              rest test (nb = columns per row). So every split has one piece per row, spread through the corpus.
+Stages never join text across a seam between pieces: a piece is read (and scored) with the real text before it.
 """
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import sys
 import sysconfig
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 SPLITS = ("train", "val", "test")
+LAYOUTS = ("contiguous", "rows")
 
 
 class CorpusError(Exception):
@@ -145,11 +156,15 @@ def acquire(spec, dest, log=print):
     return provenance
 
 
-def split_bounds(size, fractions):
-    """Contiguous [start, end) bounds for train/val/test from fractions that sum to 1."""
+def check_fractions(fractions):
     total = sum(fractions[name] for name in SPLITS)
     if abs(total - 1.0) > 1e-6:
         raise CorpusError(f"split fractions {dict(fractions)} sum to {total:g}, not 1. Fix `split:` in the config.")
+
+
+def split_bounds(size, fractions):
+    """Contiguous [start, end) bounds for train/val/test from fractions that sum to 1."""
+    check_fractions(fractions)
     bounds, start = {}, 0
     for name in SPLITS[:-1]:
         end = start + int(round(size * fractions[name]))
@@ -159,22 +174,70 @@ def split_bounds(size, fractions):
     return bounds
 
 
-def prepare(corpus_name, corpus_bin, fractions, min_train_bytes, min_eval_bytes=2):
-    """Vocabulary and splits of an acquired corpus; checks it is usable for training."""
-    data = Path(corpus_bin).read_bytes()
+def row_pieces(size, fractions, rows=100, chunk=100):
+    """char-rnn's loader: -> ({split: [[start, end], ...] one piece per row}, bytes used).
+
+    Bytes past the last multiple of rows x chunk are dropped, as char-rnn drops them. The column counts use
+    char-rnn's own arithmetic (math.floor of nb * fraction; test takes the rest)."""
+    check_fractions(fractions)
+    used = size - size % (rows * chunk)
+    if used == 0:
+        raise CorpusError(f"the corpus has {size} bytes, fewer than split.rows x split.chunk = {rows * chunk}: too "
+                          "small for the rows layout. Use a larger corpus, lower split.rows, or layout: contiguous.")
+    row_len = used // rows
+    columns = row_len // chunk
+    n_train = math.floor(columns * fractions["train"])
+    n_val = math.floor(columns * fractions["val"])
+    counts = {"train": n_train, "val": n_val, "test": columns - n_train - n_val}
+    for name, count in counts.items():
+        if count < 1:
+            raise CorpusError(f"rows layout: {columns} columns of {chunk} bytes per row leave the {name} split no "
+                              f"column. Raise its `split:` fraction, lower split.rows or split.chunk, or use "
+                              "layout: contiguous.")
+    pieces = {name: [] for name in SPLITS}
+    for row in range(rows):
+        offset = row * row_len
+        for name in SPLITS:
+            end = offset + counts[name] * chunk
+            pieces[name].append([offset, end])
+            offset = end
+    return pieces, used
+
+
+def split_pieces(size, split):
+    """The pieces of every split for a `split:` config entry -> (pieces, layout summary)."""
+    fractions = {name: split[name] for name in SPLITS}
+    layout = split.get("layout", "contiguous")
+    if layout == "contiguous":
+        return {name: [bounds] for name, bounds in split_bounds(size, fractions).items()}, {"kind": "contiguous",
+                                                                                            "used_bytes": size}
+    if layout == "rows":
+        rows, chunk = int(split.get("rows", 100)), int(split.get("chunk", 100))
+        pieces, used = row_pieces(size, fractions, rows, chunk)
+        return pieces, {"kind": "rows", "rows": rows, "chunk": chunk, "used_bytes": used,
+                        "row_bytes": used // rows}
+    raise CorpusError(f"split.layout {layout!r} is unknown; use one of {', '.join(LAYOUTS)}")
+
+
+def prepare(corpus_name, corpus_bin, split, min_train_bytes=2, min_eval_bytes=2):
+    """Vocabulary and split pieces of an acquired corpus; checks it is usable for training.
+
+    `split`: {train, val, test} fractions, optionally layout (contiguous | rows), rows and chunk."""
+    path = Path(corpus_bin)
+    data = path.read_bytes()
     if not data:
-        raise CorpusError(f"corpus {corpus_name!r} ({corpus_bin}) is empty. Point its config entry at a non-empty file.")
-    bounds = split_bounds(len(data), fractions)
-    train_len = bounds["train"][1] - bounds["train"][0]
-    if train_len < min_train_bytes:
+        raise CorpusError(f"corpus {corpus_name!r} ({corpus_bin}) is empty. Point its config entry at a non-empty "
+                          f"file, or delete {path} and rerun to fetch it again.")
+    pieces, layout = split_pieces(len(data), split)
+    sizes = {name: sum(b - a for a, b in pieces[name]) for name in SPLITS}
+    if sizes["train"] < min_train_bytes:
         raise CorpusError(
-            f"corpus {corpus_name!r}: the training split has {train_len} bytes, fewer than batch x (seq_len + 1) = "
-            f"{min_train_bytes}. Use a larger corpus, or lower training.batch_size / training.seq_len."
-        )
+            f"corpus {corpus_name!r}: the training split has {sizes['train']} bytes, fewer than the {min_train_bytes} "
+            "needed for one batch. Use a larger corpus, or lower training.batch_size / training.seq_len.")
     for name in ("val", "test"):
-        n = bounds[name][1] - bounds[name][0]
-        if n < min_eval_bytes:
-            raise CorpusError(f"corpus {corpus_name!r}: the {name} split has only {n} bytes. Raise its `split:` fraction.")
+        if sizes[name] < min_eval_bytes:
+            raise CorpusError(f"corpus {corpus_name!r}: the {name} split has only {sizes[name]} bytes. "
+                              "Raise its `split:` fraction.")
     vocab = sorted(set(data))
     return {
         "corpus": corpus_name,
@@ -182,9 +245,17 @@ def prepare(corpus_name, corpus_bin, fractions, min_train_bytes, min_eval_bytes=
         "sha256": hashlib.sha256(data).hexdigest(),
         "vocab_size": len(vocab),
         "vocab": vocab,
-        "splits": bounds,
-        "split_sizes": {name: b - a for name, (a, b) in bounds.items()},
+        "layout": layout,
+        "pieces": pieces,
+        "split_sizes": sizes,
     }
+
+
+def positions_of(pieces):
+    """Corpus offsets of every byte of a list of [start, end) pieces, in piece order."""
+    if not pieces:
+        return np.zeros(0, dtype=np.int64)
+    return np.concatenate([np.arange(a, b, dtype=np.int64) for a, b in pieces])
 
 
 @dataclass
@@ -192,15 +263,32 @@ class PreparedCorpus:
     name: str
     data: np.ndarray  # uint8 bytes of the whole corpus
     vocab: np.ndarray  # sorted byte values
-    splits: dict  # name -> (start, end)
+    pieces: dict  # split name -> list of (start, end) corpus ranges, in order
+    layout: dict = field(default_factory=lambda: {"kind": "contiguous"})
 
     @classmethod
     def load(cls, data_json):
         data_json = Path(data_json)
-        meta = json.loads(data_json.read_text())
-        raw = np.fromfile(data_json.with_name("corpus.bin"), dtype=np.uint8)
-        return cls(meta["corpus"], raw, np.array(meta["vocab"], dtype=np.uint8),
-                   {k: tuple(v) for k, v in meta["splits"].items()})
+        try:
+            meta = json.loads(data_json.read_text())
+            pieces = {k: [tuple(p) for p in v] for k, v in meta["pieces"].items()}
+        except (OSError, ValueError, KeyError) as err:
+            raise CorpusError(f"{data_json} is not a prepared corpus summary ({err}). Delete it and rerun the "
+                              "workflow (or `rnnlens prepare`) to rebuild it.") from err
+        corpus_bin = data_json.with_name("corpus.bin")
+        raw = np.fromfile(corpus_bin, dtype=np.uint8) if corpus_bin.is_file() else np.zeros(0, dtype=np.uint8)
+        if len(raw) != meta["size"]:
+            raise CorpusError(f"{corpus_bin} has {len(raw)} bytes but {data_json} expects {meta['size']}: the corpus "
+                              f"changed or is truncated. Delete {corpus_bin} and {data_json} and rerun the workflow.")
+        return cls(meta["corpus"], raw, np.array(meta["vocab"], dtype=np.uint8), pieces,
+                   meta.get("layout", {"kind": "contiguous"}))
+
+    @classmethod
+    def contiguous(cls, name, data, bounds, vocab=None):
+        """A corpus whose splits are single [start, end) ranges (tests, benchmarks)."""
+        data = np.asarray(data, dtype=np.uint8)
+        vocab = np.unique(data) if vocab is None else np.asarray(vocab, dtype=np.uint8)
+        return cls(name, data, vocab, {k: [tuple(v)] for k, v in bounds.items()})
 
     @property
     def vocab_size(self):
@@ -215,6 +303,28 @@ class PreparedCorpus:
         """bytes (uint8 array) -> vocabulary indices (int64)."""
         return self.byte_to_index()[raw]
 
+    def positions(self, name):
+        """Corpus offsets of the split's bytes, piece after piece."""
+        return positions_of(self.pieces[name])
+
     def split(self, name):
-        start, end = self.splits[name]
-        return self.data[start:end]
+        """The split's bytes, piece after piece (seams where piece_starts says)."""
+        return self.data[self.positions(name)]
+
+    def split_size(self, name):
+        return sum(b - a for a, b in self.pieces[name])
+
+    def piece_starts(self, name):
+        """Index, within split(name), of the first byte of every piece: where the seams are."""
+        lengths = [b - a for a, b in self.pieces[name]]
+        return np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+
+    def with_split_prefix(self, name, count):
+        """The same corpus with split `name` cut to its first `count` bytes (analyses on a subset)."""
+        kept, left = [], count
+        for a, b in self.pieces[name]:
+            if left <= 0:
+                break
+            kept.append((a, min(b, a + left)))
+            left -= kept[-1][1] - a
+        return replace(self, pieces={**self.pieces, name: kept})

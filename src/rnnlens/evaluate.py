@@ -1,95 +1,115 @@
-"""Test-set predictions of a trained model: every test position exactly once, each predicted after the model
-has read the characters before it.
+"""Predictions of a trained model on a split: every position exactly once, each predicted after the model
+has read the real text before it.
 
-The test split is cut into `streams` contiguous pieces run as one batch. Each stream first reads the `warmup`
-characters before its piece (reaching back into the validation and training text), so its first predictions
-already have a settled state. The warm-up is clamped to the test split's offset so that all streams read the same
-number of characters; with one stream and warmup >= that offset, the result is exactly one sequential pass over
-the whole corpus. A warm-up far beyond the model's memory (the paper's longest-range cells track a few hundred
-characters) makes the streamed predictions equal to the sequential ones to float precision (tests check both).
+A split is a list of pieces (one for the contiguous layout, one per row for char-rnn's rows layout). The pieces
+are cut into batch rows (`streams` in all, never across a seam) and run as one batch; each row first reads the
+`warmup` characters of the real text before it (reaching back into other splits), so its first predictions
+already have a settled state. The warm-up is clamped to the earliest row's offset so that all rows read the same
+number of characters; with one row and warmup >= that offset, the result is exactly one sequential pass over
+the corpus. A warm-up far beyond the model's memory (the paper's longest-range cells track a few hundred
+characters) makes the batched predictions equal to the sequential ones to float precision (tests check both).
 """
-
-from dataclasses import replace
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from rnnlens.corpus import PreparedCorpus
 from rnnlens.predictions import write_predictions
 
 
-def stream_layout(test_start, test_len, streams, warmup):
-    """-> (piece_starts, piece_len, warmup) in corpus offsets; the last piece may run past the test end."""
-    streams = max(1, min(streams, test_len))
-    piece_len = -(-test_len // streams)
-    warmup = min(warmup, test_start)  # cannot read before the corpus start
-    starts = test_start + piece_len * np.arange(streams)
-    starts = starts[starts < test_start + test_len]
-    return starts, piece_len, warmup
+def batch_rows(pieces, streams):
+    """Cut a split's pieces into batch rows -> list of (corpus start, length).
+
+    With at least `streams` pieces, every piece is one row; otherwise each piece is cut into equal rows in
+    proportion to its length, so that there are about `streams` rows, none crossing a seam."""
+    pieces = [(int(a), int(b)) for a, b in pieces if b > a]
+    total = sum(b - a for a, b in pieces)
+    if not pieces:
+        return []
+    if len(pieces) >= streams:
+        return [(a, b - a) for a, b in pieces]
+    rows = []
+    for a, b in pieces:
+        count = max(1, min(b - a, round(streams * (b - a) / total)))
+        length = -(-(b - a) // count)
+        rows += [(start, min(length, b - start)) for start in range(a, b, length)]
+    return rows
+
+
+def stream_layout(rows, warmup):
+    """-> (lookback, warmup) shared by all rows: a row starting at s reads from s - lookback, and predicts from
+    s - warmup on (its first `warmup` predictions are discarded)."""
+    first = min(start for start, _ in rows)
+    if first < 1:
+        raise ValueError("a row starting at the corpus's first byte has no input to predict it from")
+    warmup = max(0, min(warmup, first - 1))
+    return warmup + 1, warmup
 
 
 @torch.no_grad()
-def predict_test(model, corpus: PreparedCorpus, streams=100, warmup=2000, chunk=2000, device="cpu", log=print,
-                 keep_probs=False):
-    """-> dict of numpy arrays (target, p, argmax, p_argmax) over the test split, in position order; with
-    keep_probs also `probs`, the full (positions, V) distributions (for small subsets: training dynamics)."""
-    test_start, test_end = corpus.splits["test"]
-    test_len = test_end - test_start
-    starts, piece_len, warmup = stream_layout(test_start, test_len, streams, warmup)
-    # Each row reads corpus[s - warmup - 1 : s + piece_len - 1] to predict corpus[s - warmup : s + piece_len];
-    # pad the text so the last stream may run past the end (its extra outputs are dropped).
-    encoded = corpus.encode(corpus.data)
-    lookback = warmup + 1 if test_start >= warmup + 1 else warmup
-    pad = piece_len + 1
-    padded = np.concatenate([encoded, np.zeros(pad, dtype=encoded.dtype)])
-    first_input = starts - lookback
-    span = lookback + piece_len
-    rows = np.stack([padded[a : a + span] for a in first_input])  # inputs
-    x_all = torch.from_numpy(rows).to(device)
-    vocab = torch.from_numpy(corpus.vocab.astype(np.int64)).to(device)
+def predict_rows(model, encoded, rows, warmup=2000, chunk=2000, device="cpu", keep_probs=False, vocab=None):
+    """Run batch rows (corpus start, length) over the encoded corpus (int64 tensor of vocabulary indices).
 
+    -> dict of numpy arrays over the rows' positions, in row order: logp (float64, log-probability of the true
+    byte), argmax (vocabulary index, or byte when `vocab` is given), p_argmax, and with keep_probs `probs`."""
+    lookback, warmup = stream_layout(rows, warmup)
+    starts = np.array([start for start, _ in rows], dtype=np.int64)
+    lengths = np.array([length for _, length in rows], dtype=np.int64)
+    span = lookback + int(lengths.max())
+    # input column j of a row is corpus[start - lookback + j] and predicts corpus[start - lookback + j + 1];
+    # past the corpus end a row reads padding whose outputs are dropped
+    padded = torch.cat([encoded, torch.zeros(span + 1, dtype=encoded.dtype, device=encoded.device)])
+    index = (torch.from_numpy(starts - lookback)[:, None] + torch.arange(span)[None, :]).to(encoded.device)
+    x_all = padded[index].to(device)
+    targets_all = padded[index + 1].to(device)
+    keep_from = lookback - 1  # the column whose output predicts the row's first byte
+    n_rows, width = len(rows), int(lengths.max())
+    logp_out = np.empty((n_rows, width), dtype=np.float64)
+    am_out = np.empty((n_rows, width), dtype=np.int64)
+    pam_out = np.empty((n_rows, width), dtype=np.float32)
+    probs_out = np.empty((n_rows, width, model.spec.vocab_size), dtype=np.float32) if keep_probs else None
     model = model.to(device).eval()
     state = None
-    n_rows = len(starts)
-    p_out = np.empty((n_rows, piece_len), dtype=np.float32)
-    am_out = np.empty((n_rows, piece_len), dtype=np.uint8)
-    pam_out = np.empty((n_rows, piece_len), dtype=np.float32)
-    probs_out = np.empty((n_rows, piece_len, corpus.vocab_size), dtype=np.float32) if keep_probs else None
-    # output at input column j predicts corpus[first_input + j + 1]; the piece starts at column lookback - 1
-    keep_from = lookback - 1
-    targets_idx = np.stack([padded[a + 1 : a + 1 + span] for a in first_input])
-    targets_t = torch.from_numpy(targets_idx).to(device)
     for col in range(0, span, chunk):
-        x = x_all[:, col : col + chunk]
-        logits, state = model(x, state)
-        lo, hi = max(col, keep_from), min(col + x.shape[1], keep_from + piece_len)
+        logits, state = model(x_all[:, col : col + chunk], state)
+        lo, hi = max(col, keep_from), min(col + logits.shape[1], keep_from + width)
         if hi <= lo:
             continue
-        probs = torch.softmax(logits[:, lo - col : hi - col].float(), dim=-1)
-        tgt = targets_t[:, lo:hi]
-        p = probs.gather(-1, tgt.unsqueeze(-1)).squeeze(-1)
-        pam, am = probs.max(dim=-1)
-        p_out[:, lo - keep_from : hi - keep_from] = p.cpu().numpy()
-        pam_out[:, lo - keep_from : hi - keep_from] = pam.cpu().numpy()
-        am_out[:, lo - keep_from : hi - keep_from] = vocab[am].cpu().numpy().astype(np.uint8)
+        logprobs = F.log_softmax(logits[:, lo - col : hi - col].float(), dim=-1)
+        out = slice(lo - keep_from, hi - keep_from)
+        logp_out[:, out] = logprobs.gather(-1, targets_all[:, lo:hi].unsqueeze(-1)).squeeze(-1).double().cpu().numpy()
+        lpam, am = logprobs.max(dim=-1)
+        pam_out[:, out] = lpam.exp().cpu().numpy()
+        am_out[:, out] = am.cpu().numpy()
         if keep_probs:
-            probs_out[:, lo - keep_from : hi - keep_from] = probs.cpu().numpy()
-    p = p_out.reshape(-1)[:test_len]
-    extra = {"probs": probs_out.reshape(-1, corpus.vocab_size)[:test_len]} if keep_probs else {}
-    return {
-        **extra,
-        "target": corpus.split("test"),
-        "p": p,
-        "argmax": am_out.reshape(-1)[:test_len],
-        "p_argmax": pam_out.reshape(-1)[:test_len],
-        "layout": {"streams": int(n_rows), "piece_len": int(piece_len), "warmup": int(warmup)},
-    }
+            probs_out[:, out] = logprobs.exp().cpu().numpy()
+    keep = np.arange(width)[None, :] < lengths[:, None]  # row-major: row after row, each its own length
+    result = {"logp": logp_out[keep], "argmax": am_out[keep], "p_argmax": pam_out[keep],
+              "layout": {"rows": n_rows, "row_len": width, "warmup": int(warmup)}}
+    if vocab is not None:
+        result["argmax"] = np.asarray(vocab, dtype=np.uint8)[result["argmax"]]
+    if keep_probs:
+        result["probs"] = probs_out[keep]
+    return result
 
 
-def test_prefix(corpus, count):
-    """The same corpus with its test split cut to the first `count` positions (analyses on a subset)."""
-    start, end = corpus.splits["test"]
-    return replace(corpus, splits={**corpus.splits, "test": (start, min(end, start + count))})
+def predict_test(model, corpus: PreparedCorpus, streams=100, warmup=2000, chunk=2000, device="cpu", log=print,
+                 keep_probs=False, split="test"):
+    """-> dict of numpy arrays (target, p, argmax, p_argmax) over the split, in position order (piece after
+    piece); with keep_probs also `probs`, the full (positions, V) distributions (small subsets: dynamics)."""
+    rows = batch_rows(corpus.pieces[split], streams)
+    encoded = torch.from_numpy(corpus.encode(corpus.data))
+    result = predict_rows(model, encoded, rows, warmup=warmup, chunk=chunk, device=device, keep_probs=keep_probs,
+                          vocab=corpus.vocab)
+    result["p"] = np.exp(result.pop("logp")).astype(np.float32)
+    result["target"] = corpus.split(split)
+    return result
+
+
+def split_loss(model, encoded, rows, warmup, device="cpu"):
+    """Mean cross-entropy (nats/char) over batch rows, each warmed up on the text before it (validation)."""
+    return float(-predict_rows(model, encoded, rows, warmup=warmup, device=device)["logp"].mean())
 
 
 def evaluate(model, extra, corpus, out_path, model_id, streams=100, warmup=2000, device="cpu", log=print):
@@ -104,7 +124,8 @@ def evaluate(model, extra, corpus, out_path, model_id, streams=100, warmup=2000,
         "params": int(sum(p.numel() for p in model.parameters())),
         "best_val_loss": extra.get("best_val_loss"),
         "epochs_run": extra.get("epochs_run"),
-        "evaluation": result["layout"],
+        "evaluation": {**result["layout"], "streams": streams},
+        "split_layout": corpus.layout,
     }
     meta = write_predictions(out_path, result["target"], result["p"], result["argmax"], result["p_argmax"], meta)
     log(f"{model_id} on {corpus.name}: test loss {meta['test_loss']:.4f} nats/char over {meta['n_positions']} positions")

@@ -5,19 +5,23 @@ stand for themselves (so ARPA files stay readable), every other byte (space, new
 >= 0x80) is written `x` + two hex digits (`x20`, `x0a`, `x0d`). A one-character token can never equal a
 three-character one, so the mapping is one-to-one, and no token is one of KenLM's reserved <s>, </s>, <unk>.
 
-The text has no sentences, so none are invented: the whole training split is one KenLM "sentence" (one line;
-lmplz handles a line of millions of tokens). lmplz adds <s> before it and </s> after it, which costs one
-boundary in millions. Test bytes are scored with bos=False, eos=False on the stream of the n-1 bytes before
-the test split (they may reach into the validation split) followed by the test split, so every test byte gets
-its full n-1-byte context.
+n counts context, as in the paper: the paper's "n-gram" conditions on the n previous bytes, so `ngram-{n}` is a
+KenLM model of order n + 1 (its 1-gram column is KenLM's bigram, its 20-gram KenLM's order 21).
+
+The text has no sentences, so none are invented: every piece of the training split (one for a contiguous
+split, one per row for char-rnn's rows layout) is one KenLM "sentence" (one line; lmplz handles lines of
+millions of tokens), so no n-gram spans a seam between pieces. lmplz adds <s> and </s> around each line, one
+boundary per piece. Test bytes are scored piece by piece with bos=False, eos=False on the stream of the n bytes
+of real text before the piece (they may reach into another split) followed by the piece, so every test byte
+gets its full n-byte context.
 
 KenLM keeps a little probability mass for two words that are not bytes: </s> (seen once, at the end of the
 training line) and <unk>. Bytes of the corpus vocabulary that the training split lacks are all <unk> to KenLM;
 they share p(<unk>) equally. The reported p are KenLM's own, not renormalised over the bytes (the held-out
 mass averages ~3e-6 per test byte for the 20-grams of both corpora), as a KenLM baseline reports them.
 
-Needs lmplz, build_binary and the kenlm Python module built with KENLM_MAX_ORDER >= n:
-scripts/setup_kenlm.sh (run by `make`) builds them with order 20.
+Needs lmplz, build_binary and the kenlm Python module built with KENLM_MAX_ORDER >= n + 1:
+scripts/setup_kenlm.sh (run by `make`) builds them with order 21.
 """
 
 import argparse
@@ -34,8 +38,14 @@ from pathlib import Path
 
 import numpy as np
 
-MAX_ORDER = 20  # the KENLM_MAX_ORDER scripts/setup_kenlm.sh builds with; raise both together
-SETUP_HINT = "Run `make` (or scripts/setup_kenlm.sh) to build KenLM with maximum order 20 into the virtualenv."
+MAX_ORDER = 21  # the KENLM_MAX_ORDER scripts/setup_kenlm.sh builds with; raise both together
+MAX_CONTEXT = MAX_ORDER - 1  # the largest paper n (context bytes)
+SETUP_HINT = "Run `make` (or scripts/setup_kenlm.sh) to build KenLM with maximum order 21 into the virtualenv."
+
+
+def kenlm_order(n):
+    """The KenLM order of the paper's n-gram with n context bytes."""
+    return n + 1
 
 
 class NgramError(Exception):
@@ -156,7 +166,8 @@ def add_empty_bigrams(arpa_path):
 # --- training -----------------------------------------------------------------------------------------------------
 
 def train(train_bytes, order, model_out, memory="1G", binary_type="trie", tmp_dir=None, log=print):
-    """lmplz (unpruned modified Kneser-Ney, order n) on the training bytes, then build_binary. -> stats dict.
+    """lmplz (unpruned modified Kneser-Ney, KenLM order `order`) on the training bytes, then build_binary.
+    -> stats dict. `train_bytes`: bytes, or a list of pieces (each its own line: no n-gram spans a seam).
 
     --discount_fallback is always passed: it only replaces the closed-form Kneser-Ney discounts for an order
     where they cannot be computed (no n-grams seen exactly 1, 2 or 3+ times, as in tiny or highly repetitive
@@ -165,16 +176,21 @@ def train(train_bytes, order, model_out, memory="1G", binary_type="trie", tmp_di
     if binary_type not in ("trie", "probing"):
         raise NgramError(f"binary type must be 'trie' or 'probing', got {binary_type!r}")
     lmplz, build_binary = find_tool("lmplz"), find_tool("build_binary")
-    train_bytes = bytes(train_bytes)
-    if len(train_bytes) < 2:
-        raise NgramError(f"the training split has {len(train_bytes)} bytes; an n-gram model needs at least 2")
+    pieces = [bytes(train_bytes)] if isinstance(train_bytes, (bytes, bytearray, np.ndarray)) else \
+        [bytes(piece) for piece in train_bytes]
+    n_bytes = sum(map(len, pieces))
+    if n_bytes < 2:
+        raise NgramError(f"the training split has {n_bytes} bytes; an n-gram model needs at least 2")
     model_out = Path(model_out)
     model_out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{model_out.name}.", dir=tmp_dir or model_out.parent))
     try:
         text_path, arpa_path = work / "train.tokens", work / "model.arpa"
-        text_path.write_text(encode_tokens(train_bytes) + "\n", encoding="ascii")
-        log(f"lmplz -o {order} on {len(train_bytes):,} training bytes (one line), -S {memory}", flush=True)
+        with open(text_path, "w", encoding="ascii") as text:
+            for piece in pieces:
+                text.write(encode_tokens(piece) + "\n")
+        log(f"lmplz -o {order} on {n_bytes:,} training bytes ({len(pieces)} line(s), one per piece), -S {memory}",
+            flush=True)
         lmplz_s, lmplz_rss, lmplz_err = run_measured(
             [lmplz, "-o", str(order), "-S", memory, "-T", str(work / "lmplz-"), "--discount_fallback"],
             stdin_path=text_path, stdout_path=arpa_path, log=log)
@@ -197,7 +213,8 @@ def train(train_bytes, order, model_out, memory="1G", binary_type="trie", tmp_di
     return {
         "order": int(order),
         "kenlm_max_order": MAX_ORDER,
-        "train_bytes": len(train_bytes),
+        "train_bytes": n_bytes,
+        "train_pieces": len(pieces),
         "ngram_counts": {str(n): c for n, c in sorted(counts.items())},
         "n_ngrams": sum(counts.values()),
         "discount_fallback_orders": fallback_orders,
@@ -244,6 +261,13 @@ def score(model, context, target, vocab):
     return p
 
 
+def score_pieces(model, corpus, split="test"):
+    """p of every byte of a split's pieces, each piece scored after the real text before it."""
+    context = max(model.order - 1, 0)
+    return np.concatenate([score(model, corpus.data[max(0, a - context):a], corpus.data[a:b], corpus.vocab)
+                           for a, b in corpus.pieces[split]])
+
+
 def _state_after(model, context):
     kenlm = import_kenlm()
     state, scratch = kenlm.State(), kenlm.State()
@@ -286,7 +310,8 @@ def cli(argv=None):
         description="Train a KenLM modified Kneser-Ney byte n-gram on the training split and write its test "
                     "predictions.")
     parser.add_argument("--data", required=True, help="results/{corpus}/data.json of the prepared corpus")
-    parser.add_argument("--order", type=int, required=True, help=f"n (1..{MAX_ORDER})")
+    parser.add_argument("--n", type=int, required=True,
+                        help=f"context bytes n, as in the paper (0..{MAX_CONTEXT}); the KenLM order is n + 1")
     parser.add_argument("--model-out", required=True, help="KenLM binary model to write")
     parser.add_argument("--predictions-out", required=True, help="predictions Parquet to write")
     parser.add_argument("--stats-out", required=True, help="JSON with build time, peak memory, model size, loss")
@@ -301,23 +326,25 @@ def cli(argv=None):
     from rnnlens.predictions import write_predictions
 
     try:
-        check_order(args.order)
+        order = kenlm_order(args.n)
+        check_order(order)
         corpus = PreparedCorpus.load(args.data)
-        stats = train(corpus.split("train"), args.order, args.model_out, memory=args.memory,
-                      binary_type=args.binary_type, tmp_dir=args.tmp_dir,
+        stats = train([corpus.data[a:b] for a, b in corpus.pieces["train"]], order, args.model_out,
+                      memory=args.memory, binary_type=args.binary_type, tmp_dir=args.tmp_dir,
                       log=lambda *a, **k: print(*a, **{"flush": True, **k}))
-        test_start, _ = corpus.splits["test"]
         test = corpus.split("test")
         started = time.perf_counter()
         model = load(args.model_out)
-        p = score(model, corpus.data[max(0, test_start - (args.order - 1)):test_start], test, corpus.vocab)
+        p = score_pieces(model, corpus, "test")
     except NgramError as err:
         print(f"rnnlens ngram: {err}", file=sys.stderr)
         return 2
     import resource
 
     stats.update({
-        "model": f"ngram-{args.order}",
+        "model": f"ngram-{args.n}",
+        "n": args.n,
+        "n_note": "n = context bytes, as in the paper; KenLM order n + 1",
         "corpus": corpus.name,
         "test_bytes": len(test),
         "unseen_vocab_bytes": unseen_bytes(model, corpus.vocab),
@@ -329,7 +356,7 @@ def cli(argv=None):
         "params_note": "number of n-grams (each with a probability and a backoff)"})
     stats["test_loss"] = meta["test_loss"]
     atomic_write_text(args.stats_out, json.dumps(stats, indent=2) + "\n")
-    print(f"ngram-{args.order} on {corpus.name}: test loss {stats['test_loss']:.4f} nats/char, built in "
+    print(f"ngram-{args.n} (KenLM order {order}) on {corpus.name}: test loss {stats['test_loss']:.4f} nats/char, built in "
           f"{stats['build_seconds']:.1f} s, peak {stats['peak_rss_bytes'] / 2**20:.0f} MiB, "
           f"model {stats['model_bytes'] / 2**20:.1f} MiB", flush=True)
     return 0

@@ -172,8 +172,9 @@ def train_one(spec, cfg, encoded, train_pos, val_pos, log=print):
 
 
 def split_positions(corpus, name, n):
-    start, end = corpus.splits[name]
-    return torch.arange(max(start, n), end, dtype=torch.int64)
+    """Training and validation positions whose n context bytes lie in the same piece: no example is built
+    across a seam (for the rows layout, the bytes before a piece belong to another split)."""
+    return torch.cat([torch.arange(a + n, b, dtype=torch.int64) for a, b in corpus.pieces[name]])
 
 
 def train_nnn(corpus: PreparedCorpus, n, hidden_sizes, cfg: NNNConfig, log=print):
@@ -219,10 +220,11 @@ def predict_positions(model, encoded, positions, chunk=16384):
 
 
 def write_test_predictions(model, corpus, path, stats):
-    test_start, test_end = corpus.splits["test"]
-    check_positions(np.array([test_start, test_end - 1]), model.spec.n, len(corpus.data))
+    # every test byte is predicted from the n bytes of real text before it, which may lie before its piece
+    positions = corpus.positions("test")
+    check_positions(positions[[0, -1]], model.spec.n, len(corpus.data))
     encoded = torch.from_numpy(corpus.encode(corpus.data))
-    p, am, pam = predict_positions(model, encoded, torch.arange(test_start, test_end, dtype=torch.int64))
+    p, am, pam = predict_positions(model, encoded, torch.from_numpy(positions))
     meta = {"model": stats["model"], "corpus": corpus.name, "family": "nnn", "n": model.spec.n,
             "hidden": model.spec.hidden, "params": stats["params"], "best_val_loss": stats["best_val_loss"]}
     return write_predictions(path, corpus.split("test"), p, corpus.vocab[am], pam, meta)

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from rnnlens.corpus import PreparedCorpus
+from rnnlens.evaluate import batch_rows, split_loss
 from rnnlens.model import CharRNN, ModelSpec, detach_state, save_model
 
 EXIT_INTERRUPTED = 75  # EX_TEMPFAIL: stopped on request with a checkpoint; rerun to resume
@@ -51,6 +52,8 @@ class TrainConfig:
     device: str = "auto"
     tf32: bool = False
     precision: str = "fp32"  # "bf16" / "fp16": autocast (fp16 with loss scaling, CUDA only); fp32 for paper fidelity
+    val_warmup: int = 500  # characters of real text each validation piece reads before it is scored
+    val_streams: int = 100  # validation pieces are run as about this many batch rows
     snapshot_epochs: list = field(default_factory=list)  # epoch fractions at which to save weights (training dynamics)
 
     @classmethod
@@ -60,6 +63,23 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown training settings {unknown}; allowed: {sorted(cls.__dataclass_fields__)}")
         return cls(**known)
+
+
+def training_streams(encoded, pieces, batch_size):
+    """The training split as `batch_size` streams of inputs and next-byte targets, each read in order by
+    stateful truncated BPTT. -> (inputs, targets), both (batch_size, length).
+
+    As char-rnn: with the rows layout and batch_size == rows, stream b is row b's training text. When
+    batch_size is a multiple of the number of pieces, each piece is cut into batch_size / pieces equal streams;
+    otherwise (or when the pieces differ in length) the pieces are joined in order and cut into batch_size
+    equal streams, so a few streams carry their state across a seam."""
+    lengths = {b - a for a, b in pieces}
+    if batch_size % len(pieces) == 0 and len(lengths) == 1:
+        per_piece = batch_size // len(pieces)
+        cut = [tbptt_streams(encoded[a:b], per_piece) for a, b in pieces]
+        return torch.cat([i for i, _ in cut]), torch.cat([t for _, t in cut])
+    joined = torch.cat([encoded[a:b] for a, b in pieces])
+    return tbptt_streams(joined, batch_size)
 
 
 def tbptt_streams(indices, batch_size):
@@ -106,19 +126,6 @@ def clip_gradients(model, mode, limit):
         torch.nn.utils.clip_grad_value_(model.parameters(), limit)
     elif mode == "norm":
         torch.nn.utils.clip_grad_norm_(model.parameters(), limit)
-
-
-@torch.no_grad()
-def stream_loss(model, inputs, targets, seq_len):
-    """Mean cross-entropy (nats/char) over streams with carried state, as in training."""
-    model.eval()
-    state, total, count = None, torch.zeros((), device=inputs.device, dtype=torch.float64), 0
-    for start in range(0, inputs.shape[1], seq_len):
-        x, y = inputs[:, start : start + seq_len], targets[:, start : start + seq_len]
-        logits, state = model(x, state)
-        total += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="sum").double()
-        count += y.numel()
-    return (total / count).item()
 
 
 def rng_state(device):
@@ -177,12 +184,9 @@ def train(cfg, corpus: PreparedCorpus, spec: ModelSpec, out_model, out_history, 
     run_key = json.dumps({"spec": spec.to_dict(), "train": asdict(cfg), "corpus": corpus.name,
                           "code": (meta or {}).get("code_fingerprint")}, sort_keys=True, default=str)
 
-    encode = corpus.encode
-    train_idx = torch.from_numpy(encode(corpus.split("train"))).to(device)
-    val_idx = torch.from_numpy(encode(corpus.split("val"))).to(device)
-    inputs, targets = tbptt_streams(train_idx, cfg.batch_size)
-    val_streams = min(cfg.batch_size, max(1, (len(val_idx) - 1) // 2))
-    val_inputs, val_targets = tbptt_streams(val_idx, val_streams)
+    encoded = torch.from_numpy(corpus.encode(corpus.data)).to(device)
+    inputs, targets = training_streams(encoded, corpus.pieces["train"], cfg.batch_size)
+    val_rows = batch_rows(corpus.pieces["val"], cfg.val_streams)
     n_steps = steps_per_epoch(inputs.shape[1], cfg.seq_len)
     chars_per_epoch = inputs.numel()
 
@@ -297,7 +301,7 @@ def train(cfg, corpus: PreparedCorpus, spec: ModelSpec, out_model, out_history, 
 
         train_loss = (progress["epoch_loss_sum"] + loss_sum.item()) / chars_per_epoch
         seconds = progress["epoch_seconds"] + time.time() - epoch_start
-        val_loss = stream_loss(model, val_inputs, val_targets, cfg.seq_len)
+        val_loss = split_loss(model, encoded, val_rows, cfg.val_warmup, device=device)
         if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
             raise TrainingDiverged(
                 f"loss is not finite after epoch {epoch} (train {train_loss}, val {val_loss}): the run diverged. "

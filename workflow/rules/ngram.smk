@@ -20,7 +20,7 @@ rule ngram:
         memory=lambda wc, resources: f"{int(resources.mem_mb * 0.7)}M",
         code=code_fingerprint("ngram", "corpus", "predictions"),
     shell:
-        "python -m rnnlens ngram --data {input} --order {wildcards.n} --model-out {output.model}"
+        "python -m rnnlens ngram --data {input} --n {wildcards.n} --model-out {output.model}"
         " --predictions-out {output.predictions} --stats-out {output.stats} --memory {params.memory} > {log} 2>&1"
 
 
