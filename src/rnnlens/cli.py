@@ -94,6 +94,13 @@ def cmd_train(args):
         return 3
 
 
+def cmd_select_dropout(args):
+    from rnnlens.train import select_dropout
+
+    select_dropout(args.trials, args.out_model, args.out_history, args.out_selection, log=log)
+    return 0
+
+
 def cmd_evaluate(args):
     import torch
 
@@ -207,6 +214,14 @@ def build_parser():
     p.add_argument("--code-fingerprint", default="")
     p.add_argument("--stop-after-steps", type=int, default=None, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("select-dropout", help="the model of a grid point: its dropout trial with the best "
+                                              "validation loss")
+    p.add_argument("--trials", nargs="+", required=True, help="model.pt of every dropout trial")
+    p.add_argument("--out-model", required=True)
+    p.add_argument("--out-history", required=True)
+    p.add_argument("--out-selection", required=True)
+    p.set_defaults(func=cmd_select_dropout)
 
     p = sub.add_parser("evaluate", help="test-set predictions Parquet of a trained model")
     p.add_argument("--model", required=True)

@@ -159,3 +159,21 @@ def training_settings(config, model):
     if dynamics.get("model") == model:
         settings["snapshot_epochs"] = dynamics.get("snapshot_epochs", [])
     return settings
+
+
+def dropout_values(config, model):
+    """The dropout values tried for one model (training.dropout may be a list, chosen on validation)."""
+    dropout = training_settings(config, model).get("dropout", 0.0)
+    return list(dropout) if isinstance(dropout, list) else [dropout]
+
+
+def dropout_label(value):
+    """The folder name of one dropout trial: dropout-0, dropout-0.25."""
+    return f"dropout-{float(value):g}"
+
+
+def trial_settings(config, model, dropout):
+    """The settings of one dropout trial of a model: its settings with a single dropout value."""
+    settings = training_settings(config, model)
+    settings["dropout"] = float(dropout)
+    return settings

@@ -124,6 +124,8 @@ def evaluate(model, extra, corpus, out_path, model_id, streams=100, warmup=2000,
         "params": int(sum(p.numel() for p in model.parameters())),
         "best_val_loss": extra.get("best_val_loss"),
         "epochs_run": extra.get("epochs_run"),
+        "dropout": (extra.get("train_config") or {}).get("dropout"),
+        "dropout_selection": extra.get("dropout_selection"),
         "evaluation": {**result["layout"], "streams": streams},
         "split_layout": corpus.layout,
     }

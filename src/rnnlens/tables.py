@@ -19,8 +19,11 @@ def table1(prediction_paths, models_csvs, paper_names=None):
     rows = []
     for path in prediction_paths:
         meta = read_meta(path)
+        selection = meta.get("dropout_selection") or {}
         rows.append({"corpus": meta["corpus"], "model": meta["model"], "test_loss": round(meta["test_loss"], 4),
-                     "best_val_loss": meta.get("best_val_loss"), "epochs": meta.get("epochs_run")})
+                     "best_val_loss": meta.get("best_val_loss"), "epochs": meta.get("epochs_run"),
+                     "dropout": meta.get("dropout"),
+                     "dropout_tried": ",".join(selection.get("val_loss_by_dropout", {})) or None})
     df = pd.DataFrame(rows).merge(models, on=["corpus", "model"], how="left")
     paper = [table1_value(paper_names.get(c, c), a, l, s) for c, a, l, s in
              zip(df.corpus, df.arch, df.layers, df["size"])]
@@ -29,7 +32,13 @@ def table1(prediction_paths, models_csvs, paper_names=None):
     order = {a: i for i, a in enumerate(("lstm", "rnn", "gru"))}
     df = df.sort_values(["corpus", "size", "arch", "layers"], key=lambda s: s.map(order) if s.name == "arch" else s)
     return df[["corpus", "model", "arch", "layers", "size", "hidden", "params", "test_loss",
-               "paper_test_loss_recalled", "difference", "best_val_loss", "epochs"]].reset_index(drop=True)
+               "paper_test_loss_recalled", "difference", "best_val_loss", "epochs", "dropout",
+               "dropout_tried"]].reset_index(drop=True)
+
+
+def _tried_several(row):
+    """Was this model's dropout chosen on validation among several values?"""
+    return isinstance(row.dropout_tried, str) and "," in row.dropout_tried
 
 
 def _fmt(value, digits=3):
@@ -42,7 +51,8 @@ def table1_markdown(df):
     """Per corpus: a grid like the paper's (rows: size; columns: arch x layers; 'ours (paper)'), then the
     long table with parameter counts."""
     lines = ["# Table 1: test cross-entropy (nats per character)", "",
-             f"Each cell: ours (paper). {RECALLED_NOTE} Lower is better.", ""]
+             f"Each cell: ours (paper); d = the dropout chosen on validation where several were tried. "
+             f"{RECALLED_NOTE} Lower is better.", ""]
     for corpus, group in df.groupby("corpus", sort=False):
         cols = [(a, l) for a in ("lstm", "rnn", "gru") for l in sorted(group.layers.unique())
                 if ((group.arch == a) & (group.layers == l)).any()]
@@ -57,15 +67,19 @@ def table1_markdown(df):
                     continue
                 r = hit.iloc[0]
                 paper = r.paper_test_loss_recalled
-                cells.append(_fmt(r.test_loss) + (f" ({_fmt(paper)})" if paper is not None and not pd.isna(paper) else ""))
+                dropout = f" d={r.dropout:g}" if _tried_several(r) else ""
+                cells.append(_fmt(r.test_loss) + (f" ({_fmt(paper)})" if paper is not None and not pd.isna(paper) else "")
+                             + dropout)
             lines.append(f"| {size} | " + " | ".join(cells) + " |")
         best = group.loc[group.test_loss.idxmin()]
         lines += ["", f"Best: {best.model} at {best.test_loss:.3f} nats/char.", "",
-                  "| model | hidden | params | test loss | paper (recalled) | difference | epochs |",
-                  "|---|---|---|---|---|---|---|"]
+                  "| model | hidden | params | test loss | paper (recalled) | difference | epochs | dropout (tried) |",
+                  "|---|---|---|---|---|---|---|---|"]
         for r in group.itertuples():
+            tried = f" ({r.dropout_tried})" if _tried_several(r) else ""
+            dropout = "–" if pd.isna(r.dropout) else f"{r.dropout:g}{tried}"
             lines.append(f"| {r.model} | {r.hidden} | {r.params:,} | {_fmt(r.test_loss, 4)} | "
-                         f"{_fmt(r.paper_test_loss_recalled)} | {_fmt(r.difference, 4)} | {r.epochs} |")
+                         f"{_fmt(r.paper_test_loss_recalled)} | {_fmt(r.difference, 4)} | {r.epochs} | {dropout} |")
         lines.append("")
     return "\n".join(lines)
 
@@ -99,13 +113,13 @@ def training_curves(history_paths, labels, out_path, title=None):
 
 def table2(ngram_paths, nnn_paths, table1_csv):
     """Per corpus and n: n-gram and n-NN test loss, the paper's value where known, and the best RNN of Table 1."""
-    from rnnlens.paper import NGRAM_TEST_LOSS
+    from rnnlens.paper import NGRAM_CONFIRMED, NGRAM_TEST_LOSS
 
     rows = {}
     for family, paths in (("ngram", ngram_paths), ("nnn", nnn_paths)):
         for path in paths:
             meta = read_meta(path)
-            n = int(meta.get("n") or meta.get("order") or str(meta["model"]).split("-")[-1])
+            n = int(meta["n"] if meta.get("n") is not None else str(meta["model"]).split("-")[-1])
             row = rows.setdefault((meta["corpus"], n), {"corpus": meta["corpus"], "n": n})
             row[f"{family}_test_loss"] = round(meta["test_loss"], 4)
             if family == "nnn":
@@ -117,6 +131,7 @@ def table2(ngram_paths, nnn_paths, table1_csv):
     t1 = pd.read_csv(table1_csv)
     best = t1.loc[t1.groupby("corpus").test_loss.idxmin()].set_index("corpus")
     df["paper_ngram_test_loss"] = [NGRAM_TEST_LOSS.get(c, {}).get(n) for c, n in zip(df.corpus, df.n)]
+    df["paper_confirmed"] = [(c, n) in NGRAM_CONFIRMED for c, n in zip(df.corpus, df.n)]
     df["best_rnn"] = df.corpus.map(best.model)
     df["best_rnn_test_loss"] = df.corpus.map(best.test_loss)
     return df
@@ -124,14 +139,18 @@ def table2(ngram_paths, nnn_paths, table1_csv):
 
 def table2_markdown(df, paper_names=None):
     lines = ["# Table 2: n-gram and n-NN baselines (test nats per character)", "",
-             "n-gram: unpruned modified Kneser-Ney (KenLM) over bytes. n-NN: one tanh hidden layer over the one-hot "
-             "previous n bytes. Paper values (only the 20-gram is known) are confirmed figures of the paper.", ""]
+             "n counts context bytes, as in the paper: the n-gram predicts from the previous n bytes (KenLM order "
+             "n + 1, so the 20-gram is order 21), the n-NN from the one-hot previous n bytes through one tanh hidden "
+             "layer. n-gram: unpruned modified Kneser-Ney (KenLM) over bytes. Paper values: the 20-gram is a "
+             "confirmed figure of the paper; values marked * are recalled, not re-checked against the PDF.", ""]
     for corpus, group in df.groupby("corpus", sort=False):
         best, best_loss = group.best_rnn.iloc[0], group.best_rnn_test_loss.iloc[0]
         lines += [f"## {corpus}", "", "| n | n-gram | n-NN | n-NN hidden | paper n-gram |", "|---|---|---|---|---|"]
         for r in group.itertuples():
+            paper = _fmt(r.paper_ngram_test_loss) + ("" if r.paper_confirmed or pd.isna(r.paper_ngram_test_loss)
+                                                     else "*")
             lines.append(f"| {r.n} | {_fmt(r.ngram_test_loss)} | {_fmt(r.nnn_test_loss)} | "
-                         f"{'' if pd.isna(r.nnn_hidden) else int(r.nnn_hidden)} | {_fmt(r.paper_ngram_test_loss)} |")
+                         f"{'' if pd.isna(r.nnn_hidden) else int(r.nnn_hidden)} | {paper} |")
         lines += ["", f"Reference: best RNN of Table 1, {best}, {best_loss:.3f} nats/char.", ""]
     return "\n".join(lines)
 

@@ -339,3 +339,31 @@ def train(cfg, corpus: PreparedCorpus, spec: ModelSpec, out_model, out_history, 
     checkpoint_path.unlink(missing_ok=True)
     log(f"done: best val {progress['best_val']:.4f} after {len(progress['history'])} epochs -> {out_model}")
     return 0
+
+
+def select_dropout(trials, out_model, out_history, out_selection, log=print):
+    """The model of a grid point from its dropout trials: the one with the best validation loss, as the paper
+    chose dropout on validation. Copies its model (with the choice recorded), history and snapshots."""
+    import shutil
+
+    candidates = []
+    for path in map(Path, trials):
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        extra = payload["extra"]
+        candidates.append((extra["best_val_loss"], extra["train_config"]["dropout"], path, payload))
+        log(f"trial {path.parent.name}: best validation loss {extra['best_val_loss']:.4f}")
+    best_val, dropout, path, payload = min(candidates, key=lambda c: (c[0], c[1]))
+    selection = {"dropout": dropout, "best_val_loss": best_val, "trial": path.parent.name,
+                 "val_loss_by_dropout": {f"{c[1]:g}": c[0] for c in candidates}}
+    payload["extra"]["dropout_selection"] = selection
+    out_model = Path(out_model)
+    atomic_torch_save(payload, out_model)
+    shutil.copyfile(path.with_name("history.csv"), Path(str(out_history) + ".part"))
+    os.replace(Path(str(out_history) + ".part"), out_history)
+    snapshots, target = path.with_name("snapshots"), out_model.with_name("snapshots")
+    shutil.rmtree(target, ignore_errors=True)
+    if snapshots.is_dir():
+        shutil.copytree(snapshots, target)
+    Path(out_selection).write_text(json.dumps(selection, indent=2) + "\n")
+    log(f"chose dropout {dropout:g} (validation loss {best_val:.4f}) of {len(candidates)} trial(s) -> {out_model}")
+    return selection

@@ -15,8 +15,10 @@ from rnnlens.config import (
     ConfigError,
     check_config,
     coerce_strings,
+    dropout_label,
+    dropout_values,
     load_schema,
-    training_settings,
+    trial_settings,
 )
 
 SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
@@ -59,6 +61,7 @@ wildcard_constraints:
     corpus="[A-Za-z0-9_]+",
     model="(rnn|lstm|gru)-[0-9]+x[0-9]+",
     n="[0-9]+",
+    dropout="[0-9.]+",
 
 
 def code_fingerprint(*modules):
@@ -76,7 +79,15 @@ def json_arg(value):
 
 
 def train_settings(wildcards):
-    return json_arg(training_settings(config, wildcards.model))
+    return json_arg(trial_settings(config, wildcards.model, wildcards.dropout))
+
+
+def dropout_trials(wildcards):
+    """The trained trials of one model, one per dropout value of its settings."""
+    return [
+        f"results/{wildcards.corpus}/models/{wildcards.model}/{dropout_label(d)}/model.pt"
+        for d in dropout_values(config, wildcards.model)
+    ]
 
 
 def train_runtime(wildcards, attempt):

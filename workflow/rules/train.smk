@@ -3,12 +3,12 @@ rule train:
         data="results/{corpus}/data.json",
         models="results/{corpus}/models.csv",
     output:
-        model="results/{corpus}/models/{model}/model.pt",
-        history="results/{corpus}/models/{model}/history.csv",
+        model="results/{corpus}/models/{model}/dropout-{dropout}/model.pt",
+        history="results/{corpus}/models/{model}/dropout-{dropout}/history.csv",
     log:
-        "results/logs/{corpus}/train/{model}.log",
+        "results/logs/{corpus}/train/{model}/dropout-{dropout}.log",
     benchmark:
-        "results/benchmarks/{corpus}/train/{model}.tsv"
+        "results/benchmarks/{corpus}/train/{model}/dropout-{dropout}.tsv"
     conda:
         "../../envs/rnnlens.yaml"
     threads: RES.get("train_threads", 2)
@@ -18,9 +18,32 @@ rule train:
     params:
         settings=train_settings,
         # the checkpoint is not an output: Snakemake must keep it when a job is killed, so the retry resumes
-        checkpoint="results/{corpus}/models/{model}/checkpoint.pt",
+        checkpoint="results/{corpus}/models/{model}/dropout-{dropout}/checkpoint.pt",
         code=code_fingerprint("model", "train", "corpus"),
     shell:
         "python -m rnnlens train --data {input.data} --models-table {input.models} --model {wildcards.model}"
         " --settings '{params.settings}' --out-model {output.model} --out-history {output.history}"
         " --checkpoint {params.checkpoint} --threads {threads} --code-fingerprint {params.code} >> {log} 2>&1"
+
+
+# The model of a grid point: the dropout trial with the best validation loss (the paper chose dropout on
+# validation). With one dropout value this is a copy of the one trial.
+rule select_dropout:
+    input:
+        dropout_trials,
+    output:
+        model="results/{corpus}/models/{model}/model.pt",
+        history="results/{corpus}/models/{model}/history.csv",
+        selection="results/{corpus}/models/{model}/selection.json",
+    log:
+        "results/logs/{corpus}/select_dropout/{model}.log",
+    conda:
+        "../../envs/rnnlens.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    params:
+        code=code_fingerprint("train", "model"),
+    shell:
+        "python -m rnnlens select-dropout --trials {input} --out-model {output.model}"
+        " --out-history {output.history} --out-selection {output.selection} > {log} 2>&1"
