@@ -19,7 +19,7 @@ import torch
 from common import (ROOT, RESULTS, build_model, device_info, grid_points, now, parse_points, pick_device, set_clock,
                     set_threads, sync, synthetic_corpus, write_json)
 from rnnlens.corpus import PreparedCorpus, split_bounds
-from rnnlens.evaluate import predict_test, stream_layout
+from rnnlens.evaluate import batch_rows, predict_test, stream_layout
 
 DEFAULT_CORPUS = ROOT.parent / "shared" / "data" / "warpeace.txt"
 WP_SIZE, WP_VOCAB = 3_258_246, 87
@@ -30,7 +30,7 @@ def load_corpus(path, fractions=(0.8, 0.1, 0.1)):
     if path and path.is_file():
         data = np.fromfile(path, dtype=np.uint8)
         bounds = split_bounds(len(data), dict(zip(("train", "val", "test"), fractions)))
-        return PreparedCorpus(path.stem, data, np.unique(data), {k: tuple(v) for k, v in bounds.items()}), path.name
+        return PreparedCorpus.contiguous(path.stem, data, bounds), path.name
     n = WP_SIZE
     bounds = split_bounds(n, dict(zip(("train", "val", "test"), fractions)))
     corpus = synthetic_corpus(bounds["val"][0], WP_VOCAB, bounds["test"][0] - bounds["val"][0],
@@ -40,12 +40,12 @@ def load_corpus(path, fractions=(0.8, 0.1, 0.1)):
 
 def fused_inputs(corpus, streams, warmup):
     """The [streams, columns] input tensor predict_test runs, built the same way."""
-    test_start, test_end = corpus.splits["test"]
-    starts, piece_len, warmup = stream_layout(test_start, test_end - test_start, streams, warmup)
+    rows = batch_rows(corpus.pieces["test"], streams)
+    lookback, _ = stream_layout(rows, warmup)
+    width = max(length for _, length in rows)
     encoded = corpus.encode(corpus.data)
-    lookback = warmup + 1 if test_start >= warmup + 1 else warmup
-    padded = np.concatenate([encoded, np.zeros(piece_len + 1, dtype=encoded.dtype)])
-    return torch.from_numpy(np.stack([padded[a : a + lookback + piece_len] for a in starts - lookback]))
+    padded = np.concatenate([encoded, np.zeros(width + 1, dtype=encoded.dtype)])
+    return torch.from_numpy(np.stack([padded[a - lookback : a + width] for a, _ in rows]))
 
 
 @torch.no_grad()
@@ -72,7 +72,7 @@ def bench_model(point, corpus, device, streams, warmup, chunk, repeats):
                 fused_pass(model, x_all, chunk)
             sync(device)
             (workflow if side == "workflow" else bare).append(now() - t0)
-    test_chars = corpus.splits["test"][1] - corpus.splits["test"][0]
+    test_chars = corpus.split_size("test")
     row = {**point, "streams": int(x_all.shape[0]), "columns": int(x_all.shape[1]), "chunk": chunk,
            "test_chars": test_chars, "processed_chars": int(x_all.numel()),
            "workflow_s": min(workflow), "bare_s": min(bare), "workflow_runs_s": workflow, "bare_runs_s": bare}

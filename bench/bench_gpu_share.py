@@ -36,9 +36,9 @@ def worker(args):
     n_train = args.steps * 100 * 100 + 1
     rng = np.random.default_rng(args.seed)
     data = rng.integers(0, vocab, n_train + 20_002).astype(np.uint8)
-    corpus = PreparedCorpus("synthetic", data, np.arange(vocab, dtype=np.uint8),
-                            {"train": (0, n_train), "val": (n_train, n_train + 10_001),
-                             "test": (n_train + 10_001, len(data))})
+    corpus = PreparedCorpus.contiguous("synthetic", data, {"train": (0, n_train), "val": (n_train, n_train + 10_001),
+                                                           "test": (n_train + 10_001, len(data))},
+                                       vocab=np.arange(vocab, dtype=np.uint8))
     cfg = TrainConfig(max_epochs=1, device=args.device, log_seconds=1e9, checkpoint_seconds=1e9)
     torch.ones(1, device=args.device).sum().item()  # CUDA start-up before the common start signal
     while time.time() < args.start_at:

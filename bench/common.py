@@ -121,7 +121,7 @@ def synthetic_corpus(train_chars, vocab_size, val_chars=201, test_chars=2, seed=
     data[:vocab_size] = np.arange(vocab_size)  # every symbol present, so the vocabulary has exactly vocab_size
     splits = {"train": (0, train_chars), "val": (train_chars, train_chars + val_chars),
               "test": (train_chars + val_chars, n)}
-    return PreparedCorpus(name, data, np.arange(vocab_size, dtype=np.uint8), splits)
+    return PreparedCorpus.contiguous(name, data, splits, vocab=np.arange(vocab_size, dtype=np.uint8))
 
 
 @contextlib.contextmanager

@@ -105,7 +105,7 @@ def make_corpus(tmp_path, data, splits):
     atomic_write_bytes(tmp_path / "corpus.bin", data)
     vocab = sorted(set(data))
     atomic_write_text(tmp_path / "data.json", json.dumps({"corpus": "handmade", "size": len(data), "vocab": vocab,
-                                                          "splits": splits}))
+                                                          "pieces": {k: [v] for k, v in splits.items()}}))
     return tmp_path / "data.json"
 
 

@@ -109,7 +109,7 @@ def write_corpus(tmp_path, data):
     a, b = int(n * 0.8), int(n * 0.9)
     (tmp_path / "corpus.bin").write_bytes(data.tobytes())
     meta = {"corpus": "quotes", "size": n, "vocab": sorted(set(data.tolist())),
-            "splits": {"train": [0, a], "val": [a, b], "test": [b, n]}}
+            "pieces": {"train": [[0, a]], "val": [[a, b]], "test": [[b, n]]}}
     (tmp_path / "data.json").write_text(json.dumps(meta))
     return PreparedCorpus.load(tmp_path / "data.json")
 
@@ -148,7 +148,7 @@ def test_trained_lstm_has_an_inside_quotes_cell(tmp_path, one_thread):
     losses = train_tbptt(model, torch.from_numpy(corpus.encode(corpus.split("train"))), steps=450)
     assert np.mean(losses[-20:]) < np.mean(losses[:20]) - 0.2
 
-    start, end = corpus.splits["test"]
+    start, end = corpus.pieces["test"][0]
     features = compute_features(corpus.data, start, end)
     assert 0.3 < features["in_dquote"].mean() < 0.7
     collector = CellCollector(sample_positions(end - start, 5000), end - start, 1, 24)

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from rnnlens.corpus import PreparedCorpus
 from rnnlens.internals import (ACTIVATIONS, LayerwiseRunner, excerpt_windows, parse_cells, reference_internals,
-                               stream_layout, stream_test_internals)
+                               stream_test_internals)
 from rnnlens.model import CharRNN, ModelSpec
 
 VOCAB = 11
@@ -86,7 +86,7 @@ def make_corpus(tmp_path, data, fractions=(0.6, 0.2, 0.2)):
     a, b = int(n * fractions[0]), int(n * (fractions[0] + fractions[1]))
     (tmp_path / "corpus.bin").write_bytes(data.tobytes())
     meta = {"corpus": "synthetic", "size": n, "vocab": sorted(set(data.tolist())),
-            "splits": {"train": [0, a], "val": [a, b], "test": [b, n]}}
+            "pieces": {"train": [[0, a]], "val": [[a, b]], "test": [[b, n]]}}
     (tmp_path / "data.json").write_text(json.dumps(meta))
     return PreparedCorpus.load(tmp_path / "data.json")
 
@@ -95,7 +95,7 @@ def test_stream_covers_each_test_position_once_with_full_context(tmp_path):
     rng = np.random.default_rng(0)
     corpus = make_corpus(tmp_path, rng.integers(97, 97 + VOCAB, 1000))
     model = tiny_model("lstm", 2)
-    start, end = corpus.splits["test"]
+    start, end = corpus.pieces["test"][0]
     # warm-up reaching back to the corpus start: every stream sees its whole prefix, like one sequential pass
     seen = np.zeros(end - start, dtype=int)
     streamed = np.zeros((end - start, 12))
@@ -110,8 +110,6 @@ def test_stream_covers_each_test_position_once_with_full_context(tmp_path):
 
 
 def test_stream_layout_and_helpers():
-    starts, piece, warm = stream_layout(test_start=50, test_len=10, streams=4, warmup=80)
-    assert list(starts) == [0, 3, 6, 9] and piece == 3 and warm == 50
     assert parse_cells("1:17, 2:5") == [(1, 17), (2, 5)]
     with pytest.raises(ValueError, match="LAYER:UNIT"):
         parse_cells("1-17")

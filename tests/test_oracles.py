@@ -198,7 +198,7 @@ def _prepared(tmp_path):
     corpus_bin = tmp_path / "corpus.bin"
     corpus_bin.write_bytes(data.tobytes())
     meta = prepare("hand", corpus_bin, {"train": 0.5, "val": 0.25, "test": 0.25}, 0)
-    meta["splits"] = {"train": list(train), "val": [train[1], test[0]], "test": list(test)}
+    meta["pieces"] = {"train": [list(train)], "val": [[train[1], test[0]]], "test": [list(test)]}
     (tmp_path / "data.json").write_text(json.dumps(meta))
     return tmp_path / "data.json", data[test[0]:test[1]]
 

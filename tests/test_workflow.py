@@ -1,4 +1,5 @@
 """Real Snakemake runs of the whole workflow on a tiny grid: outputs, no-op rerun, selective reruns."""
+import json
 import re
 import shutil
 import subprocess
@@ -59,10 +60,10 @@ def test_end_to_end_then_noop_then_selective_reruns(workdir):
     assert (table.test_loss > 0).all() and (table.test_loss < 2.0).all()
     assert (workdir / "results/figures/training_curves_toy.png").stat().st_size > 1000
     assert "ours (paper)" in (workdir / "results/tables/table1.md").read_text()
-    for rule_log in ("toy/train/lstm-1x8.log", "toy/evaluate/gru-1x8.log", "table1.log"):
+    for rule_log in ("toy/train/lstm-1x8/dropout-0.log", "toy/evaluate/gru-1x8.log", "table1.log"):
         assert (workdir / "results/logs" / rule_log).exists()
     # each training job uses the threads its rule declares (resources.train_threads), not every core
-    assert "on cpu with 1 CPU thread(s)" in (workdir / "results/logs/toy/train/lstm-1x8.log").read_text()
+    assert "on cpu with 1 CPU thread(s)" in (workdir / "results/logs/toy/train/lstm-1x8/dropout-0.log").read_text()
 
     # a second run has nothing to do
     assert planned_jobs(workdir) == {}
@@ -73,10 +74,24 @@ def test_end_to_end_then_noop_then_selective_reruns(workdir):
     config["training_overrides"] = {"gru": {"learning_rate": 0.001}}
     (workdir / "tiny.yaml").write_text(yaml.safe_dump(config))
     jobs = planned_jobs(workdir)
-    assert jobs["train"] == jobs["evaluate"] == jobs["internals"] == jobs["oracles"] == 1
+    assert jobs["train"] == jobs["select_dropout"] == jobs["evaluate"] == jobs["internals"] == jobs["oracles"] == 1
     assert jobs["table1"] == jobs["training_curves"] == 1
     assert not {"fetch_corpus", "prepare_corpus", "models_table"} & set(jobs)
     snakemake(workdir)
+    assert planned_jobs(workdir) == {}
+
+    # a dropout list for one architecture: only its new trial trains, and its model is chosen on validation
+    config["training_overrides"]["lstm"] = {"dropout": [0, 0.25]}
+    (workdir / "tiny.yaml").write_text(yaml.safe_dump(config))
+    jobs = planned_jobs(workdir)
+    assert jobs["train"] == jobs["select_dropout"] == jobs["evaluate"] == 1
+    snakemake(workdir)
+    selection = json.loads((workdir / "results/toy/models/lstm-1x8/selection.json").read_text())
+    assert set(selection["val_loss_by_dropout"]) == {"0", "0.25"}
+    assert selection["best_val_loss"] == min(selection["val_loss_by_dropout"].values())
+    table = pd.read_csv(workdir / "results/tables/table1.csv").set_index("model")
+    assert table.loc["lstm-1x8", "dropout"] == selection["dropout"] and table.loc["lstm-1x8", "dropout_tried"] == "0,0.25"
+    assert f"d={selection['dropout']:g}" in (workdir / "results/tables/table1.md").read_text()
     assert planned_jobs(workdir) == {}
 
     # editing a table's code marks only that table (and what reads it) stale, no model
@@ -90,7 +105,7 @@ def test_end_to_end_then_noop_then_selective_reruns(workdir):
     with open(workdir / "src/rnnlens/train.py", "a") as f:
         f.write("\n# an edit\n")
     jobs = planned_jobs(workdir)
-    assert jobs["train"] == 2 and jobs["evaluate"] == 2
+    assert jobs["train"] == 3 and jobs["evaluate"] == 2
 
 
 def test_bad_config_fails_before_any_job(workdir):
@@ -102,12 +117,13 @@ def test_bad_config_fails_before_any_job(workdir):
     assert "grid.arch[1]" in proc.stderr + proc.stdout and "tranformer" in proc.stderr + proc.stdout
 
 
-def test_full_paper_grid_plans_72_training_jobs():
+def test_full_paper_grid_plans_144_training_jobs_for_72_models():
     proc = subprocess.run([str(Path(sys.executable).parent / "snakemake"), "-n", "--quiet", "rules"], cwd=ROOT,
                           env=run_env(), capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     jobs = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", proc.stdout, re.M)}
-    assert jobs["train"] == 72 and jobs["evaluate"] == 72 and jobs["table1"] == 1
+    # sizes 256 and 512 try dropout 0, 0.25 and 0.5 (config.yaml): 2 corpora x (18 + 18 x 3) trials
+    assert jobs["train"] == 144 and jobs["select_dropout"] == jobs["evaluate"] == 72 and jobs["table1"] == 1
 
 
 def test_every_analysis_runs_end_to_end(tmp_path):
@@ -123,6 +139,8 @@ def test_every_analysis_runs_end_to_end(tmp_path):
     (tmp_path / "corpus.txt").write_bytes(markov_text(6000, alphabet=b"ab c\n") + b"".join(lines))
     config = tiny_config(tmp_path / "corpus.txt")
     config["corpora"]["toy"]["quote_scope"] = "line"
+    # char-rnn's rows layout: every stage reads pieces (4 per split) and never joins text across a seam
+    config["corpora"]["toy"]["split"].update(layout="rows", rows=4, chunk=20)
     config["grid"] = {"arch": ["rnn", "lstm", "gru"], "layers": [1], "size": [8, 12]}
     config["ngram"] = {"orders": [1, 2, 3], "memory_mb": 500}
     config["nnn"] = {"orders": [1, 2], "hidden": [16], "epochs": 1, "patience": 1, "batch_size": 200}
@@ -141,6 +159,11 @@ def test_every_analysis_runs_end_to_end(tmp_path):
     table2 = pd.read_csv(tmp_path / "results/tables/table2.csv")
     assert sorted(table2.n) == [1, 2, 3] and table2.ngram_test_loss.is_monotonic_decreasing
     assert (tmp_path / "results/toy/internals/lstm-1x8/cells.html").read_text().count("<") > 100
+    data = json.loads((tmp_path / "results/toy/data.json").read_text())
+    assert data["layout"]["kind"] == "rows" and len(data["pieces"]["test"]) == 4
+    for model in ("lstm-1x8", "ngram-3", "nnn-2"):
+        predictions = pd.read_parquet(tmp_path / f"results/toy/predictions/{model}.parquet")
+        assert len(predictions) == data["split_sizes"]["test"], model
     dynamics = pd.read_csv(tmp_path / "results/toy/analysis/dynamics.csv")
     assert len(dynamics) == 2 * 2 and (dynamics.sym_kl > 0).all()
     assert planned_jobs(tmp_path) == {}

@@ -1,8 +1,8 @@
 """Bracket-distance curves (the paper's Fig. 5, left): how well each model predicts a closing delimiter as a
 function of the distance back to its opener.
 
-Matching runs over the WHOLE corpus, so a closer early in the test split still finds an opener in the
-training or validation part. Each pair type has its own stack (a `)` only closes a `(`): an unmatched
+Matching runs over the WHOLE corpus, so a closer early in a test piece still finds its opener in the real
+text before the piece (the training or validation part, for char-rnn's rows layout the same row's columns). Each pair type has its own stack (a `)` only closes a `(`): an unmatched
 closer (empty stack) is skipped and counted, and so is an opener that is never closed.
 
 Double quotes open and close with the same byte, so they pair by toggling: the 1st, 3rd, ... quote of a
@@ -129,23 +129,36 @@ def match_delimiter(data, name, quote_scope="paragraph"):
     return match_pairs(data, opener, closer)
 
 
-def closers_in_test(data, test_bounds, name, quote_scope="paragraph"):
-    """Matched closers inside the test split. -> (offsets in the test split, distances, counts dict)."""
-    start, end = test_bounds
+def split_index(positions, pieces):
+    """For corpus offsets: -> (inside any piece mask, index in the split's piece-after-piece order, piece start)."""
+    positions = np.asarray(positions, dtype=np.int64)
+    starts = np.array([a for a, _ in pieces], dtype=np.int64)
+    ends = np.array([b for _, b in pieces], dtype=np.int64)
+    before = np.concatenate([[0], np.cumsum(ends - starts)[:-1]])
+    k = np.clip(np.searchsorted(starts, positions, side="right") - 1, 0, len(starts) - 1)
+    inside = (positions >= starts[k]) & (positions < ends[k])
+    return inside, before[k] + positions - starts[k], starts[k]
+
+
+def closers_in_test(data, test_pieces, name, quote_scope="paragraph"):
+    """Matched closers inside the test pieces. -> (offsets in the test split, distances, counts dict).
+    `test_pieces`: [(start, end), ...] corpus ranges, or one (start, end)."""
+    if np.ndim(test_pieces) == 1:
+        test_pieces = [tuple(test_pieces)]
     m = match_delimiter(data, name, quote_scope)
-    inside = (m["close_pos"] >= start) & (m["close_pos"] < end)
+    inside, index, piece_start = split_index(m["close_pos"], test_pieces)
     close, open_ = m["close_pos"][inside], m["open_pos"][inside]
 
     def count_in(a):
-        return int(((a >= start) & (a < end)).sum())
+        return int(split_index(a, test_pieces)[0].sum()) if len(a) else 0
 
     counts = {"matched_closers": int(inside.sum()),
-              "openers_before_test": int((open_ < start).sum()),
+              "openers_before_test": int((open_ < piece_start[inside]).sum()),
               "unmatched_closers": count_in(m["unmatched_close"]),
               "unmatched_openers": count_in(m["unmatched_open"]),
               "unmatched_closers_corpus": int(len(m["unmatched_close"])),
               "unmatched_openers_corpus": int(len(m["unmatched_open"]))}
-    return close - start, close - open_, counts
+    return index[inside], close - open_, counts
 
 
 def bin_curves(distances, probabilities, bin_width=20):
@@ -236,22 +249,22 @@ def brackets(data_json, prediction_paths, labels=None, delimiters=tuple(DELIMITE
              quote_scope="paragraph", log=print):
     """-> (curves DataFrame for all delimiters, summary dict, families {label: family})."""
     corpus = PreparedCorpus.load(data_json)
-    start, end = corpus.splits["test"]
     test_bytes = corpus.split("test")
     if labels and len(labels) != len(prediction_paths):
         raise ValueError(f"{len(labels)} labels for {len(prediction_paths)} predictions files; give one each")
     probs, families = {}, {}
     for i, path in enumerate(prediction_paths):
-        p, meta = load_test_p(path, end - start, test_bytes)
+        p, meta = load_test_p(path, len(test_bytes), test_bytes)
         label = labels[i] if labels else meta.get("model") or Path(path).stem
         if label in probs:
             raise ValueError(f"label {label!r} is used twice; give distinct --labels")
         probs[label], families[label] = p, family_of(label, meta)
     frames, summary = [], {"corpus": corpus.name, "bin_width": bin_width, "quote_scope": quote_scope,
-                           "test_split": [int(start), int(end)], "delimiters": {}}
+                           "test_pieces": len(corpus.pieces["test"]), "test_bytes": len(test_bytes),
+                           "delimiters": {}}
     for name in delimiters:
         t0 = time.time()
-        offsets, distances, counts = closers_in_test(corpus.data, (start, end), name, quote_scope)
+        offsets, distances, counts = closers_in_test(corpus.data, corpus.pieces["test"], name, quote_scope)
         curves = bin_curves(distances, {k: v[offsets] for k, v in probs.items()}, bin_width)
         curves.insert(0, "delimiter", SHOWN[name])
         curves.insert(0, "delimiter_name", name)

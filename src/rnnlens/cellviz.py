@@ -256,11 +256,9 @@ def cli(argv=None) -> int:
     feature_table = None
     if args.data:
         from rnnlens.corpus import PreparedCorpus
-        from rnnlens.features import compute_features
+        from rnnlens.internals import split_features
 
-        corpus = PreparedCorpus.load(args.data)
-        start, end = corpus.splits["test"]
-        feature_table = compute_features(corpus.data, start, end)
+        feature_table = split_features(PreparedCorpus.load(args.data), "test")
     model_id = args.model_id or (scores.model.iloc[0] if len(scores) else d.name)
     try:
         draw_model_cells(d, scores, d / "excerpts.parquet", feature_table, parse_cells(args.cells), model_id,

@@ -149,10 +149,12 @@ def check_config(config, schema_path, base_dir="."):
 
 
 def training_settings(config, model):
-    """The training settings of one model: `training`, then overrides for its arch, then for its id."""
+    """The training settings of one model: `training`, then overrides for its size label (`size-256`), for its
+    arch, then for its id."""
     arch = model.split("-", 1)[0]
     settings = dict(config["training"])
     overrides = config.get("training_overrides") or {}
+    settings.update(overrides.get(f"size-{model.rsplit('x', 1)[-1]}", {}))
     settings.update(overrides.get(arch, {}))
     settings.update(overrides.get(model, {}))
     dynamics = (config.get("analysis") or {}).get("dynamics") or {}

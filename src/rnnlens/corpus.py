@@ -319,6 +319,14 @@ class PreparedCorpus:
         lengths = [b - a for a, b in self.pieces[name]]
         return np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
 
+    def with_split_spread(self, name, count):
+        """The same corpus with split `name` cut to about `count` bytes spread over its pieces: the start of
+        every piece (analyses on a subset that still sample the whole split)."""
+        per_piece = max(1, -(-count // max(1, len(self.pieces[name]))))
+        kept = [(a, min(b, a + per_piece)) for a, b in self.pieces[name]]
+        return self.with_split_prefix(name, count) if len(kept) == 1 else replace(
+            self, pieces={**self.pieces, name: kept})
+
     def with_split_prefix(self, name, count):
         """The same corpus with split `name` cut to its first `count` bytes (analyses on a subset)."""
         kept, left = [], count

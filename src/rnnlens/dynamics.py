@@ -176,7 +176,7 @@ def cli_dynamics_models(argv=None) -> int:
     import torch
 
     from rnnlens.corpus import PreparedCorpus
-    from rnnlens.evaluate import predict_test, test_prefix
+    from rnnlens.evaluate import predict_test
     from rnnlens.model import load_model
     from rnnlens.nnn import load_nnn, nnn_distributions
 
@@ -192,11 +192,12 @@ def cli_dynamics_models(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    corpus = test_prefix(PreparedCorpus.load(args.data), args.positions)
+    # about --positions test positions, taken from the start of every test piece so they sample the whole split
+    corpus = PreparedCorpus.load(args.data).with_split_spread("test", args.positions)
     snapshot_paths = sorted((Path(args.model).parent / "snapshots").glob("step*.pt"))
     if not snapshot_paths:
-        print(f"rnnlens dynamics-models: no snapshots beside {args.model}; set dynamics.snapshot_steps in the "
-              "config and retrain that model", file=sys.stderr)
+        print(f"rnnlens dynamics-models: no snapshots beside {args.model}; set analysis.dynamics.snapshot_epochs "
+              "(and analysis.dynamics.model) in the config and retrain that model", file=sys.stderr)
         return 2
     snapshots, progress = [], []
     for path in snapshot_paths:
@@ -204,13 +205,12 @@ def cli_dynamics_models(argv=None) -> int:
         snapshots.append(predict_test(model, corpus, streams=20, warmup=args.warmup, keep_probs=True)["probs"])
         progress.append(extra["epoch_fraction"])
         print(f"snapshot {path.name}: epoch {extra['epoch_fraction']:.3f}", flush=True)
-    start, end = corpus.splits["test"]
-    positions = np.arange(start, end)
+    positions = corpus.positions("test")
     nnn = {}
     for path in args.nnn:
         model, extra = load_nnn(path)
         nnn[model.spec.n] = nnn_distributions(model, corpus.data, corpus.vocab, positions)
-    targets = corpus.encode(corpus.data[start:end])
+    targets = corpus.encode(corpus.data[positions])
     table = compare(snapshots, progress, nnn, targets)
     table.insert(0, "model", json.loads(Path(args.data).read_text())["corpus"] + ":" + Path(args.model).parent.name)
     atomic_write_text(args.csv_out, table.to_csv(index=False, float_format="%.6g"))

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 
@@ -286,48 +287,82 @@ class Chunk:
         return self.pos >= 0
 
 
-def stream_layout(test_start, test_len, streams, warmup):
-    """Contiguous pieces of the test split, one per stream (the last may be shorter) -> (piece starts as
-    test offsets, piece length, warm-up length; warm-up cannot reach before the corpus start)."""
-    streams = max(1, min(int(streams), test_len))
-    piece_len = -(-test_len // streams)
-    starts = np.arange(0, test_len, piece_len)
-    return starts, piece_len, min(int(warmup), test_start)
-
-
 def stream_test_internals(model, corpus, streams=50, warmup=1000, chunk=100, split="test", runner=None, log=None):
     """Yield Chunk after Chunk covering every position of the split exactly once, each activation computed
-    with the stream's state carried from the characters before it (the warm-up reads `warmup` characters
-    before each piece, through the fused model)."""
-    start, end = corpus.splits[split]
-    n = end - start
+    with the row's state carried from the characters before it. The split's pieces are cut into batch rows as
+    evaluation cuts them (never across a seam); each row first reads `warmup` characters of the real text
+    before it through the fused model. Chunk.pos is the index in the split (piece after piece), -1 for padding."""
+    from rnnlens.evaluate import batch_rows
+
+    n = corpus.split_size(split)
     if n <= 0:
         raise ValueError(f"the {split} split of corpus {corpus.name!r} is empty; re-prepare the corpus with a {split} fraction")
     runner = runner or LayerwiseRunner(model)
-    starts, piece_len, warm = stream_layout(start, n, streams, warmup)
+    rows = batch_rows(corpus.pieces[split], streams)
+    starts = np.array([a for a, _ in rows], dtype=np.int64)
+    lengths = np.array([length for _, length in rows], dtype=np.int64)
+    width = int(lengths.max())
+    warm = int(min(warmup, starts.min()))
     encoded = corpus.encode(corpus.data)
     if (encoded < 0).any():
         raise ValueError("the corpus holds bytes outside its own vocabulary; re-prepare it (rnnlens prepare)")
-    padded = np.concatenate([encoded, np.zeros(piece_len, dtype=np.int64)])
-    rows = np.stack([padded[start + s - warm: start + s + piece_len] for s in starts])
-    pos = starts[:, None] + np.arange(piece_len)[None, :]
-    pos[pos >= n] = -1
+    padded = np.concatenate([encoded, np.zeros(width, dtype=np.int64)])
+    x_rows = np.stack([padded[a - warm: a + width] for a in starts])
+    # index in the split of each row's first byte: rows follow the split's order, each its own length
+    first = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    pos = first[:, None] + np.arange(width)[None, :]
+    pos[np.arange(width)[None, :] >= lengths[:, None]] = -1
     dtype = runner.weights[0][0].dtype
     device = runner.weights[0][0].device
-    x_all = torch.from_numpy(rows).to(device)
+    x_all = torch.from_numpy(x_rows).to(device)
     state = None
     with torch.no_grad():
         if warm > 0:
             warm_x = F.one_hot(x_all[:, :warm], model.spec.vocab_size).to(dtype)
             _, state = model.rnn(warm_x)
     t0 = time.time()
-    for col in range(0, piece_len, chunk):
+    for col in range(0, width, chunk):
         idx = x_all[:, warm + col: warm + col + chunk]
         acts, state = runner.run(idx, state)
         yield Chunk(pos[:, col: col + chunk], acts)
         if log is not None and (col // chunk) % 20 == 0:
-            done = min(col + chunk, piece_len) / piece_len
+            done = min(col + chunk, width) / width
             log(f"  internals: {done:6.1%} of {n} positions ({time.time() - t0:.0f} s)")
+
+
+def split_features(corpus, split="test", context=20_000, style="auto"):
+    """Text features of a split, piece after piece, each piece read after `context` bytes of the real text
+    before it (so strings, comments and brackets opened earlier are known). One comment style for all."""
+    from rnnlens import features as feats
+
+    if style == "auto":
+        style = feats.detect_comment_style(corpus.split(split))
+    frames = [feats.compute_features(corpus.data, a, b, context=context, style=style) for a, b in corpus.pieces[split]]
+    frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    frame.attrs["comment_style"] = style
+    return frame
+
+
+def excerpt_windows(n, count, width, piece_starts=None):
+    """`count` evenly spaced, non-overlapping windows [a, a+width) inside a split of n positions (narrower when
+    the split is too short for `count` full windows). With `piece_starts` (indices where the split's pieces
+    begin), every window lies inside one piece: it is moved back to end before the next seam."""
+    width = min(width, n // max(count, 1))
+    if count <= 0 or width <= 0:
+        return []
+    starts = np.linspace(0, n - width, count).round().astype(int) if count > 1 else np.array([(n - width) // 2])
+    if piece_starts is not None and len(piece_starts) > 1:
+        seams = np.append(np.asarray(piece_starts, dtype=np.int64), n)
+        fitted = []
+        for a in starts:
+            k = np.searchsorted(seams, a, side="right") - 1
+            lo, hi = seams[k], seams[k + 1]
+            fitted.append(max(lo, min(a, hi - width)))
+        starts = np.array(fitted)
+        width = min(width, int(np.diff(seams).min()))
+    windows = sorted({(int(a), int(a) + width) for a in starts})
+    # keep them disjoint after the moves
+    return [w for i, w in enumerate(windows) if i == 0 or w[0] >= windows[i - 1][1]]
 
 
 def parse_cells(text):
@@ -340,16 +375,6 @@ def parse_cells(text):
             raise ValueError(f"cell {item!r} is not LAYER:UNIT (layer from 1, unit from 0), e.g. --cells 1:17,2:5") from None
         cells.append((layer, unit))
     return cells
-
-
-def excerpt_windows(n, count, width):
-    """`count` evenly spaced, non-overlapping windows [a, a+width) inside a split of n positions (narrower when
-    the split is too short for `count` full windows)."""
-    width = min(width, n // max(count, 1))
-    if count <= 0 or width <= 0:
-        return []
-    starts = np.linspace(0, n - width, count).round().astype(int) if count > 1 else np.array([(n - width) // 2])
-    return sorted({(int(a), int(a) + width) for a in starts})
 
 
 def analyse_model(model, corpus, model_id, out_dir, cells=(), max_positions=100_000, streams=50, warmup=1000,
@@ -368,17 +393,16 @@ def analyse_model(model, corpus, model_id, out_dir, cells=(), max_positions=100_
                              "layers count from 1, units from 0)")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    start, end = corpus.splits["test"]
-    n = end - start
+    n = corpus.split_size("test")
     t0 = time.time()
-    log(f"{model_id}: features of {n} test characters")
-    feature_table = feats.compute_features(corpus.data, start, end, context=feature_context, style=comment_style)
+    log(f"{model_id}: features of {n} test characters in {len(corpus.pieces['test'])} piece(s)")
+    feature_table = split_features(corpus, "test", context=feature_context, style=comment_style)
     log(f"{model_id}: features done ({time.time() - t0:.1f} s); streaming internals")
 
     counter = sat.SaturationCounter(spec.arch, spec.layers, spec.hidden) if spec.arch in sat.GATE_NAMES else None
     sample_pos = cellscore.sample_positions(n, max_positions)
     collector = cellscore.CellCollector(sample_pos, n, spec.layers, spec.hidden)
-    wins = excerpt_windows(n, windows, window_chars)
+    wins = excerpt_windows(n, windows, window_chars, corpus.piece_starts("test"))
     excerpts = cellscore.CellCollector(np.concatenate([np.arange(a, b) for a, b in wins]) if wins else np.array([], int),
                                        n, spec.layers, spec.hidden)
     state_name = CELL_STATE[spec.arch]

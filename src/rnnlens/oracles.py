@@ -112,25 +112,31 @@ class OracleConfig:
         return d
 
 
+def _as_pieces(bounds):
+    return [tuple(map(int, bounds))] if np.ndim(bounds) == 1 else [tuple(map(int, b)) for b in bounds]
+
+
 class TextFacts:
     """What the oracles need to know about the test split, computed once per corpus: per test position the
     target byte, the byte before it, its place in its word, the distance back to the previous occurrence of its
     word, and the word's training-split count."""
 
-    def __init__(self, data, test_bounds, train_bounds):
+    def __init__(self, data, test_pieces, train_pieces):
+        """test_pieces / train_pieces: [(start, end), ...] corpus ranges (one (start, end) for a contiguous split).
+        Words, their positions and earlier occurrences are read in the real text around each piece."""
         data = as_bytes_array(data)
-        start, end = (int(x) for x in test_bounds)
-        if not 0 <= start < end <= len(data):
-            raise OracleError(f"test bounds {test_bounds} do not fit a corpus of {len(data)} bytes")
+        test_pieces, train_pieces = _as_pieces(test_pieces), _as_pieces(train_pieces)
+        for start, end in test_pieces:
+            if not 0 <= start < end <= len(data):
+                raise OracleError(f"test piece {(start, end)} does not fit a corpus of {len(data)} bytes")
         words = segment(data)
-        pos = np.arange(start, end, dtype=np.int64)
-        self.n = end - start
-        self.target = data[start:end]
+        pos = np.concatenate([np.arange(a, b, dtype=np.int64) for a, b in test_pieces])
+        self.n = len(pos)
+        self.target = data[pos]
         # Position 0 of the corpus has no byte before it: treat it as the start of a line.
         self.prev_byte = data[np.maximum(pos - 1, 0)].copy()
-        if start == 0:
-            self.prev_byte[0] = ord("\n")
-        k = words.index[start:end]
+        self.prev_byte[pos == 0] = ord("\n")
+        k = words.index[pos]
         inside = k >= 0
         self.position_in_word = np.full(self.n, -1, dtype=np.int64)
         self.position_in_word[inside] = pos[inside] - words.starts[k[inside]]
@@ -139,13 +145,13 @@ class TextFacts:
         seen = inside.copy()
         seen[inside] = prev_start[k[inside]] >= 0
         self.memory_distance[seen] = pos[seen] - prev_start[k[seen]]
-        counts = words.counts_in(*(int(x) for x in train_bounds))
+        counts = sum(words.counts_in(a, b) for a, b in train_pieces)
         self.train_count = np.full(self.n, -1, dtype=np.int64)
         self.train_count[inside] = counts[words.ids[k[inside]]]
 
     @classmethod
     def from_corpus(cls, corpus: PreparedCorpus):
-        return cls(corpus.data, corpus.splits["test"], corpus.splits["train"])
+        return cls(corpus.data, corpus.pieces["test"], corpus.pieces["train"])
 
 
 def _byte_set(members):
