@@ -39,13 +39,14 @@ rule best_cells:
     input:
         expand("results/{{corpus}}/internals/{model}/cells.parquet", model=MODELS),
     output:
-        report(
+        best=report(
             "results/tables/best_cells_{corpus}.csv",
             caption="../report/best_cells.rst",
             category="Inside the networks",
             subcategory="{corpus}",
             labels={"model": "all", "figure": "best cell per feature"},
         ),
+        explanations="results/tables/cell_explanations_{corpus}.csv",
     log:
         "results/logs/{corpus}/best_cells.log",
     conda:
@@ -56,7 +57,8 @@ rule best_cells:
     params:
         code=code_fingerprint("cells"),
     shell:
-        "python -m rnnlens best-cells --tables {input} --out {output} > {log} 2>&1"
+        "python -m rnnlens best-cells --tables {input} --out {output.best}"
+        " --explanations-out {output.explanations} > {log} 2>&1"
 
 
 rule saturation_figure:
