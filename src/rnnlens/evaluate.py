@@ -104,6 +104,7 @@ def evaluate(model, extra, corpus, out_path, model_id, streams=100, warmup=2000,
         "params": int(sum(p.numel() for p in model.parameters())),
         "best_val_loss": extra.get("best_val_loss"),
         "epochs_run": extra.get("epochs_run"),
+        "converged": extra.get("converged"), "convergence": extra.get("convergence"),
         "evaluation": result["layout"],
     }
     meta = write_predictions(out_path, result["target"], result["p"], result["argmax"], result["p_argmax"], meta)

@@ -20,7 +20,8 @@ def table1(prediction_paths, models_csvs, paper_names=None):
     for path in prediction_paths:
         meta = read_meta(path)
         rows.append({"corpus": meta["corpus"], "model": meta["model"], "test_loss": round(meta["test_loss"], 4),
-                     "best_val_loss": meta.get("best_val_loss"), "epochs": meta.get("epochs_run")})
+                     "best_val_loss": meta.get("best_val_loss"), "epochs": meta.get("epochs_run"),
+                     "converged": meta.get("converged")})
     df = pd.DataFrame(rows).merge(models, on=["corpus", "model"], how="left")
     paper = [table1_value(paper_names.get(c, c), a, l, s) for c, a, l, s in
              zip(df.corpus, df.arch, df.layers, df["size"])]
@@ -29,7 +30,7 @@ def table1(prediction_paths, models_csvs, paper_names=None):
     order = {a: i for i, a in enumerate(("lstm", "rnn", "gru"))}
     df = df.sort_values(["corpus", "size", "arch", "layers"], key=lambda s: s.map(order) if s.name == "arch" else s)
     return df[["corpus", "model", "arch", "layers", "size", "hidden", "params", "test_loss",
-               "paper_test_loss_recalled", "difference", "best_val_loss", "epochs"]].reset_index(drop=True)
+               "paper_test_loss_recalled", "difference", "best_val_loss", "epochs", "converged"]].reset_index(drop=True)
 
 
 def _fmt(value, digits=3):
@@ -38,15 +39,28 @@ def _fmt(value, digits=3):
     return f"{value:.{digits}f}"
 
 
+UNCONVERGED_MARK = "\u2020"
+UNCONVERGED_NOTE = (f"{UNCONVERGED_MARK} not converged: training stopped at training.max_epochs while the validation "
+                    "loss still fell by more than training.convergence_tolerance per epoch; raise training.max_epochs "
+                    "before drawing conclusions from these numbers.")
+
+
+def _unconverged(row):
+    return getattr(row, "converged", None) is False or str(getattr(row, "converged", "")) == "False"
+
+
 def table1_markdown(df):
-    """Per corpus: a grid like the paper's (rows: size; columns: arch x layers; 'ours (paper)'), then the
-    long table with parameter counts."""
-    lines = ["# Table 1: test cross-entropy (nats per character)", "",
-             f"Each cell: ours (paper). {RECALLED_NOTE} Lower is better.", ""]
+    """Per corpus: a grid like the paper's (rows: size; columns: arch x layers; 'ours (paper)' where the paper
+    has values for the corpus), then the long table with parameter counts. Unconverged models are marked."""
+    lines = ["# Table 1: test cross-entropy (nats per character)", "", "Lower is better.", ""]
     for corpus, group in df.groupby("corpus", sort=False):
+        has_paper = group.paper_test_loss_recalled.notna().any()
         cols = [(a, l) for a in ("lstm", "rnn", "gru") for l in sorted(group.layers.unique())
                 if ((group.arch == a) & (group.layers == l)).any()]
-        lines += [f"## {corpus}", "", "| size | " + " | ".join(f"{a.upper()} {l}" for a, l in cols) + " |",
+        lines += [f"## {corpus}", "",
+                  f"Each cell: ours (paper). {RECALLED_NOTE}" if has_paper else
+                  "Each cell: ours (the paper has no values for this corpus).", "",
+                  "| size | " + " | ".join(f"{a.upper()} {l}" for a, l in cols) + " |",
                   "|---|" + "---|" * len(cols)]
         for size, row_group in group.groupby("size"):
             cells = []
@@ -57,15 +71,22 @@ def table1_markdown(df):
                     continue
                 r = hit.iloc[0]
                 paper = r.paper_test_loss_recalled
-                cells.append(_fmt(r.test_loss) + (f" ({_fmt(paper)})" if paper is not None and not pd.isna(paper) else ""))
+                cells.append(_fmt(r.test_loss) + (UNCONVERGED_MARK if _unconverged(r) else "")
+                             + (f" ({_fmt(paper)})" if paper is not None and not pd.isna(paper) else ""))
             lines.append(f"| {size} | " + " | ".join(cells) + " |")
         best = group.loc[group.test_loss.idxmin()]
-        lines += ["", f"Best: {best.model} at {best.test_loss:.3f} nats/char.", "",
-                  "| model | hidden | params | test loss | paper (recalled) | difference | epochs |",
-                  "|---|---|---|---|---|---|---|"]
+        unconverged = [r.model for r in group.itertuples() if _unconverged(r)]
+        lines += ["", f"Best: {best.model} at {best.test_loss:.3f} nats/char"
+                  + (f" ({UNCONVERGED_MARK} not converged)." if _unconverged(best) else "."), ""]
+        if unconverged:
+            lines += [f"{UNCONVERGED_NOTE} ({len(unconverged)} of {len(group)} models)", ""]
+        lines += ["| model | hidden | params | test loss | paper (recalled) | difference | epochs | converged |",
+                  "|---|---|---|---|---|---|---|---|"]
         for r in group.itertuples():
+            converged = {True: "yes", False: f"no {UNCONVERGED_MARK}"}.get(
+                {"True": True, "False": False}.get(str(r.converged), None), "–")
             lines.append(f"| {r.model} | {r.hidden} | {r.params:,} | {_fmt(r.test_loss, 4)} | "
-                         f"{_fmt(r.paper_test_loss_recalled)} | {_fmt(r.difference, 4)} | {r.epochs} |")
+                         f"{_fmt(r.paper_test_loss_recalled)} | {_fmt(r.difference, 4)} | {r.epochs} | {converged} |")
         lines.append("")
     return "\n".join(lines)
 
@@ -150,3 +171,12 @@ def pick_model(table1_csv, corpus, arch=None, size="any", layers=None):
     if df.empty:
         raise ValueError(f"no model of corpus {corpus!r} matches arch={arch} size={size} layers={layers} in {table1_csv}")
     return df.loc[df.test_loss.idxmin(), "model"]
+
+
+def unconverged_models(table1_csv, corpus, models):
+    """Those of `models` that Table 1 marks as not converged (in the given order)."""
+    df = pd.read_csv(table1_csv)
+    if "converged" not in df:
+        return []
+    flags = df[df.corpus == corpus].set_index("model")["converged"].astype(str)
+    return [m for m in models if flags.get(m) == "False"]
