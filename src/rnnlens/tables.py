@@ -92,30 +92,33 @@ def table1_markdown(df):
 
 
 def training_curves(history_paths, labels, out_path, title=None):
-    import matplotlib
+    """Training and validation loss per epoch of every model: a colour per model (hue: architecture, shade:
+    size), a line style per depth, the legend beside the axes. Returns the figure."""
+    from matplotlib.ticker import MaxNLocator
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from rnnlens.plots import legend_outside, model_styles, pyplot
 
-    styles = {"lstm": "-", "gru": "--", "rnn": ":"}
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=False)
-    cmap = plt.get_cmap("viridis")
-    for i, (path, label) in enumerate(zip(history_paths, labels)):
+    styles = model_styles(labels)
+    for path, label in zip(history_paths, labels):
         hist = pd.read_csv(path)
         if hist.empty:
             continue
-        arch = label.split("-")[0]
-        color = cmap(i / max(1, len(labels) - 1))
-        axes[0].plot(hist.epoch, hist.train_loss, styles.get(arch, "-"), color=color, label=label)
-        axes[1].plot(hist.epoch, hist.val_loss, styles.get(arch, "-"), color=color, label=label)
+        style = styles[label]
+        for ax, column in zip(axes, ("train_loss", "val_loss")):
+            ax.plot(hist.epoch, hist[column], linestyle=style["linestyle"], color=style["color"],
+                    marker=style["marker"], markersize=3, label=label)
     for ax, name in zip(axes, ("training loss", "validation loss")):
         ax.set_xlabel("epoch")
         ax.set_ylabel(f"{name} (nats/char)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-    axes[1].legend(fontsize=7, ncol=2)
-    fig.suptitle(title or "Training curves (solid LSTM, dashed GRU, dotted RNN)")
+    legend_outside(axes[1], ncol=1 if len(labels) <= 18 else 2)
+    fig.suptitle(title or "Training curves (colour: architecture and size; line: depth)")
     fig.tight_layout()
     save_figures(fig, [out_path], dpi=130)
+    return fig
 
 
 def table2(ngram_paths, nnn_paths, table1_csv):
