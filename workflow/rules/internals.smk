@@ -28,7 +28,9 @@ rule internals:
         out_dir=subpath(output.saturation, parent=True),
         max_positions=INTERNALS.get("max_positions", 100000),
         cells=user_cells,
-        code=code_fingerprint("internals", "saturation", "features", "cells", "cellviz", "plots"),
+        code=code_fingerprint(
+            "internals", "saturation", "features", "cells", "cellviz", "plots"
+        ),
     shell:
         "python -m rnnlens internals --model {input.model} --data {input.data} --out-dir {params.out_dir}"
         " --model-id {wildcards.model} --max-positions {params.max_positions} {params.cells}"

@@ -69,9 +69,9 @@ rule training_curves:
         runtime=10,
     params:
         labels=MODELS,
-        count=len(MODELS),
+        n_models=len(MODELS),
         code=code_fingerprint("tables", "plots"),
     shell:
         "python -m rnnlens curves --histories {input} --labels {params.labels}"
-        " --title 'Training curves on {wildcards.corpus}: {params.count} models (hue: architecture, shade: size, line: depth)'"
+        " --title 'Training curves on {wildcards.corpus}: {params.n_models} models (hue: architecture, shade: size, line: depth)'"
         " --out {output} > {log} 2>&1"
