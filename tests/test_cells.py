@@ -297,6 +297,18 @@ def test_partial_correlation_matches_regressing_out_the_other_features():
         res_x = x[:, f] - others @ np.linalg.lstsq(others, x[:, f], rcond=None)[0]
         res_y = y - others @ np.linalg.lstsq(others, y, rcond=None)[0]
         assert partial[f, 0] == pytest.approx(np.corrcoef(res_x, res_y)[0, 1], abs=1e-6)
-    # a feature that the others determine exactly has no part of its own
+    # a feature that the others determine exactly has no part of its own ...
     collinear = np.column_stack([xs, std((x[:, 0] + x[:, 1])[:, None])])
-    assert partial_correlations(collinear.T @ collinear, collinear.T @ ys)[3, 0] == pytest.approx(0, abs=1e-3)
+    assert partial_correlations(collinear.T @ collinear, collinear.T @ ys)[3, 0] == 0
+    # ... except a character class, which is then controlled for the features that are not classes only
+    upper = rng.random(400) < 0.3
+    classes = np.column_stack([upper, ~upper, x[:, 0]]).astype(float)
+    cs = std(classes)
+    y2 = std((upper + 0.3 * x[:, 0] + rng.normal(0, 0.5, 400))[:, None])
+    partial = partial_correlations(cs.T @ cs, cs.T @ y2, ["is_upper", "is_lower", "line_pos"])
+    res_x = upper - np.column_stack([np.ones(400), x[:, 0]]) @ np.linalg.lstsq(
+        np.column_stack([np.ones(400), x[:, 0]]), upper.astype(float), rcond=None)[0]
+    res_y = y2[:, 0] - np.column_stack([np.ones(400), x[:, 0]]) @ np.linalg.lstsq(
+        np.column_stack([np.ones(400), x[:, 0]]), y2[:, 0], rcond=None)[0]
+    assert partial[0, 0] == pytest.approx(np.corrcoef(res_x, res_y)[0, 1], abs=1e-6) and partial[0, 0] > 0.5
+    assert partial[1, 0] == pytest.approx(-partial[0, 0], abs=1e-6)

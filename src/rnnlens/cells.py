@@ -34,7 +34,7 @@ import torch
 from scipy.stats import rankdata
 
 from rnnlens.corpus import atomic_csv
-from rnnlens.features import FEATURE_KINDS
+from rnnlens.features import CHARACTER_CLASSES, FEATURE_KINDS
 from rnnlens.predictions import write_table
 
 META_KEY = b"rnnlens"
@@ -120,30 +120,48 @@ def _scores_and_partials(values, features, block=128):
     rho = np.nan_to_num(rho)  # a constant cell correlates with nothing
     out = {f: ("auc", auc[j], float(n1[j] / n)) for j, f in enumerate(binary)}
     out.update({f: ("spearman", rho[count_cols[j]], np.nan) for j, f in enumerate(counts)})
-    partial = partial_correlations(feature_ranks.T @ feature_ranks, rho)
+    partial = partial_correlations(feature_ranks.T @ feature_ranks, rho, scored)
     return ({f: out[f] for f in features.columns if f in out},
             {f: partial[j] for j, f in enumerate(scored)})
 
 
-def partial_correlations(gram, corr):
+def partial_correlations(gram, corr, names=None):
     """Partial correlation of every cell with every feature given the other features.
 
     gram (F, F): correlations among the standardized features; corr (F, cells): feature-cell correlations.
-    With M = gram^-1, the part of feature f that the others do not explain has squared norm 1 / M[f, f], and
-    the cell's projection on it is (M corr)[f] / sqrt(M[f, f]); the cell's variance left after all features is
-    1 - corr' M corr. A feature that the others determine (no part of its own) gets 0."""
+    For feature f with the others o: the part of f they do not explain has variance 1 - g_of' P g_of (P the
+    pseudo-inverse of their gram), the cell's covariance with it is corr_f - g_of' P corr_o, and the cell's
+    variance left after the others is 1 - corr_o' P corr_o. A feature the others determine exactly has no part of
+    its own: a character class (they partition the bytes, so each is the rest's complement) is then controlled
+    for the features that are not classes; any other such feature gets 0."""
     k = len(gram)
     if k == 0:
         return np.zeros_like(corr)
-    ridge = 1e-9 * max(np.trace(gram), 1.0)  # keeps an exactly collinear set invertible; its partial is ~0
-    m = np.linalg.inv(gram + ridge * np.eye(k))
-    own = 1.0 / np.diag(m)  # variance of each feature not explained by the others
-    projection = (m @ corr) * np.sqrt(own)[:, None]
-    left = np.clip(1.0 - np.einsum("fc,fc->c", corr, m @ corr), 0.0, None)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        partial = projection / np.sqrt(left[None, :] + projection ** 2)
-    partial[own < 1e-6] = 0.0
-    return np.clip(np.nan_to_num(partial), -1.0, 1.0)
+    names = list(names) if names is not None else [None] * k
+    classes = [j for j, name in enumerate(names) if name in CHARACTER_CLASSES]
+    out = np.zeros_like(corr)
+    for f in range(k):
+        others = [j for j in range(k) if j != f]
+        own, cov, left = _partial_parts(gram, corr, f, others)
+        if own < 1e-6 and f in classes:
+            own, cov, left = _partial_parts(gram, corr, f, [j for j in others if j not in classes])
+        if own < 1e-6:
+            continue
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[f] = cov / np.sqrt(own * np.clip(left, 1e-12, None))
+    return np.clip(np.nan_to_num(out), -1.0, 1.0)
+
+
+def _partial_parts(gram, corr, f, others):
+    """(variance of feature f left after `others`, the cells' covariance with that part, their variance left)."""
+    if not others:
+        return 1.0, corr[f], np.ones(corr.shape[1])
+    pinv = np.linalg.pinv(gram[np.ix_(others, others)], rcond=1e-10, hermitian=True)
+    g = gram[others, f]
+    own = float(1.0 - g @ pinv @ g)
+    cov = corr[f] - g @ pinv @ corr[others]
+    left = 1.0 - np.einsum("oc,oc->c", corr[others], pinv @ corr[others])
+    return own, cov, left
 
 
 def strength_of(kind, value):

@@ -28,6 +28,8 @@ import pandas as pd
 COUNT_FEATURES = ("line_pos", "word_pos", "indent", "paren_depth", "bracket_depth", "brace_depth", "line_words")
 BINARY_FEATURES = ("in_dquote", "in_squote", "in_comment", "is_letter", "is_upper", "is_digit", "is_space",
                    "is_newline", "is_punct", "is_lower", "upper_recent", "in_indent")
+# the classes of the byte just read: they partition the bytes (with "other"), so each is fixed by the rest
+CHARACTER_CLASSES = ("is_letter", "is_upper", "is_lower", "is_digit", "is_space", "is_newline", "is_punct")
 FEATURE_KINDS = {**{name: "count" for name in COUNT_FEATURES}, **{name: "binary" for name in BINARY_FEATURES}}
 
 CODE, DQUOTE, SQUOTE, LINE_COMMENT, BLOCK_COMMENT = range(5)
