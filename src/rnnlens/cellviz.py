@@ -85,7 +85,8 @@ def colour_scale(raw, cell_state):
     if spread >= MIN_SPREAD or hi - lo < 1e-6:
         return (lambda r: display_values(r, cell_state)), f"colour: {name}, -1 red, 0 white, +1 blue"
     state = "c" if cell_state == "c" else "h"
-    sentence = (f"colour: this cell's own scale ({name} saturates: {display_values(lo, cell_state):+.2f} to "
+    flat = "saturates" if cell_state == "c" else "spans only"  # h of a GRU/RNN cannot saturate past tanh's
+    sentence = (f"colour: this cell's own scale ({name} {flat}: {display_values(lo, cell_state):+.2f} to "
                 f"{display_values(hi, cell_state):+.2f}): {state} = {lo:+.2f} red (its {_ordinal(OWN_QUANTILES[0])} "
                 f"percentile), {(lo + hi) / 2:+.2f} white, {hi:+.2f} blue ({_ordinal(OWN_QUANTILES[1])})")
     return (lambda r: np.clip(2 * (np.asarray(r, dtype=np.float64) - lo) / (hi - lo) - 1, -1, 1)), sentence
