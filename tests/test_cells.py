@@ -9,8 +9,8 @@ import torch.nn.functional as F
 from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 
-from rnnlens.cells import (CellCollector, best_cells, read_excerpts, read_scores, sample_positions, score_cells,
-                           score_matrix)
+from rnnlens.cells import (CellCollector, best_cells, explain_cells, read_excerpts, read_scores, sample_positions,
+                           score_cells, score_matrix)
 from rnnlens.corpus import PreparedCorpus
 from rnnlens.features import compute_features
 from rnnlens.internals import cli as internals_cli
@@ -219,3 +219,96 @@ def test_internals_cli_on_a_vanilla_rnn_writes_the_same_outputs(tmp_path):
         assert (out / name).is_file(), name
     scores = read_scores(out / "cells.parquet")
     assert set(scores.layer) == {1, 2} and set(scores.unit) == set(range(6))
+
+
+def dialogue_prose(n, seed=0):
+    """Narration in lowercase words (a capitalised name now and then) with quoted speech whose words are mostly
+    UPPERCASE, the way the issue's synthetic prose was: inside quotes and "the last letter was uppercase"
+    nearly coincide, but not quite (names outside quotes, a few lowercase words inside)."""
+    rng = np.random.default_rng(seed)
+    lower = [b"the", b"said", b"and", b"walked", b"into", b"room", b"of", b"old", b"house", b"slowly"]
+    upper = [b"NO", b"WHERE", b"IS", b"IT", b"COME", b"HERE", b"NOW", b"WHY", b"YES", b"STOP"]
+    names = [b"Anna", b"Pierre", b"Natasha"]
+    out = bytearray()
+    while len(out) < n:
+        words = [names[rng.integers(3)] if rng.random() < 0.12 else lower[rng.integers(10)]
+                 for _ in range(rng.integers(4, 14))]
+        out += b" ".join(words) + b' "'
+        speech = [lower[rng.integers(10)] if rng.random() < 0.1 else upper[rng.integers(10)]
+                  for _ in range(rng.integers(2, 8))]
+        out += b" ".join(speech) + (b'," ' if rng.random() < 0.5 else b'." ')
+        if rng.random() < 0.2:
+            out += b"\n"
+    return np.frombuffer(bytes(out[:n]), dtype=np.uint8)
+
+
+def test_planted_quote_and_case_cells_are_ranked_under_their_own_features():
+    data = dialogue_prose(30_000)
+    features = compute_features(data, 0, len(data))
+    quote, case = features["in_dquote"].to_numpy(float), features["upper_recent"].to_numpy(float)
+    assert 0.2 < quote.mean() < 0.6 and np.corrcoef(quote, case)[0, 1] > 0.6  # the two really are confounded
+    rng = np.random.default_rng(1)
+    n = len(data)
+    values = np.column_stack([
+        quote + rng.normal(0, 0.8, n),             # unit 0: a (noisy) inside-quotes cell
+        case + rng.normal(0, 0.1, n),              # unit 1: a letter-case cell
+        features["line_pos"] * 0.05 + rng.normal(0, 0.3, n),  # unit 2: a line-position counter
+        rng.normal(0, 1, (n, 3)),                  # units 3-5: noise
+    ])
+    table = score_cells(values, features, layers=1, hidden=6)
+    table.insert(0, "model", "lstm-1x6")
+    table.insert(1, "corpus", "dialogue")
+
+    explained = explain_cells(table).set_index("unit")
+    assert explained.loc[0, "best_feature"] == "in_dquote"
+    assert explained.loc[1, "best_feature"] == "upper_recent"
+    assert explained.loc[2, "best_feature"] in ("line_pos", "line_words")
+    assert explained.loc[1, "margin"] > 0.02 and explained.loc[0, "runner_up"] in ("is_upper", "upper_recent")
+
+    best = best_cells([table]).set_index("feature")
+    # the raw winner for in_dquote is the case cell (it separates quotes better than the noisy quote cell) ...
+    assert best.loc["in_dquote", "unit"] == 1
+    assert best.loc["in_dquote", "confounded"] and best.loc["in_dquote", "explained_by"] == "upper_recent"
+    # ... but the best cell whose own best explanation is in_dquote is the planted quote cell
+    assert best.loc["in_dquote", "own_unit"] == 0
+    assert best.loc["upper_recent", "unit"] == 1 and not best.loc["upper_recent", "confounded"]
+    assert best.loc["upper_recent", "own_unit"] == 1
+    # the control: given the other features, the case cell says little about quotes, the quote cell a lot
+    partial = table.set_index(["feature", "unit"])["partial"]
+    assert partial["in_dquote", 0] > 0.2 > partial["in_dquote", 1] * 2
+    assert partial["upper_recent", 1] > 0.5
+
+
+def test_partial_correlation_matches_regressing_out_the_other_features():
+    from rnnlens.cells import partial_correlations
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 3))
+    x[:, 2] += x[:, 0]
+    y = x[:, 0] + 0.5 * x[:, 1] + rng.normal(size=400)
+
+    def std(a):
+        a = a - a.mean(axis=0)
+        return a / np.sqrt((a ** 2).sum(axis=0))
+
+    xs, ys = std(x), std(y[:, None])
+    partial = partial_correlations(xs.T @ xs, xs.T @ ys)
+    for f in range(3):
+        others = np.column_stack([np.ones(400), np.delete(x, f, axis=1)])
+        res_x = x[:, f] - others @ np.linalg.lstsq(others, x[:, f], rcond=None)[0]
+        res_y = y - others @ np.linalg.lstsq(others, y, rcond=None)[0]
+        assert partial[f, 0] == pytest.approx(np.corrcoef(res_x, res_y)[0, 1], abs=1e-6)
+    # a feature that the others determine exactly has no part of its own ...
+    collinear = np.column_stack([xs, std((x[:, 0] + x[:, 1])[:, None])])
+    assert partial_correlations(collinear.T @ collinear, collinear.T @ ys)[3, 0] == 0
+    # ... except a character class, which is then controlled for the features that are not classes only
+    upper = rng.random(400) < 0.3
+    classes = np.column_stack([upper, ~upper, x[:, 0]]).astype(float)
+    cs = std(classes)
+    y2 = std((upper + 0.3 * x[:, 0] + rng.normal(0, 0.5, 400))[:, None])
+    partial = partial_correlations(cs.T @ cs, cs.T @ y2, ["is_upper", "is_lower", "line_pos"])
+    res_x = upper - np.column_stack([np.ones(400), x[:, 0]]) @ np.linalg.lstsq(
+        np.column_stack([np.ones(400), x[:, 0]]), upper.astype(float), rcond=None)[0]
+    res_y = y2[:, 0] - np.column_stack([np.ones(400), x[:, 0]]) @ np.linalg.lstsq(
+        np.column_stack([np.ones(400), x[:, 0]]), y2[:, 0], rcond=None)[0]
+    assert partial[0, 0] == pytest.approx(np.corrcoef(res_x, res_y)[0, 1], abs=1e-6) and partial[0, 0] > 0.5
+    assert partial[1, 0] == pytest.approx(-partial[0, 0], abs=1e-6)

@@ -108,3 +108,17 @@ def test_precision_is_checked_before_any_job(config):
     check_config(config, SCHEMA)
     config["training_overrides"] = {"lstm": {"precision": "fp16"}}
     assert "fp16 needs a CUDA device, but training.device is cpu; use bf16 or fp32" in _error(config)
+
+
+def test_convergence_and_bracket_settings_are_validated(config):
+    assert config["training"]["convergence_tolerance"] == 0.01
+    assert config["analysis"]["bracket_min_count"] == 10 and config["analysis"]["bracket_max_distance"] == 400
+    bad = copy.deepcopy(config)
+    bad["training"]["convergence_tolerance"] = 1.5
+    assert "training.convergence_tolerance" in _error(bad)
+    bad = copy.deepcopy(config)
+    bad["analysis"]["bracket_min_count"] = 0
+    assert "analysis.bracket_min_count" in _error(bad)
+    bad = copy.deepcopy(config)
+    bad["analysis"]["bracket_max_distance"] = "far"
+    assert "analysis.bracket_max_distance" in _error(bad)

@@ -97,6 +97,17 @@ def test_character_classes():
     assert list(f.columns) == list(COUNT_FEATURES) + list(BINARY_FEATURES)
 
 
+def test_confound_features_case_of_last_letter_indentation_and_words_in_line():
+    f = features_of(b'He said "NO, go." ok\n  Hi there')
+    #                 H e _ s a i d _ " N O , _ g o . " _ o k \n _ _ H i _ t h e r e
+    assert f["upper_recent"].tolist() == [1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                                          1, 0, 0, 0, 0, 0, 0, 0]
+    assert f["is_lower"].tolist()[:3] == [0, 1, 0]
+    assert f["in_indent"].tolist()[20:24] == [0, 1, 1, 0]  # the newline itself is not indentation
+    assert f["line_words"].tolist() == [1, 1, 1, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 4, 5, 5, 0, 0, 0,
+                                        1, 1, 1, 2, 2, 2, 2, 2]
+
+
 def test_context_before_the_split_is_used():
     data = np.frombuffer(b'x = "long string (still' + b" inside" * 5 + b'" (y)', dtype=np.uint8)
     start = 30

@@ -19,7 +19,7 @@ from rnnlens.corpus import atomic_write_text
 from rnnlens.model import parse_model_id
 from rnnlens.oracles import model_id_of
 from rnnlens.plots import pyplot, save_figures
-from rnnlens.predictions import read_predictions
+from rnnlens.predictions import read_meta, read_predictions
 
 ARCH_MARKERS = {"rnn": "s", "lstm": "o", "gru": "^"}
 ARCH_COLORMAPS = {"rnn": "Reds", "lstm": "Blues", "gru": "Greens"}
@@ -128,12 +128,14 @@ def plot_embedding(embedding, paths, title="t-SNE of models (argmax agreement)")
     if len(parsed) < len(embedding):
         handles.append(Line2D([], [], marker=OTHER_MARKER, color="w", markerfacecolor=OTHER_COLOR, markersize=7,
                               label="other"))
-    ax.legend(handles=handles, fontsize=7, loc="best", labelspacing=1.0)
+    ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0,
+              frameon=False, labelspacing=1.0)  # beside the map: inside, it covered models
     ax.margins(0.15)
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_title(title, fontsize=10)
     save_figures(fig, paths)
+    return fig
 
 
 def load_argmaxes(paths):
@@ -180,7 +182,9 @@ def cli(argv=None) -> int:
     print(f"agreement: {len(ids)} models, perplexity {tsne_perplexity(len(ids)):.2f}", flush=True)
     atomic_write_text(args.csv_out, agreement.to_csv(index_label="model", float_format="%.6f"))
     atomic_write_text(args.embedding_out, embedding.to_csv(index=False, float_format="%.6f"))
-    plot_embedding(embedding, args.fig_out)
+    corpus = read_meta(args.predictions[0]).get("corpus", "")
+    plot_embedding(embedding, args.fig_out, title=f"{corpus}: t-SNE of {len(ids)} models by argmax agreement "
+                   "(each point labelled with its model)")
     print(f"agreement: wrote {args.csv_out}, {args.embedding_out}, {', '.join(args.fig_out)}", flush=True)
     return 0
 

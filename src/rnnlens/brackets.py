@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from rnnlens import convergence
 from rnnlens.corpus import PreparedCorpus, atomic_write_text
 from rnnlens.predictions import read_predictions
 from rnnlens.plots import save_figures
@@ -192,47 +193,53 @@ def family_of(label, meta):
     return "ngram" if label.startswith("ngram") else family
 
 
-LINESTYLES = {"ngram": "--", "nnn": ":"}
 SHOWN = {"brace": "}", "paren": ")", "bracket": "]", "quote": '"'}
 
 
-def plot_curves(df, corpus, name, families, out_base, bin_width, min_count=10, max_distance=400):
-    """One figure: mean p of the closer per distance bin for every model, counts as light bars behind."""
-    import matplotlib
+def plot_curves(df, corpus, name, families, out_base, bin_width, min_count=10, max_distance=400, unconverged=()):
+    """One figure: mean p of the closer per distance bin for every model, counts as light bars behind; the legend
+    below the axes, y fitted to the highest curve. Without a bin to show, a note stands in for the figure.
+    Returns the figure."""
+    from rnnlens.plots import fit_ylim, legend_outside, model_styles, note_figure, pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    shown = df[(df["count"] >= min_count) & (df["bin_start"] < max_distance)] if len(df) else df
-    if len(shown):
-        counts = shown.drop_duplicates("bin_start")
-        ax_counts = ax.twinx()
-        ax_counts.bar(counts["bin_start"] + bin_width / 2, counts["count"], width=bin_width * 0.9,
-                      color="0.88", zorder=0)
-        ax_counts.set_ylabel("closers per bin", color="0.45")
-        ax_counts.tick_params(axis="y", colors="0.45")
-        ax.set_zorder(ax_counts.get_zorder() + 1)
-        ax.patch.set_visible(False)
-        all_bins = np.arange(0, shown["bin_start"].max() + 1, bin_width)
-        for label, curve in shown.groupby("model", sort=False):
-            family = families.get(label, "")
-            # NaN where a bin is missing or too thin, so the line breaks there instead of bridging the gap
-            mean_p = curve.set_index("bin_start")["mean_p"].reindex(all_bins)
-            ax.plot(all_bins + bin_width / 2, mean_p.to_numpy(), LINESTYLES.get(family, "-"),
-                    marker="o", markersize=3, linewidth=1.6, label=label)
-        ax.set_ylim(0, 1.02)
-        ax.legend(fontsize=8, loc="lower left", framealpha=0.9)
-    else:
-        ax.text(0.5, 0.5, f"no matched {SHOWN[name]} in the test split with >= {min_count} per bin",
-                ha="center", va="center", transform=ax.transAxes)
-    ax.set_xlabel(f"distance to the matching opener (characters, bins of {bin_width})")
-    ax.set_ylabel(f"mean probability of {SHOWN[name]}")
-    ax.set_title(f"{corpus}: closing {SHOWN[name]} vs distance to its opener")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
     out_base = Path(out_base)
-    save_figures(fig, [out_base.with_name(f"{out_base.name}.{ext}") for ext in ("png", "pdf")])
+    paths = [out_base.with_name(f"{out_base.name}.{ext}") for ext in ("png", "pdf")]
+    shown = df[(df["count"] >= min_count) & (df["bin_start"] < max_distance)] if len(df) else df
+    title = f"{corpus}: closing {SHOWN[name]} vs distance to its opener"
+    if not len(shown):
+        total = int(df.drop_duplicates("bin_start")["count"].sum()) if len(df) else 0
+        return note_figure(title, f"Nothing to plot: {total} matched {SHOWN[name]} in the test split, no distance bin "
+                           f"below {max_distance} with >= {min_count} (analysis.bracket_min_count).", paths)
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7.5, 4.6))
+    counts = shown.drop_duplicates("bin_start")
+    ax_counts = ax.twinx()
+    ax_counts.bar(counts["bin_start"] + bin_width / 2, counts["count"], width=bin_width * 0.9, color="0.9", zorder=0)
+    ax_counts.set_ylabel("closers per bin (grey bars)", color="0.45")
+    ax_counts.tick_params(axis="y", colors="0.45")
+    ax.set_zorder(ax_counts.get_zorder() + 1)
+    ax.patch.set_visible(False)
+    all_bins = np.arange(0, shown["bin_start"].max() + 1, bin_width)
+    labels = list(dict.fromkeys(shown["model"]))
+    styles = model_styles(labels)
+    for label in labels:
+        curve = shown[shown["model"] == label]
+        # NaN where a bin is missing or too thin, so the line breaks there instead of bridging the gap
+        mean_p = curve.set_index("bin_start")["mean_p"].reindex(all_bins)
+        style = styles[label]
+        ax.plot(all_bins + bin_width / 2, mean_p.to_numpy(), linestyle=style["linestyle"], color=style["color"],
+                marker=style["marker"], markersize=3.5, linewidth=1.6,
+                label=f"{label} (unconverged)" if label in unconverged else label)
+    fit_ylim(ax, shown["mean_p"])  # every curve visible, the n-gram included; not squashed into a 0-1 axis
+    ax.set_xlim(0, all_bins.max() + bin_width)
+    ax.set_xlabel(f"distance to the matching opener (characters, bins of {bin_width}; bins with >= {min_count})")
+    ax.set_ylabel(f"mean probability of {SHOWN[name]}")
+    ax.set_title(f"{title}\n{', '.join(labels)}", fontsize=9)
+    ax.grid(alpha=0.3)
+    legend_outside(ax, "below")
+    fig.tight_layout()
+    save_figures(fig, paths)
+    return fig
 
 
 def load_test_p(path, test_len, test_bytes):
@@ -252,16 +259,19 @@ def brackets(data_json, prediction_paths, labels=None, delimiters=tuple(DELIMITE
     test_bytes = corpus.split("test")
     if labels and len(labels) != len(prediction_paths):
         raise ValueError(f"{len(labels)} labels for {len(prediction_paths)} predictions files; give one each")
-    probs, families = {}, {}
+    probs, families, unconverged = {}, {}, []
     for i, path in enumerate(prediction_paths):
         p, meta = load_test_p(path, len(test_bytes), test_bytes)
         label = labels[i] if labels else meta.get("model") or Path(path).stem
         if label in probs:
             raise ValueError(f"label {label!r} is used twice; give distinct --labels")
         probs[label], families[label] = p, family_of(label, meta)
+        if convergence.is_unconverged(meta):
+            unconverged.append(label)
+            log(convergence.pick_note(label, meta, "one of the compared models"))
     frames, summary = [], {"corpus": corpus.name, "bin_width": bin_width, "quote_scope": quote_scope,
                            "test_pieces": len(corpus.pieces["test"]), "test_bytes": len(test_bytes),
-                           "delimiters": {}}
+                           "delimiters": {}, "unconverged": unconverged}
     for name in delimiters:
         t0 = time.time()
         offsets, distances, counts = closers_in_test(corpus.data, corpus.pieces["test"], name, quote_scope)
@@ -309,7 +319,8 @@ def cli(argv=None) -> int:
     corpus = summary["corpus"]
     for name in delimiters:
         plot_curves(curves[curves["delimiter_name"] == name], corpus, name, families,
-                    Path(args.fig_dir) / f"brackets-{corpus}-{name}", args.bin, args.min_count, args.max_distance)
+                    Path(args.fig_dir) / f"brackets-{corpus}-{name}", args.bin, args.min_count, args.max_distance,
+                    summary["unconverged"])
     atomic_write_text(args.csv_out, curves.to_csv(index=False))
     if args.summary_out:
         atomic_write_text(args.summary_out, json.dumps(summary, indent=2) + "\n")

@@ -1,13 +1,23 @@
-"""Interpretable-cell discovery: score every cell (LSTM c, GRU/RNN h; all layers) against every text feature.
+"""Interpretable-cell discovery: score every cell (LSTM c, GRU/RNN h; all layers) against every text feature,
+then rank each cell against the simpler explanations.
 
 Binary features get the ROC AUC of the cell's activation for telling the feature's positives from its negatives
 (Mann-Whitney from average ranks, all cells at once); count features get the Spearman rank correlation. The
 score is direction-free, max(AUC, 1 - AUC) or |rho|, and `sign` says which way the cell goes (+1: the cell is
 higher where the feature is on / larger). Positions may be subsampled evenly to bound memory.
 
+Scores of different kinds are put on one scale to say which feature explains a cell best: `strength` is the
+rank-biserial correlation |2 AUC - 1| for a binary feature and |rho| for a count (both 0 for no relation and 1
+for a perfectly monotone one). `partial` is the partial rank correlation of the cell with the feature given
+all the other features (Pearson on ranks, the other features regressed out of both): near 0 when what the cell
+shares with the feature is already explained by the others, e.g. an "in_dquote" cell that follows letter case.
+
 Per-model table (Parquet, ranked within each feature): model, corpus, layer (from 1), unit (from 0), feature,
 kind (auc | spearman), value (AUC or rho), score, sign, rank, prevalence (share of positives; binary only),
-positions. `best_cells` joins several such tables into the best cell per feature and model.
+positions, strength, partial. `explain_cells` gives every cell its best feature and the margin over the
+runner-up; `best_cells` joins several tables into the best cell per feature and model, both the best raw score
+(flagged when another feature explains that cell better) and the best cell whose own best explanation is the
+feature.
 """
 
 import argparse
@@ -24,11 +34,12 @@ import torch
 from scipy.stats import rankdata
 
 from rnnlens.corpus import atomic_csv
-from rnnlens.features import FEATURE_KINDS
+from rnnlens.features import CHARACTER_CLASSES, FEATURE_KINDS
 from rnnlens.predictions import write_table
 
 META_KEY = b"rnnlens"
-SCORE_COLUMNS = ["layer", "unit", "feature", "kind", "value", "score", "sign", "rank", "prevalence", "positions"]
+SCORE_COLUMNS = ["layer", "unit", "feature", "kind", "value", "score", "sign", "rank", "prevalence", "positions",
+                 "strength", "partial"]
 
 
 def sample_positions(n, max_positions):
@@ -81,25 +92,82 @@ def _standardize(columns):
 def score_matrix(values, features, block=128):
     """values (N, cells), features DataFrame (N rows, columns in FEATURE_KINDS) -> {feature: (kind, value[cells],
     prevalence)}. Features without variation (no positives, or constant) are left out."""
+    return _scores_and_partials(values, features, block)[0]
+
+
+def _scores_and_partials(values, features, block=128):
+    """score_matrix's scores, and {feature: partial rank correlation[cells]} given the other scored features."""
     values = np.asarray(values)
     n, cells = values.shape
     binary = [f for f in features.columns if FEATURE_KINDS.get(f) == "binary" and 0 < features[f].sum() < n]
     counts = [f for f in features.columns if FEATURE_KINDS.get(f) == "count" and features[f].nunique() > 1]
+    scored = [f for f in features.columns if f in binary or f in counts]
     y = features[binary].to_numpy(dtype=np.float64)
     n1 = y.sum(axis=0)
     n0 = n - n1
-    count_ranks = _standardize(rankdata(features[counts].to_numpy(), axis=0)) if counts else np.zeros((n, 0))
+    # every scored feature as standardized ranks (a binary feature's ranks are a linear map of the indicator)
+    feature_ranks = (_standardize(rankdata(features[scored].to_numpy(dtype=np.float64), axis=0)) if scored
+                     else np.zeros((n, 0)))
+    count_cols = [scored.index(f) for f in counts]
     auc = np.empty((len(binary), cells))
-    rho = np.empty((len(counts), cells))
+    rho = np.empty((len(scored), cells))  # rank correlation of every feature with every cell
     for lo in range(0, cells, block):
         ranks = rankdata(values[:, lo:lo + block], axis=0)  # average ranks: ties count half, as AUC requires
         if binary:
             auc[:, lo:lo + block] = (y.T @ ranks - (n1 * (n1 + 1) / 2)[:, None]) / (n1 * n0)[:, None]
-        if counts:
-            rho[:, lo:lo + block] = count_ranks.T @ _standardize(ranks)
+        if scored:
+            rho[:, lo:lo + block] = feature_ranks.T @ _standardize(ranks)
+    rho = np.nan_to_num(rho)  # a constant cell correlates with nothing
     out = {f: ("auc", auc[j], float(n1[j] / n)) for j, f in enumerate(binary)}
-    out.update({f: ("spearman", np.nan_to_num(rho[j]), np.nan) for j, f in enumerate(counts)})
-    return {f: out[f] for f in features.columns if f in out}
+    out.update({f: ("spearman", rho[count_cols[j]], np.nan) for j, f in enumerate(counts)})
+    partial = partial_correlations(feature_ranks.T @ feature_ranks, rho, scored)
+    return ({f: out[f] for f in features.columns if f in out},
+            {f: partial[j] for j, f in enumerate(scored)})
+
+
+def partial_correlations(gram, corr, names=None):
+    """Partial correlation of every cell with every feature given the other features.
+
+    gram (F, F): correlations among the standardized features; corr (F, cells): feature-cell correlations.
+    For feature f with the others o: the part of f they do not explain has variance 1 - g_of' P g_of (P the
+    pseudo-inverse of their gram), the cell's covariance with it is corr_f - g_of' P corr_o, and the cell's
+    variance left after the others is 1 - corr_o' P corr_o. A feature the others determine exactly has no part of
+    its own: a character class (they partition the bytes, so each is the rest's complement) is then controlled
+    for the features that are not classes; any other such feature gets 0."""
+    k = len(gram)
+    if k == 0:
+        return np.zeros_like(corr)
+    names = list(names) if names is not None else [None] * k
+    classes = [j for j, name in enumerate(names) if name in CHARACTER_CLASSES]
+    out = np.zeros_like(corr)
+    for f in range(k):
+        others = [j for j in range(k) if j != f]
+        own, cov, left = _partial_parts(gram, corr, f, others)
+        if own < 1e-6 and f in classes:
+            own, cov, left = _partial_parts(gram, corr, f, [j for j in others if j not in classes])
+        if own < 1e-6:
+            continue
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[f] = cov / np.sqrt(own * np.clip(left, 1e-12, None))
+    return np.clip(np.nan_to_num(out), -1.0, 1.0)
+
+
+def _partial_parts(gram, corr, f, others):
+    """(variance of feature f left after `others`, the cells' covariance with that part, their variance left)."""
+    if not others:
+        return 1.0, corr[f], np.ones(corr.shape[1])
+    pinv = np.linalg.pinv(gram[np.ix_(others, others)], rcond=1e-10, hermitian=True)
+    g = gram[others, f]
+    own = float(1.0 - g @ pinv @ g)
+    cov = corr[f] - g @ pinv @ corr[others]
+    left = 1.0 - np.einsum("oc,oc->c", corr[others], pinv @ corr[others])
+    return own, cov, left
+
+
+def strength_of(kind, value):
+    """The common scale of both kinds: |2 AUC - 1| (rank-biserial) or |rho|."""
+    value = np.asarray(value, dtype=np.float64)
+    return np.where(np.asarray(kind) == "auc", np.abs(2 * value - 1), np.abs(value))
 
 
 def score_cells(values, features, layers, hidden):
@@ -111,7 +179,8 @@ def score_cells(values, features, layers, hidden):
     layer = np.repeat(np.arange(1, layers + 1), hidden)
     unit = np.tile(np.arange(hidden), layers)
     parts = []
-    for feature, (kind, value, prevalence) in score_matrix(values, features.reset_index(drop=True)).items():
+    scores, partials = _scores_and_partials(values, features.reset_index(drop=True))
+    for feature, (kind, value, prevalence) in scores.items():
         centred = value - 0.5 if kind == "auc" else value
         score = np.abs(centred) + (0.5 if kind == "auc" else 0.0)
         order = np.argsort(-score, kind="stable")
@@ -119,10 +188,43 @@ def score_cells(values, features, layers, hidden):
         rank[order] = np.arange(1, len(order) + 1)
         parts.append(pd.DataFrame({"layer": layer, "unit": unit, "feature": feature, "kind": kind, "value": value,
                                    "score": score, "sign": np.where(centred >= 0, 1, -1), "rank": rank,
-                                   "prevalence": prevalence, "positions": len(values)}).iloc[order])
+                                   "prevalence": prevalence, "positions": len(values),
+                                   "strength": strength_of(kind, value),
+                                   "partial": np.abs(partials[feature])}).iloc[order])
     if not parts:
         return pd.DataFrame(columns=SCORE_COLUMNS)
     return pd.concat(parts, ignore_index=True)
+
+
+CELL_KEYS = ["corpus", "model", "layer", "unit"]
+
+
+def _with_strength(frame):
+    """Older score tables have no strength/partial columns: derive strength, leave partial unknown."""
+    if "strength" not in frame:
+        frame = frame.assign(strength=strength_of(frame["kind"].to_numpy(), frame["value"].to_numpy()))
+    if "partial" not in frame:
+        frame = frame.assign(partial=np.nan)
+    if "corpus" not in frame:
+        frame = frame.assign(corpus="")
+    if "model" not in frame:
+        frame = frame.assign(model="")
+    return frame
+
+
+def explain_cells(scores):
+    """Every scored cell's best explanation: best_feature (highest strength), its strength, kind and partial,
+    the runner_up feature and its strength, and the margin between them."""
+    frame = _with_strength(scores)
+    ranked = frame.sort_values(CELL_KEYS + ["strength"], ascending=[True] * 4 + [False], kind="stable")
+    first = ranked.groupby(CELL_KEYS, sort=False).nth(0).set_index(CELL_KEYS)
+    second = ranked.groupby(CELL_KEYS, sort=False).nth(1).set_index(CELL_KEYS)
+    out = pd.DataFrame({"best_feature": first["feature"], "best_kind": first["kind"],
+                        "best_strength": first["strength"], "best_partial": first["partial"]})
+    out["runner_up"] = second["feature"].reindex(out.index)
+    out["runner_up_strength"] = second["strength"].reindex(out.index)
+    out["margin"] = out["best_strength"] - out["runner_up_strength"].fillna(0.0)
+    return out.reset_index()
 
 
 def _atomic_parquet(frame, path, meta):
@@ -173,22 +275,41 @@ def read_excerpts(path):
 
 
 def best_cells(tables):
-    """Per-model score tables -> the best cell of every (corpus, feature, model), with `best_in_corpus` marking
-    the model whose best cell scores highest for that feature on that corpus."""
+    """Per-model score tables -> one row per (corpus, feature, model):
+
+    the cell with the best raw score for the feature (layer, unit, score, sign, value, prevalence, strength,
+    partial), what explains that cell best overall (explained_by, explained_by_strength, margin) and
+    `confounded` when that is another feature; then `own_*`: the best-scoring cell whose own best explanation
+    IS this feature (empty when no cell of the model has it as its best); `best_in_corpus` marks the model
+    whose raw best cell scores highest for the feature on the corpus."""
     frame = pd.concat([t for t in tables if len(t)], ignore_index=True) if tables else pd.DataFrame()
     if frame.empty:
         raise ValueError("no cell scores given; run `rnnlens internals` for the models first")
-    if "corpus" not in frame:
-        frame["corpus"] = ""
-    best = frame.loc[frame.groupby(["corpus", "feature", "model"], sort=False)["score"].idxmax()]
+    frame = _with_strength(frame)
+    explained = explain_cells(frame)
+    frame = frame.merge(explained[CELL_KEYS + ["best_feature", "best_strength", "margin"]], on=CELL_KEYS)
+    groups = ["corpus", "feature", "model"]
+    best = frame.loc[frame.groupby(groups, sort=False)["score"].idxmax()]
     top = best.groupby(["corpus", "feature"])["score"].transform("max")
-    best = best.assign(best_in_corpus=best["score"] == top)
+    best = best.assign(best_in_corpus=best["score"] == top, explained_by=best["best_feature"],
+                       explained_by_strength=best["best_strength"], confounded=best["best_feature"] != best["feature"])
+    own = frame[frame["best_feature"] == frame["feature"]]
+    own = own.loc[own.groupby(groups, sort=False)["score"].idxmax()] if len(own) else own
+    own = own[groups + ["layer", "unit", "score", "sign", "strength", "partial", "margin"]].rename(
+        columns={c: f"own_{c}" for c in ("layer", "unit", "score", "sign", "strength", "partial", "margin")})
+    best = best.merge(own, on=groups, how="left")
+    for column in ("own_layer", "own_unit", "own_sign"):
+        best[column] = best[column].astype("Int64")
     feature_order = {f: i for i, f in enumerate(FEATURE_KINDS)}
     best = best.assign(_f=best.feature.map(feature_order)).sort_values(["corpus", "_f", "score"],
                                                                          ascending=[True, True, False])
-    columns = ["corpus", "feature", "kind", "model", "layer", "unit", "score", "sign", "value", "prevalence",
-               "best_in_corpus"]
-    return best[columns].reset_index(drop=True)
+    return best[BEST_COLUMNS].reset_index(drop=True)
+
+
+BEST_COLUMNS = ["corpus", "feature", "kind", "model", "layer", "unit", "score", "sign", "value", "prevalence",
+                "strength", "partial", "explained_by", "explained_by_strength", "confounded",
+                "own_layer", "own_unit", "own_score", "own_sign", "own_strength", "own_partial", "own_margin",
+                "best_in_corpus"]
 
 
 def cli(argv=None) -> int:
@@ -196,13 +317,16 @@ def cli(argv=None) -> int:
                                  description="Cross-model table of the best cell per feature from per-model cell tables.")
     ap.add_argument("--tables", nargs="+", required=True, help="cells.parquet files written by `rnnlens internals`")
     ap.add_argument("--out", required=True, help="output table (.csv, .parquet or .md)")
+    ap.add_argument("--explanations-out", default=None,
+                    help="CSV with every cell's best feature, runner-up and margin (all models)")
     args = ap.parse_args(argv)
     missing = [p for p in args.tables if not Path(p).is_file()]
     if missing:
         print(f"error: missing cell tables {missing}; run `rnnlens internals` for those models", file=sys.stderr)
         return 2
     try:
-        best = best_cells([read_scores(p) for p in args.tables])
+        tables = [read_scores(p) for p in args.tables]
+        best = best_cells(tables)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -218,7 +342,16 @@ def cli(argv=None) -> int:
         os.replace(tmp, out)
     else:
         _atomic_csv(best, out)
-    print(f"best cells of {best.model.nunique()} models, {best.feature.nunique()} features -> {out}", flush=True)
+    if args.explanations_out:
+        _atomic_csv(explain_cells(pd.concat([t for t in tables if len(t)], ignore_index=True)), args.explanations_out)
+    winners = best[best.best_in_corpus]
+    for row in winners[winners.confounded].itertuples():
+        print(f"note: the best {row.feature} cell ({row.model} layer {row.layer} unit {row.unit}, strength "
+              f"{row.strength:.3f}) is better explained by {row.explained_by} ({row.explained_by_strength:.3f})",
+              flush=True)
+    print(f"best cells of {best.model.nunique()} models, {best.feature.nunique()} features -> {out}; "
+          f"{int(winners.confounded.sum())} of {len(winners)} features' best cells are better explained by "
+          "another feature (column confounded)", flush=True)
     return 0
 
 

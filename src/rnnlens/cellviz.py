@@ -2,6 +2,10 @@
 by the cell's value after reading it, tanh(c) for an LSTM cell (h itself for GRU/RNN, already in -1..1), from
 -1 red through 0 white to +1 blue.
 
+Where that scale is saturated (a counter cell whose c runs from 1.4 to 6.8 has tanh(c) between 0.88 and 1.00,
+one flat blue), the picture colours the cell on its own scale instead: its 2nd..98th percentiles over the
+excerpts map to red..blue (see `colour_scale`), and the figure states which scale it uses.
+
 Newlines end a row and are drawn as a coloured `↵`; tabs as `→`; other control and non-ASCII bytes as `·`.
 Outputs per model: cells/<feature>__L<layer>_U<unit>.png for each picture, cells.pdf (one page per picture),
 cells.html (self-contained: inline CSS, a section per cell with its caption, the value on hover).
@@ -14,6 +18,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 RED = np.array([0.84, 0.19, 0.15])
 BLUE = np.array([0.13, 0.40, 0.76])
@@ -57,7 +62,37 @@ def display_values(raw, cell_state):
     return np.tanh(raw) if cell_state == "c" else np.asarray(raw)
 
 
-def draw_cell_figure(data, values, caption, width=100):
+# tanh(c) is the paper's scale; below this spread (5th to 95th percentile, of the -1..1 range's 2) it is too flat
+# to read and the cell gets its own scale
+MIN_SPREAD = 0.5
+OWN_QUANTILES = (2, 98)
+
+
+def _ordinal(n):
+    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
+
+
+def colour_scale(raw, cell_state):
+    """-> (function raw values -> display values in [-1, 1], sentence naming the scale for the figure).
+
+    The paper's scale (tanh(c), or h) unless it is saturated on this cell's values (spread < MIN_SPREAD); then
+    the cell's own percentiles OWN_QUANTILES map linearly to -1 and +1, and values beyond them are clipped."""
+    raw = np.asarray(raw, dtype=np.float64)
+    name = "tanh(c)" if cell_state == "c" else "h"
+    base = display_values(raw, cell_state)
+    spread = float(np.subtract(*np.percentile(base, [95, 5]))) if len(base) else 2.0
+    lo, hi = np.percentile(raw, OWN_QUANTILES) if len(raw) else (0.0, 0.0)
+    if spread >= MIN_SPREAD or hi - lo < 1e-6:
+        return (lambda r: display_values(r, cell_state)), f"colour: {name}, -1 red, 0 white, +1 blue"
+    state = "c" if cell_state == "c" else "h"
+    flat = "saturates" if cell_state == "c" else "spans only"  # h of a GRU/RNN cannot saturate past tanh's
+    sentence = (f"colour: this cell's own scale ({name} {flat}: {display_values(lo, cell_state):+.2f} to "
+                f"{display_values(hi, cell_state):+.2f}): {state} = {lo:+.2f} red (its {_ordinal(OWN_QUANTILES[0])} "
+                f"percentile), {(lo + hi) / 2:+.2f} white, {hi:+.2f} blue ({_ordinal(OWN_QUANTILES[1])})")
+    return (lambda r: np.clip(2 * (np.asarray(r, dtype=np.float64) - lo) / (hi - lo) - 1, -1, 1)), sentence
+
+
+def draw_cell_figure(data, values, caption, width=100, scale_note=None):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -68,9 +103,10 @@ def draw_cell_figure(data, values, caption, width=100):
     rows, cols = layout(data, width)
     n_rows = int(rows.max()) + 1 if len(rows) else 1
     cw, rh = 0.105, 0.19  # inches per character cell at fontsize 8.5
-    fig = plt.figure(figsize=(width * cw + 0.4, n_rows * rh + 0.7))
-    ax = fig.add_axes([0.2 / (width * cw + 0.4), 0.1 / (n_rows * rh + 0.7), width * cw / (width * cw + 0.4),
-                       n_rows * rh / (n_rows * rh + 0.7)])
+    top = 0.95 if scale_note else 0.6  # inches above the text for the caption (and the scale)
+    height = n_rows * rh + top + 0.1
+    fig = plt.figure(figsize=(width * cw + 0.4, height))
+    ax = fig.add_axes([0.2 / (width * cw + 0.4), 0.1 / height, width * cw / (width * cw + 0.4), n_rows * rh / height])
     ax.set_xlim(0, width)
     ax.set_ylim(n_rows, 0)
     ax.axis("off")
@@ -81,7 +117,9 @@ def draw_cell_figure(data, values, caption, width=100):
         if g != " ":
             ax.text(c + 0.5, r + 0.55, g, ha="center", va="center", family="DejaVu Sans Mono", fontsize=8.5,
                     color="0.35" if byte in GLYPHS or not 33 <= byte < 127 else "black")
-    fig.text(0.5, 1 - 0.25 / (n_rows * rh + 0.7), caption, ha="center", va="center", fontsize=9)
+    fig.text(0.5, 1 - 0.25 / height, caption, ha="center", va="center", fontsize=9)
+    if scale_note:
+        fig.text(0.5, 1 - 0.6 / height, scale_note, ha="center", va="center", fontsize=8, color="0.25")
     return fig
 
 
@@ -104,15 +142,34 @@ def pick_window(frame, values_by_window, feature_values=None, kind=None):
 
 
 def select_cells(scores, user_cells=(), features=None):
-    """Pictures to draw: the top cell of each feature (in table order), then the user's (layer, unit) cells.
-    -> list of dicts with feature, kind, score, sign, layer, unit."""
+    """Pictures to draw: the top cell of each feature (in table order) with what explains it best, and, where
+    another feature explains that cell better, also the best cell whose own best explanation is the feature;
+    then the user's (layer, unit) cells. -> list of dicts with feature, kind, score, sign, layer, unit (and
+    explained_by, explained_strength, own)."""
+    from rnnlens.cells import explain_cells, strength_of
+
     picks = []
+    explained = explain_cells(scores).set_index(["layer", "unit"]) if len(scores) else None
     top = scores[scores["rank"] == 1]
     if features:
         top = top[top.feature.isin(features)]
     for row in top.itertuples():
-        picks.append({"feature": row.feature, "kind": row.kind, "score": float(row.score), "sign": int(row.sign),
-                      "layer": int(row.layer), "unit": int(row.unit)})
+        entry = {"feature": row.feature, "kind": row.kind, "score": float(row.score), "sign": int(row.sign),
+                 "layer": int(row.layer), "unit": int(row.unit), "own": False}
+        why = explained.loc[(row.layer, row.unit)]
+        if why.best_feature != row.feature:
+            entry.update(explained_by=why.best_feature, explained_strength=float(why.best_strength),
+                         strength=float(strength_of(row.kind, row.value)))
+            picks.append(entry)
+            owners = explained[explained.best_feature == row.feature].index
+            own = scores[(scores.feature == row.feature)
+                         & pd.MultiIndex.from_frame(scores[["layer", "unit"]]).isin(owners)].head(1)
+            if len(own):
+                o = own.iloc[0]
+                picks.append({"feature": row.feature, "kind": o.kind, "score": float(o.score), "sign": int(o.sign),
+                              "layer": int(o.layer), "unit": int(o.unit), "own": True})
+        else:
+            picks.append(entry)
     for layer, unit in user_cells:
         best = scores[(scores.layer == layer) & (scores.unit == unit)].sort_values("score", ascending=False).head(1)
         entry = {"feature": None, "kind": None, "score": np.nan, "sign": 0, "layer": layer, "unit": unit}
@@ -130,7 +187,13 @@ def caption_of(pick, model_id):
             how = f"AUC {pick['score']:.3f}, {'higher' if pick['sign'] > 0 else 'lower'} where it holds"
         else:
             how = f"Spearman |rho| {pick['score']:.3f}, {'rises' if pick['sign'] > 0 else 'falls'} with it"
-        return f"{model_id} {where}: best cell for {pick['feature']} ({how})"
+        if pick.get("own"):
+            return f"{model_id} {where}: best cell whose own best explanation is {pick['feature']} ({how})"
+        text = f"{model_id} {where}: best cell for {pick['feature']} ({how})"
+        if pick.get("explained_by"):
+            text += (f"; better explained by {pick['explained_by']} (strength {pick['explained_strength']:.3f} vs "
+                     f"{pick['strength']:.3f})")
+        return text
     if "best_feature" in pick:
         return f"{model_id} {where} (user's cell; best feature {pick['best_feature']}, score {pick['best_score']:.3f})"
     return f"{model_id} {where} (user's cell)"
@@ -143,18 +206,20 @@ def _atomic_savefig(fig, path, **kwargs):
     os.replace(tmp, path)
 
 
-def html_section(data, values, raw, caption, cell_state, layer, unit):
+def html_section(data, values, raw, caption, cell_state, layer, unit, scale_note=""):
     spans = []
     for byte, v, r in zip(data, values, raw):
         g = html.escape(glyph(byte))
-        title = f"L{layer} U{unit} byte 0x{int(byte):02x}: {'tanh(c)' if cell_state == 'c' else 'h'}={v:+.3f}"
+        title = f"L{layer} U{unit} byte 0x{int(byte):02x}: {'c' if cell_state == 'c' else 'h'}={r:+.3f}"
         if cell_state == "c":
-            title += f" (c={r:+.3f})"
+            title += f" (tanh(c)={np.tanh(r):+.3f})"
         cls = ' class="ctl"' if byte in (9, 10) or not 32 <= byte < 127 else ""
         spans.append(f'<span{cls} style="background:{hex_colour(colour(v))}" title="{title}">{g}</span>')
         if byte == 10:
             spans.append("\n")
-    return (f'<section><h2>{html.escape(caption)}</h2>\n<div class="text">' + "".join(spans) + "</div></section>\n")
+    note = f'<p class="scale">{html.escape(scale_note)}</p>' if scale_note else ""
+    return (f'<section><h2>{html.escape(caption)}</h2>\n{note}<div class="text">' + "".join(spans)
+            + "</div></section>\n")
 
 
 HTML_HEAD = """<!DOCTYPE html>
@@ -167,10 +232,12 @@ h2 {{ font-size: 1em; font-weight: normal; margin-top: 2em; }}
 .text span:hover {{ outline: 1px solid black; }}
 .ctl {{ color: #777; }}
 .legend span {{ display: inline-block; width: 3em; text-align: center; font-size: 12px; }}
+.scale {{ font-size: 0.9em; color: #444; margin: 0.2em 0; }}
 </style></head><body>
 <h1>{title}</h1>
 <p>Each character's background is the cell's value right after reading it: {what}, from -1 (red) through 0
-(white) to +1 (blue); hover a character for its value. Scores: ROC AUC (max(AUC, 1-AUC)) for binary features,
+(white) to +1 (blue); where that scale is saturated (a counter cell), the cell is coloured on its own scale,
+stated above its excerpt. Hover a character for its value. Scores: ROC AUC (max(AUC, 1-AUC)) for binary features,
 Spearman |rho| for counts, on the test split. Layers count from 1, units from 0.</p>
 <p class="legend">{legend}</p>
 """
@@ -202,30 +269,33 @@ def draw_model_cells(out_dir, scores, excerpts_path, feature_table=None, user_ce
     picks = select_cells(scores, user_cells)
     legend = "".join(f'<span style="background:{hex_colour(colour(v))}">{v:+.1f}</span>' for v in np.linspace(-1, 1, 9))
     what = "tanh(c) of the LSTM cell" if cell_state == "c" else "the hidden unit h"
-    sections = [HTML_HEAD.format(title=html.escape(f"Cells of {model_id}"), what=what, legend=legend)]
+    corpus = meta.get("corpus")
+    label = f"{model_id} on {corpus}" if corpus else model_id
+    sections = [HTML_HEAD.format(title=html.escape(f"Cells of {label}"), what=what, legend=legend)]
     pdf_path = out_dir / "cells.pdf"
     pdf_tmp = out_dir / "cells.part.pdf"
     written = []
     with PdfPages(pdf_tmp) as pdf:
         for pick in picks:
             raw = values[:, pick["layer"] - 1, pick["unit"]]
-            shown = display_values(raw, cell_state)
+            scale, scale_note = colour_scale(raw, cell_state)  # over every excerpt: one scale per cell
+            shown = scale(raw)
             fv = None
             if pick["feature"] and feats_at is not None:
                 fv = feats_at[pick["feature"]].to_numpy().astype(np.float64)
             w = pick_window(frame, shown, fv, FEATURE_KINDS.get(pick["feature"]))
             mask = (frame.window == w).to_numpy()
             if max_chars:
-                mask &= np.cumsum(mask) <= max_chars
-            caption = caption_of(pick, model_id)
-            fig = draw_cell_figure(data[mask], shown[mask], caption, width)
+                mask = mask & (np.cumsum(mask) <= max_chars)
+            caption = caption_of(pick, label)
+            fig = draw_cell_figure(data[mask], shown[mask], caption, width, scale_note)
             name = f"{pick['feature'] or 'user'}__L{pick['layer']}_U{pick['unit']}.png"
             _atomic_savefig(fig, png_dir / name, dpi=110)
             pdf.savefig(fig)
             plt.close(fig)
             written.append(png_dir / name)
             sections.append(html_section(data[mask], shown[mask], raw[mask], caption, cell_state, pick["layer"],
-                                         pick["unit"]))
+                                         pick["unit"], scale_note))
     os.replace(pdf_tmp, pdf_path)
     sections.append("</body></html>\n")
     html_path = out_dir / "cells.html"

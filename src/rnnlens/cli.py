@@ -157,6 +157,12 @@ def cmd_pick(args):
         models += [pick_model(args.table1, args.corpus, main, "max", l) for l in sorted(df.layers.unique())
                    if ((df.arch == main) & (df.layers == l)).any()]
         models = list(dict.fromkeys(models))
+    from rnnlens.tables import unconverged_models
+
+    for m in unconverged_models(args.table1, args.corpus, models):
+        # stderr: the analysis command that reads stdout gets only paths; its own log and figure say it too
+        print(f"note: {m}, picked from Table 1 for {args.corpus}, has not converged (stopped at training.max_epochs "
+              "while still improving); raise training.max_epochs", file=sys.stderr)
     print(" ".join(args.template.format(corpus=args.corpus, model=m) for m in models))
     return 0
 

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from rnnlens.corpus import atomic_write_text
-from rnnlens.plots import pyplot, save_figures
+from rnnlens.plots import legend_outside, pyplot, save_figures
 
 EPS = 1e-8
 ROWS_PER_CHUNK = 1 << 16
@@ -109,11 +109,12 @@ def plot_dynamics(table, paths, xlabel="training progress (epochs)", title=None)
     right.axhline(0.0, color="black", lw=0.8)
     for ax in (left, right):
         ax.set_xlabel(xlabel)
-        ax.legend(fontsize=8)
+    legend_outside(right)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     save_figures(fig, paths)
+    return fig
 
 
 def _order_from_name(path):
@@ -215,5 +216,6 @@ def cli_dynamics_models(argv=None) -> int:
     table.insert(0, "model", json.loads(Path(args.data).read_text())["corpus"] + ":" + Path(args.model).parent.name)
     atomic_write_text(args.csv_out, table.to_csv(index=False, float_format="%.6g"))
     plot_dynamics(table, args.fig_out, xlabel="training progress (epochs)",
-                  title=f"{Path(args.model).parent.name}: training snapshots vs n-NN")
+                  title=f"{corpus.name}: snapshots of {Path(args.model).parent.name} during training vs the "
+                  f"{', '.join(f'{n}-NN' for n in sorted(nnn))} models")
     return 0

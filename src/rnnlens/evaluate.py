@@ -128,6 +128,7 @@ def evaluate(model, extra, corpus, out_path, model_id, streams=100, warmup=2000,
         "dropout_selection": extra.get("dropout_selection"),
         "evaluation": {**result["layout"], "streams": streams},
         "split_layout": corpus.layout,
+        "converged": extra.get("converged"), "convergence": extra.get("convergence"),
     }
     meta = write_predictions(out_path, result["target"], result["p"], result["argmax"], result["p_argmax"], meta)
     log(f"{model_id} on {corpus.name}: test loss {meta['test_loss']:.4f} nats/char over {meta['n_positions']} positions")

@@ -7,7 +7,8 @@ has line position 0 and the first character of a line position 1.
   count features   line_pos (characters since the last newline), word_pos (letters since the last non-letter),
                    indent (leading whitespace width of the current line so far; tab = 8),
                    paren_depth, bracket_depth, brace_depth (for () [] {}, outside strings and comments;
-                   a closing bracket at depth 0 leaves it at 0)
+                   a closing bracket at depth 0 leaves it at 0),
+                   line_words (words begun on the current line so far: position in the line counted in words)
   binary features  in_dquote, in_squote (inside "..." / '...'; backslash escapes respected; '...' ends at a
                    newline, "..." may span lines as dialogue in prose does; a ' after a letter or digit is an
                    apostrophe, except after a string prefix such as r' b' f'), in_comment (C: /* */ and //;
@@ -24,9 +25,11 @@ import string
 import numpy as np
 import pandas as pd
 
-COUNT_FEATURES = ("line_pos", "word_pos", "indent", "paren_depth", "bracket_depth", "brace_depth")
+COUNT_FEATURES = ("line_pos", "word_pos", "indent", "paren_depth", "bracket_depth", "brace_depth", "line_words")
 BINARY_FEATURES = ("in_dquote", "in_squote", "in_comment", "is_letter", "is_upper", "is_digit", "is_space",
-                   "is_newline", "is_punct")
+                   "is_newline", "is_punct", "is_lower", "upper_recent", "in_indent")
+# the classes of the byte just read: they partition the bytes (with "other"), so each is fixed by the rest
+CHARACTER_CLASSES = ("is_letter", "is_upper", "is_lower", "is_digit", "is_space", "is_newline", "is_punct")
 FEATURE_KINDS = {**{name: "count" for name in COUNT_FEATURES}, **{name: "binary" for name in BINARY_FEATURES}}
 
 CODE, DQUOTE, SQUOTE, LINE_COMMENT, BLOCK_COMMENT = range(5)
@@ -42,6 +45,7 @@ def _byte_table(chars):
 
 LETTER = _byte_table(string.ascii_letters)
 UPPER = _byte_table(string.ascii_uppercase)
+LOWER = _byte_table(string.ascii_lowercase)
 DIGIT = _byte_table(string.digits)
 SPACE = _byte_table(" \t")
 PUNCT = _byte_table(string.punctuation)
@@ -160,6 +164,15 @@ def features_of(raw, style="c"):
     out["is_space"] = space
     out["is_newline"] = newline
     out["is_punct"] = PUNCT[data]
+    out["is_lower"] = LOWER[data]
+    letter = LETTER[data]
+    last_letter = np.maximum.accumulate(np.where(letter, np.arange(len(data)), -1))
+    out["upper_recent"] = (last_letter >= 0) & UPPER[data[np.maximum(last_letter, 0)]]
+    out["in_indent"] = leading
+    # words begun on this line: a letter after a non-letter (or at the line start) begins a word
+    word_start = letter & ~np.concatenate([[False], letter[:-1]])
+    starts = np.cumsum(word_start)
+    out["line_words"] = starts - np.where(line_start >= 0, starts[np.maximum(line_start, 0)], 0)
     frame = pd.DataFrame({name: out[name] for name in FEATURE_KINDS})
     for name in COUNT_FEATURES:
         frame[name] = frame[name].astype(np.int32)

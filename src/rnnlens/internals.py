@@ -426,7 +426,8 @@ def analyse_model(model, corpus, model_id, out_dir, cells=(), max_positions=100_
     paths["saturation_summary"] = sat.write_summary(sat.summarize(sat_table), out_dir / "saturation_summary.csv")
     if pictures:
         # a vanilla RNN has no gates; its figure says so, so that every model has the same outputs
-        paths["saturation_figure"] = (sat.plot_saturation([sat_table], out_dir / "saturation.png") if counter is not None
+        paths["saturation_figure"] = (sat.plot_saturation([sat_table], out_dir / "saturation.png", corpus=corpus.name)
+                                      if counter is not None
                                       else sat.plot_no_gates(model_id, out_dir / "saturation.png"))
 
     scores = cellscore.score_cells(collector.values(), feature_table.iloc[collector.positions], spec.layers, spec.hidden)

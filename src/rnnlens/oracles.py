@@ -35,8 +35,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from rnnlens import convergence
 from rnnlens.corpus import PreparedCorpus, atomic_write_text
-from rnnlens.predictions import read_predictions
+from rnnlens.predictions import read_meta, read_predictions
 from rnnlens.words import as_bytes_array, segment
 from rnnlens.plots import pyplot, save_figures
 
@@ -331,9 +332,10 @@ def plot_breakdown(table, paths, title=None):
     _bars(ax, table, title or f"{model}: {n_errors:,} errors of {n_test:,} test bytes "
                                f"({100 * n_errors / max(n_test, 1):.1f}%)")
     save_figures(fig, paths)
+    return fig
 
 
-def plot_small_vs_large(table, paths):
+def plot_small_vs_large(table, paths, title=None):
     """Left: errors per oracle category for both models. Right: where the small model's extra errors fall."""
     plt = pyplot()
     totals = category_totals(table)
@@ -357,7 +359,10 @@ def plot_small_vs_large(table, paths):
     extra = table[table["set"] == "small_only"]
     n_extra = int(extra["n_errors"].iloc[0])
     _bars(right, extra, f"{n_extra:,} errors of {small} that {large} gets right")
+    if title:
+        fig.suptitle(title, fontsize=11)
     save_figures(fig, paths)
+    return fig
 
 
 # ---------------------------------------------------------------------------------------------- command line
@@ -440,7 +445,12 @@ def cli(argv=None) -> int:
         return 2
     _print_totals(table)
     _write_table(table, args.csv_out, config)
-    plot_breakdown(table, args.fig_out)
+    meta = read_meta(args.predictions)
+    if convergence.pick_note(model, meta):
+        print(convergence.pick_note(model, meta), flush=True)
+    n_errors, n_test = int(table["n_errors"].iloc[0]), int(table["n_test"].iloc[0])
+    plot_breakdown(table, args.fig_out, f"{facts_corpus(args)}: {convergence.label(model, meta)}: {n_errors:,} errors of "
+                   f"{n_test:,} test bytes ({100 * n_errors / max(n_test, 1):.1f}%)")
     return 0
 
 
@@ -462,8 +472,19 @@ def cli_small_vs_large(argv=None) -> int:
     _print_totals(table)
     print(f"  ({fixed_by_small:,} positions are errors of {large} but not of {small})", flush=True)
     _write_table(table, args.csv_out, config)
-    plot_small_vs_large(table, args.fig_out)
+    labels = []
+    for model_id, path in ((small, args.small), (large, args.large)):
+        meta = read_meta(path)
+        if convergence.pick_note(model_id, meta):
+            print(convergence.pick_note(model_id, meta), flush=True)
+        labels.append(convergence.label(model_id, meta))
+    plot_small_vs_large(table, args.fig_out, f"{facts_corpus(args)}: small {labels[0]} vs large {labels[1]}")
     return 0
+
+
+def facts_corpus(args):
+    """The corpus name of --data (for figure titles)."""
+    return json.loads(Path(args.data).read_text()).get("corpus", Path(args.data).parent.name)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,8 @@ import pandas as pd
 
 from rnnlens.corpus import atomic_write_text
 from rnnlens.predictions import read_predictions
-from rnnlens.plots import save_figures
+from rnnlens import convergence
+from rnnlens.plots import legend_outside, save_figures
 
 NAMED_BYTES = {ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t", ord(" "): "\u2423"}
 
@@ -72,14 +73,14 @@ def plot_per_character(df, label_a, label_b, corpus, out_path, min_count):
     with plt.rc_context({"text.parse_math": False}):  # '$' and '_' are characters here, not markup
         fig, (ax_p, ax_d) = plt.subplots(2, 1, sharex=True, figsize=(max(7.0, 0.16 * len(shown) + 1.5), 6),
                                          gridspec_kw={"height_ratios": [1.3, 1]})
-        ax_p.plot(x, shown["mean_p_a"], "o", markersize=3.5, label=label_a)
-        ax_p.plot(x, shown["mean_p_b"], "s", markersize=3.5, mfc="none", label=label_b)
+        ax_p.plot(x, shown["mean_p_a"], "o", markersize=3.5, color="tab:blue", label=label_a)
+        ax_p.plot(x, shown["mean_p_b"], "s", markersize=3.5, mfc="none", color="0.25", label=label_b)
         ax_p.set_ylabel("mean p(correct char)")
         ax_p.set_ylim(0, 1.02)
-        ax_p.legend(fontsize=8, loc="lower left")
+        legend_outside(ax_p)  # beside the axes: inside it would hide the characters at either end
         ax_p.grid(alpha=0.3)
-        ax_p.set_title(f"{corpus + ': ' if corpus else ''}{label_a} vs {label_b} per character (>= {min_count} occurrences in test, "
-                       f"sorted by the difference)", fontsize=9)
+        ax_p.set_title(f"{corpus + ': ' if corpus else ''}{label_a} vs {label_b} per character\n(>= {min_count} "
+                       "occurrences in test, sorted by the difference)", fontsize=9)
         colors = np.where(shown["diff"] >= 0, "tab:blue", "tab:red")
         ax_d.bar(x, shown["diff"], color=colors)
         ax_d.axhline(0, color="0.3", linewidth=0.8)
@@ -93,7 +94,7 @@ def plot_per_character(df, label_a, label_b, corpus, out_path, min_count):
         out_path = Path(out_path)
         outputs = [out_path] + ([out_path.with_suffix(".pdf")] if out_path.suffix == ".png" else [])
         save_figures(fig, outputs)
-    return outputs
+    return fig
 
 
 def cli(argv=None) -> int:
@@ -112,6 +113,10 @@ def cli(argv=None) -> int:
     target, p_a, p_b, meta_a, meta_b = load_pair(args.a, args.b)
     label_a = args.label_a or meta_a.get("model") or Path(args.a).stem
     label_b = args.label_b or meta_b.get("model") or Path(args.b).stem
+    note = convergence.pick_note(label_a, meta_a)
+    if note:
+        print(note, flush=True)
+        label_a = convergence.label(label_a, meta_a)
     corpus = meta_a.get("corpus", "")
     df = per_character(target, p_a, p_b)
     df.insert(0, "corpus", corpus)

@@ -12,6 +12,7 @@ layer, with the diagonal x + y = 1 (gates on it are always saturated one way or 
 
 import argparse
 import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ import pyarrow.parquet as pq
 import torch
 
 from rnnlens.corpus import atomic_csv
+from rnnlens.predictions import read_meta
 from rnnlens.predictions import write_table as write_arrow_table
 from rnnlens.plots import save_figures
 
@@ -112,8 +114,17 @@ def write_summary(summary, path):
     return atomic_csv(summary, path, float_format="%.4f")
 
 
-def plot_saturation(frames, out_png, title=None):
-    """One row per model, one scatter per gate type of that model; writes out_png and the .pdf beside it."""
+def plot_saturation(frames, out_png, title=None, corpus=None):
+    """One row per model, one scatter per gate type of that model; writes out_png and the .pdf beside it.
+    The default title names the corpus and the models."""
+    fig = draw_saturation(frames, title, corpus)
+    out_png = Path(out_png)
+    save_figures(fig, [out_png, out_png.with_suffix(".pdf")])
+    return out_png
+
+
+def draw_saturation(frames, title=None, corpus=None):
+    """The saturation figure (unsaved)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -150,12 +161,12 @@ def plot_saturation(frames, out_png, title=None):
             ax.tick_params(labelsize=7)
             if col == 0:
                 ax.legend(fontsize=7, loc="upper right", markerscale=1.5)
+    if title is None and corpus:
+        title = f"{corpus}: gate saturation of {', '.join(models)}"
     if title:
-        fig.suptitle(title)
+        fig.suptitle("\n".join(textwrap.wrap(title, 30 * ncols)), fontsize=10)
     fig.tight_layout()
-    out_png = Path(out_png)
-    save_figures(fig, [out_png, out_png.with_suffix(".pdf")])
-    return out_png
+    return fig
 
 
 def plot_no_gates(model_id, out_png):
@@ -186,8 +197,9 @@ def cli(argv=None) -> int:
         print(f"error: missing saturation tables {missing}; run `rnnlens internals` for those models", file=sys.stderr)
         return 2
     frames = [read_table(p) for p in args.inputs]
+    corpus = read_meta(args.inputs[0]).get("corpus")
     try:
-        plot_saturation(frames, args.out, args.title)
+        plot_saturation(frames, args.out, args.title, corpus)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -23,7 +23,8 @@ def table1(prediction_paths, models_csvs, paper_names=None):
         rows.append({"corpus": meta["corpus"], "model": meta["model"], "test_loss": round(meta["test_loss"], 4),
                      "best_val_loss": meta.get("best_val_loss"), "epochs": meta.get("epochs_run"),
                      "dropout": meta.get("dropout"),
-                     "dropout_tried": ",".join(selection.get("val_loss_by_dropout", {})) or None})
+                     "dropout_tried": ",".join(selection.get("val_loss_by_dropout", {})) or None,
+                     "converged": meta.get("converged")})
     df = pd.DataFrame(rows).merge(models, on=["corpus", "model"], how="left")
     paper = [table1_value(paper_names.get(c, c), a, l, s) for c, a, l, s in
              zip(df.corpus, df.arch, df.layers, df["size"])]
@@ -33,7 +34,7 @@ def table1(prediction_paths, models_csvs, paper_names=None):
     df = df.sort_values(["corpus", "size", "arch", "layers"], key=lambda s: s.map(order) if s.name == "arch" else s)
     return df[["corpus", "model", "arch", "layers", "size", "hidden", "params", "test_loss",
                "paper_test_loss_recalled", "difference", "best_val_loss", "epochs", "dropout",
-               "dropout_tried"]].reset_index(drop=True)
+               "dropout_tried", "converged"]].reset_index(drop=True)
 
 
 def _tried_several(row):
@@ -47,16 +48,30 @@ def _fmt(value, digits=3):
     return f"{value:.{digits}f}"
 
 
+UNCONVERGED_MARK = "\u2020"
+UNCONVERGED_NOTE = (f"{UNCONVERGED_MARK} not converged: training stopped at training.max_epochs while the validation "
+                    "loss still fell by more than training.convergence_tolerance per epoch; raise training.max_epochs "
+                    "before drawing conclusions from these numbers.")
+
+
+def _unconverged(row):
+    return getattr(row, "converged", None) is False or str(getattr(row, "converged", "")) == "False"
+
+
 def table1_markdown(df):
-    """Per corpus: a grid like the paper's (rows: size; columns: arch x layers; 'ours (paper)'), then the
-    long table with parameter counts."""
+    """Per corpus: a grid like the paper's (rows: size; columns: arch x layers; 'ours (paper)' where the paper
+    has values for the corpus), then the long table with parameter counts. Unconverged models are marked, and
+    the dropout chosen on validation is shown where several values were tried."""
     lines = ["# Table 1: test cross-entropy (nats per character)", "",
-             f"Each cell: ours (paper); d = the dropout chosen on validation where several were tried. "
-             f"{RECALLED_NOTE} Lower is better.", ""]
+             "Lower is better. d = the dropout chosen on validation where several were tried.", ""]
     for corpus, group in df.groupby("corpus", sort=False):
+        has_paper = group.paper_test_loss_recalled.notna().any()
         cols = [(a, l) for a in ("lstm", "rnn", "gru") for l in sorted(group.layers.unique())
                 if ((group.arch == a) & (group.layers == l)).any()]
-        lines += [f"## {corpus}", "", "| size | " + " | ".join(f"{a.upper()} {l}" for a, l in cols) + " |",
+        lines += [f"## {corpus}", "",
+                  f"Each cell: ours (paper). {RECALLED_NOTE}" if has_paper else
+                  "Each cell: ours (the paper has no values for this corpus).", "",
+                  "| size | " + " | ".join(f"{a.upper()} {l}" for a, l in cols) + " |",
                   "|---|" + "---|" * len(cols)]
         for size, row_group in group.groupby("size"):
             cells = []
@@ -68,47 +83,58 @@ def table1_markdown(df):
                 r = hit.iloc[0]
                 paper = r.paper_test_loss_recalled
                 dropout = f" d={r.dropout:g}" if _tried_several(r) else ""
-                cells.append(_fmt(r.test_loss) + (f" ({_fmt(paper)})" if paper is not None and not pd.isna(paper) else "")
-                             + dropout)
+                cells.append(_fmt(r.test_loss) + (UNCONVERGED_MARK if _unconverged(r) else "")
+                             + (f" ({_fmt(paper)})" if paper is not None and not pd.isna(paper) else "") + dropout)
             lines.append(f"| {size} | " + " | ".join(cells) + " |")
         best = group.loc[group.test_loss.idxmin()]
-        lines += ["", f"Best: {best.model} at {best.test_loss:.3f} nats/char.", "",
-                  "| model | hidden | params | test loss | paper (recalled) | difference | epochs | dropout (tried) |",
-                  "|---|---|---|---|---|---|---|---|"]
+        unconverged = [r.model for r in group.itertuples() if _unconverged(r)]
+        lines += ["", f"Best: {best.model} at {best.test_loss:.3f} nats/char"
+                  + (f" ({UNCONVERGED_MARK} not converged)." if _unconverged(best) else "."), ""]
+        if unconverged:
+            lines += [f"{UNCONVERGED_NOTE} ({len(unconverged)} of {len(group)} models)", ""]
+        lines += ["| model | hidden | params | test loss | paper (recalled) | difference | epochs | converged "
+                  "| dropout (tried) |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for r in group.itertuples():
+            converged = {True: "yes", False: f"no {UNCONVERGED_MARK}"}.get(
+                {"True": True, "False": False}.get(str(r.converged), None), "–")
             tried = f" ({r.dropout_tried})" if _tried_several(r) else ""
             dropout = "–" if pd.isna(r.dropout) else f"{r.dropout:g}{tried}"
             lines.append(f"| {r.model} | {r.hidden} | {r.params:,} | {_fmt(r.test_loss, 4)} | "
-                         f"{_fmt(r.paper_test_loss_recalled)} | {_fmt(r.difference, 4)} | {r.epochs} | {dropout} |")
+                         f"{_fmt(r.paper_test_loss_recalled)} | {_fmt(r.difference, 4)} | {r.epochs} | {converged} "
+                         f"| {dropout} |")
         lines.append("")
     return "\n".join(lines)
 
 
 def training_curves(history_paths, labels, out_path, title=None):
-    import matplotlib
+    """Training and validation loss per epoch of every model: a colour per model (hue: architecture, shade:
+    size), a line style per depth, the legend beside the axes. Returns the figure."""
+    from matplotlib.ticker import MaxNLocator
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from rnnlens.plots import legend_outside, model_styles, pyplot
 
-    styles = {"lstm": "-", "gru": "--", "rnn": ":"}
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=False)
-    cmap = plt.get_cmap("viridis")
-    for i, (path, label) in enumerate(zip(history_paths, labels)):
+    styles = model_styles(labels)
+    for path, label in zip(history_paths, labels):
         hist = pd.read_csv(path)
         if hist.empty:
             continue
-        arch = label.split("-")[0]
-        color = cmap(i / max(1, len(labels) - 1))
-        axes[0].plot(hist.epoch, hist.train_loss, styles.get(arch, "-"), color=color, label=label)
-        axes[1].plot(hist.epoch, hist.val_loss, styles.get(arch, "-"), color=color, label=label)
+        style = styles[label]
+        for ax, column in zip(axes, ("train_loss", "val_loss")):
+            ax.plot(hist.epoch, hist[column], linestyle=style["linestyle"], color=style["color"],
+                    marker=style["marker"], markersize=3, label=label)
     for ax, name in zip(axes, ("training loss", "validation loss")):
         ax.set_xlabel("epoch")
         ax.set_ylabel(f"{name} (nats/char)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-    axes[1].legend(fontsize=7, ncol=2)
-    fig.suptitle(title or "Training curves (solid LSTM, dashed GRU, dotted RNN)")
+    legend_outside(axes[1], ncol=1 if len(labels) <= 18 else 2)
+    fig.suptitle(title or "Training curves (colour: architecture and size; line: depth)")
     fig.tight_layout()
     save_figures(fig, [out_path], dpi=130)
+    return fig
 
 
 def table2(ngram_paths, nnn_paths, table1_csv):
@@ -169,3 +195,12 @@ def pick_model(table1_csv, corpus, arch=None, size="any", layers=None):
     if df.empty:
         raise ValueError(f"no model of corpus {corpus!r} matches arch={arch} size={size} layers={layers} in {table1_csv}")
     return df.loc[df.test_loss.idxmin(), "model"]
+
+
+def unconverged_models(table1_csv, corpus, models):
+    """Those of `models` that Table 1 marks as not converged (in the given order)."""
+    df = pd.read_csv(table1_csv)
+    if "converged" not in df:
+        return []
+    flags = df[df.corpus == corpus].set_index("model")["converged"].astype(str)
+    return [m for m in models if flags.get(m) == "False"]

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from rnnlens import convergence
 from rnnlens.corpus import PreparedCorpus
 from rnnlens.evaluate import batch_rows, split_loss
 from rnnlens.model import CharRNN, ModelSpec, detach_state, save_model
@@ -55,6 +56,7 @@ class TrainConfig:
     val_warmup: int = 500  # characters of real text each validation piece reads before it is scored
     val_streams: int = 100  # validation pieces are run as about this many batch rows
     snapshot_epochs: list = field(default_factory=list)  # epoch fractions at which to save weights (training dynamics)
+    convergence_tolerance: float = 0.01  # max_epochs with the val loss still falling faster (per epoch): unconverged
 
     @classmethod
     def from_dict(cls, settings):
@@ -181,7 +183,9 @@ def train(cfg, corpus: PreparedCorpus, spec: ModelSpec, out_model, out_history, 
     torch.backends.cuda.matmul.allow_tf32 = cfg.tf32
     torch.backends.cudnn.allow_tf32 = cfg.tf32
     checkpoint_path = Path(checkpoint_path)
-    run_key = json.dumps({"spec": spec.to_dict(), "train": asdict(cfg), "corpus": corpus.name,
+    # the convergence tolerance only judges the run afterwards: changing it must not void a checkpoint
+    weights_settings = {k: v for k, v in asdict(cfg).items() if k != "convergence_tolerance"}
+    run_key = json.dumps({"spec": spec.to_dict(), "train": weights_settings, "corpus": corpus.name,
                           "code": (meta or {}).get("code_fingerprint")}, sort_keys=True, default=str)
 
     encoded = torch.from_numpy(corpus.encode(corpus.data)).to(device)
@@ -329,7 +333,13 @@ def train(cfg, corpus: PreparedCorpus, spec: ModelSpec, out_model, out_history, 
         last_checkpoint = time.time()
 
     model.load_state_dict(best_state)
+    verdict = convergence.assess([row["val_loss"] for row in progress["history"]], cfg.max_epochs,
+                                 progress["bad_epochs"] >= cfg.patience, cfg.convergence_tolerance,
+                                 initial_loss=math.log(corpus.vocab_size))
+    if not verdict["converged"]:
+        log(convergence.warning((meta or {}).get("model_id", spec.arch), verdict))
     extra = {**(meta or {}), "vocab": corpus.vocab.tolist(), "best_val_loss": progress["best_val"],
+             "converged": verdict["converged"], "convergence": verdict,
              "epochs_run": len(progress["history"]), "train_config": asdict(cfg),
              "params": sum(p.numel() for p in model.parameters()),
              "grad_clip_rule": f"{cfg.grad_clip_mode} {cfg.grad_clip}"}

@@ -15,7 +15,7 @@ rule oracles:
         runtime=15,
     params:
         options=oracle_args(),
-        code=code_fingerprint("oracles", "words"),
+        code=code_fingerprint("oracles", "words", "convergence"),
     shell:
         "python -m rnnlens oracles --data {input.data} --predictions {input.predictions} --ngram {input.ngram}"
         " {params.options} --csv-out {output.csv} --fig-out {output.png} > {log} 2>&1"
@@ -44,7 +44,7 @@ rule error_breakdown:
         runtime=15,
     params:
         options=oracle_args(),
-        code=code_fingerprint("oracles", "words"),
+        code=code_fingerprint("oracles", "words", "convergence"),
     shell:
         "python -m rnnlens oracles --data {input.data} --predictions "
         + pick()
@@ -75,7 +75,7 @@ rule small_vs_large:
         runtime=15,
     params:
         options=oracle_args(),
-        code=code_fingerprint("oracles", "words"),
+        code=code_fingerprint("oracles", "words", "convergence"),
     shell:
         "python -m rnnlens small-vs-large --data {input.data} --small "
         + pick(extra="--size min")
@@ -107,7 +107,7 @@ rule perchar:
         runtime=10,
     params:
         min_count=ANALYSIS.get("perchar_min_count", 100),
-        code=code_fingerprint("perchar"),
+        code=code_fingerprint("perchar", "plots", "convergence"),
     shell:
         "python -m rnnlens perchar --a "
         + pick()
@@ -142,13 +142,16 @@ rule brackets:
         runtime=10,
     params:
         bin=ANALYSIS.get("bracket_bin", 20),
+        min_count=ANALYSIS.get("bracket_min_count", 10),
+        max_distance=ANALYSIS.get("bracket_max_distance", 400),
         scope=lambda wc: config["corpora"][wc.corpus].get("quote_scope", "paragraph"),
-        code=code_fingerprint("brackets"),
+        code=code_fingerprint("brackets", "plots", "convergence"),
     shell:
         "python -m rnnlens brackets --data {input.data} --predictions "
         + pick("--every-arch")
         + " {input.ngram}"
-        " --bin {params.bin} --quote-scope {params.scope} --csv-out {output.csv} --summary-out {output.summary}"
+        " --bin {params.bin} --min-count {params.min_count} --max-distance {params.max_distance}"
+        " --quote-scope {params.scope} --csv-out {output.csv} --summary-out {output.summary}"
         " --fig-dir results/figures/{wildcards.corpus}/brackets > {log} 2>&1"
 
 
@@ -173,7 +176,7 @@ rule agreement:
         runtime=10,
     params:
         seed=config["training"].get("seed", 1),
-        code=code_fingerprint("agreement"),
+        code=code_fingerprint("agreement", "plots"),
     shell:
         "python -m rnnlens agreement --predictions {input} --csv-out {output.matrix}"
         " --embedding-out {output.embedding} --fig-out {output.png} --seed {params.seed} > {log} 2>&1"
@@ -202,7 +205,7 @@ rule dynamics:
         runtime=30,
     params:
         positions=DYNAMICS.get("positions", 20000),
-        code=code_fingerprint("dynamics", "evaluate", "nnn"),
+        code=code_fingerprint("dynamics", "evaluate", "nnn", "plots"),
     shell:
         "python -m rnnlens dynamics-models --data {input.data} --model {input.model} --nnn {input.nnn}"
         " --positions {params.positions} --threads {threads} --csv-out {output.csv} --fig-out {output.png}"

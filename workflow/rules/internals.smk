@@ -28,7 +28,9 @@ rule internals:
         out_dir=subpath(output.saturation, parent=True),
         max_positions=INTERNALS.get("max_positions", 100000),
         cells=user_cells,
-        code=code_fingerprint("internals", "saturation", "features", "cells", "cellviz"),
+        code=code_fingerprint(
+            "internals", "saturation", "features", "cells", "cellviz", "plots"
+        ),
     shell:
         "python -m rnnlens internals --model {input.model} --data {input.data} --out-dir {params.out_dir}"
         " --model-id {wildcards.model} --max-positions {params.max_positions} {params.cells}"
@@ -39,13 +41,14 @@ rule best_cells:
     input:
         expand("results/{{corpus}}/internals/{model}/cells.parquet", model=MODELS),
     output:
-        report(
+        best=report(
             "results/tables/best_cells_{corpus}.csv",
             caption="../report/best_cells.rst",
             category="Inside the networks",
             subcategory="{corpus}",
             labels={"model": "all", "figure": "best cell per feature"},
         ),
+        explanations="results/tables/cell_explanations_{corpus}.csv",
     log:
         "results/logs/{corpus}/best_cells.log",
     conda:
@@ -56,7 +59,8 @@ rule best_cells:
     params:
         code=code_fingerprint("cells"),
     shell:
-        "python -m rnnlens best-cells --tables {input} --out {output} > {log} 2>&1"
+        "python -m rnnlens best-cells --tables {input} --out {output.best}"
+        " --explanations-out {output.explanations} > {log} 2>&1"
 
 
 rule saturation_figure:

@@ -69,8 +69,9 @@ rule training_curves:
         runtime=10,
     params:
         labels=MODELS,
-        code=code_fingerprint("tables"),
+        n_models=len(MODELS),
+        code=code_fingerprint("tables", "plots"),
     shell:
         "python -m rnnlens curves --histories {input} --labels {params.labels}"
-        " --title 'Training curves on {wildcards.corpus} (solid LSTM, dashed GRU, dotted RNN)'"
+        " --title 'Training curves on {wildcards.corpus}: {params.n_models} models (hue: architecture, shade: size, line: depth)'"
         " --out {output} > {log} 2>&1"

@@ -1,0 +1,70 @@
+"""Cell pictures read back from their pixels: a counter cell must show a gradient, not one flat colour."""
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.image import imread
+
+from rnnlens.cells import score_cells, write_excerpts
+from rnnlens.cellviz import colour, colour_scale, draw_model_cells, layout
+from rnnlens.features import compute_features
+
+DPI = 110  # draw_model_cells saves at this resolution
+CW, RH = 0.105, 0.19  # inches per character cell (cellviz.draw_cell_figure)
+
+
+def nested_code(repeats=12):
+    block = b"f {\n  if (a) {\n    while (b) {\n      g(c);\n      {\n        x;\n      }\n    }\n  }\n}\n"
+    return np.frombuffer(block * repeats, dtype=np.uint8)
+
+
+def pixel_colours(png, data, width, top):
+    """RGB of each character's background, sampled in the corner of its box (away from the glyph)."""
+    image = imread(png)[..., :3]
+    rows, cols = layout(data, width)
+    x = ((0.2 + (cols + 0.12) * CW) * DPI).astype(int)
+    y = ((top + (rows + 0.12) * RH) * DPI).astype(int)
+    return image[y, x]
+
+
+def test_saturated_counter_cell_is_drawn_on_its_own_scale_with_a_gradient(tmp_path):
+    data = nested_code()
+    features = compute_features(data, 0, len(data), style="c")
+    depth = features["brace_depth"].to_numpy()
+    assert depth.max() == 4
+    n = len(data)
+    rng = np.random.default_rng(0)
+    counter = 1.35 + 1.35 * depth + rng.normal(0, 0.02, n)  # c from 1.35 to 6.8, as the issue's Linux brace cell
+    values = np.column_stack([counter, np.tanh(rng.normal(0, 1, n)), rng.normal(0, 0.5, n)]).astype(np.float32)
+    # with tanh(c) the counter would be one colour: every depth lands within 0.13 of full blue
+    assert np.ptp(colour(np.tanh(counter)), axis=0).max() < 0.15
+
+    scores = score_cells(values, features, layers=1, hidden=3)
+    scores.insert(0, "model", "lstm-1x3")
+    scores.insert(1, "corpus", "code")
+    write_excerpts(tmp_path / "excerpts.parquet", np.arange(n), data, values, [(0, n)], 1, 3,
+                   {"cell_state": "c", "corpus": "code"})
+    draw_model_cells(tmp_path, scores, tmp_path / "excerpts.parquet", features, user_cells=[(1, 0)],
+                     model_id="lstm-1x3", width=100, max_chars=250)
+    png = tmp_path / "cells" / "user__L1_U0.png"
+    shown = data[:250]
+    rgb = pixel_colours(png, shown, 100, top=0.95)
+    by_depth = pd.DataFrame(rgb, columns=["r", "g", "b"]).groupby(depth[:250]).median()
+    assert list(by_depth.index) == [0, 1, 2, 3, 4]
+    # a gradient: depth 0 reddest, depth 4 bluest, blue minus red rising with every level
+    blueness = (by_depth.b - by_depth.r).to_numpy()
+    assert np.all(np.diff(blueness) > 0.05), blueness
+    assert by_depth.r[0] > 0.75 and by_depth.b[0] < 0.4  # red
+    assert by_depth.b[4] > 0.7 and by_depth.r[4] < 0.3  # blue
+    html = (tmp_path / "cells.html").read_text()
+    assert "own scale" in html and "Cells of lstm-1x3 on code" in html
+
+
+def test_unsaturated_cells_keep_the_papers_tanh_scale():
+    raw = np.linspace(-2, 2, 200)
+    scale, note = colour_scale(raw, "c")
+    np.testing.assert_allclose(scale(raw), np.tanh(raw))
+    assert note.startswith("colour: tanh(c)")
+    scale, note = colour_scale(np.linspace(1.35, 6.8, 200), "c")
+    assert "own scale" in note and "c = +1.46 red (its 2nd percentile)" in note and "+6.69 blue (98th)" in note
+    # the percentiles map to -1 and +1, the midpoint to 0 (white), values beyond are clipped
+    assert scale(np.array([1.35, 1.46, 4.075, 6.69, 9.0])).tolist() == pytest.approx([-1, -1, 0, 1, 1], abs=0.01)
