@@ -22,12 +22,15 @@ include: "workflow/rules/report.smk"
 include: "workflow/rules/ngram.smk"
 include: "workflow/rules/analysis.smk"
 include: "workflow/rules/internals.smk"
+include: "workflow/rules/explore_common.smk"
+include: "workflow/rules/explore.smk"
 
 
 rule all:
     default_target: True
     input:
         all_targets(),
+        explore_targets(),
 
 
 onsuccess:

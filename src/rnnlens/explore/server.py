@@ -221,8 +221,9 @@ def find_stores(results, corpus, models):
     if not models:
         models = sorted(p.parent.name for p in base.glob("*/store.json"))
         if not models:
-            raise StoreError(f"no explorer stores under {base}; build them with `snakemake --cores 2 explore_{corpus}` "
-                             f"(or one: `snakemake --cores 2 {base}/MODEL/store.json`)")
+            raise StoreError(f"no explorer stores under {base}; list models under analysis.explore.models in the "
+                             f"config and run `snakemake --cores 2 explore` (or one: `snakemake --cores 2 "
+                             f"{base}/MODEL/store.json`)")
     return [Store(base / m) for m in models]
 
 

@@ -411,6 +411,13 @@ function jump(pos) {
   showPrediction(pos);
 }
 
+// Where a position's cell is on the canvas (CSS pixels), or null when it is not in view (tests read pixels).
+function cellBox(pos) {
+  const L = lineOf(pos), y = L * lineHeight() - $("scroller").scrollTop;
+  if (y < 0 || y + ROW_H > $("scroller").clientHeight) return null;
+  return { x: GUTTER + (pos - state.lineStarts[L]) * state.charW, y, w: state.charW, h: ROW_H };
+}
+
 // ------------------------------------------------------------------ benchmarks (bench/bench_explore.py)
 
 // Scroll `chars` characters a third of a screen per frame, drawing each frame; -> {ms, frames, max_frame_ms}.
@@ -495,6 +502,6 @@ async function init() {
   explorer.ready = true;
 }
 
-const explorer = { state, ready: false, draw, scrollBench, jump, setPrimary, addTrack };
+const explorer = { state, ready: false, draw, scrollBench, jump, setPrimary, addTrack, cellBox };
 window.rnnlensExplorer = explorer;
 init().catch((err) => { status(err.message, true); explorer.error = err.message; });
