@@ -33,5 +33,11 @@ rule all:
         explore_targets(),
 
 
+# every store of analysis.explore.models (`rnnlens explore CORPUS` serves them)
+rule explore:
+    input:
+        explore_targets(),
+
+
 onsuccess:
     print_result_locations()

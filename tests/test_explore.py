@@ -245,16 +245,18 @@ def workflow_results(tmp_path_factory):
     for name in ("Snakefile", "workflow", "src", "profiles", "envs", "config.yaml"):
         src = ROOT / name
         (shutil.copytree if src.is_dir() else shutil.copy)(src, d / name)
-    prose = b" ".join(b'he said "well then" and left' if i % 5 == 0 else b"the cat sat on the mat."
-                      for i in range(200))
-    lines = [b'    if (x[%d] > 0) { y = "abc"; }\n' % (i % 7) for i in range(200)]
-    (d / "corpus.txt").write_bytes(markov_text(6000) + prose + b"".join(lines))
+    # blocks of three kinds of text, repeated, so that every split has quotes, brackets and plain runs
+    prose = b" ".join(b'he said "well then, my dear" and left.' if i % 3 == 0 else b"the cat sat on the mat."
+                      for i in range(16)) + b"\n"
+    code = b"".join(b'    if (x[%d] > 0) { y = "abc"; }\n' % (i % 7) for i in range(8))
+    (d / "corpus.txt").write_bytes(b"".join(markov_text(500, seed=i) + prose + code for i in range(14)))
     config = {
         "corpora": {"toy": {"path": str(d / "corpus.txt"), "split": {"train": 0.8, "val": 0.1, "test": 0.1},
                             "quote_scope": "line"}},
         "grid": {"arch": ["lstm", "gru"], "layers": [2], "size": [16]},
-        "training": {"seed": 1, "batch_size": 16, "seq_len": 40, "max_epochs": 3, "patience": 3,
-                     "checkpoint_seconds": 60, "device": "cpu"},
+        # enough training (a few seconds a model) for cells that track quotes and lines
+        "training": {"seed": 1, "batch_size": 8, "seq_len": 50, "max_epochs": 25, "patience": 25,
+                     "learning_rate": 0.005, "checkpoint_seconds": 60, "device": "cpu"},
         "evaluation": {"streams": 4, "warmup": 50},
         "resources": {"train_threads": 1},
         "analysis": {"internals": {"max_positions": 2000, "threads": 1},
@@ -265,7 +267,7 @@ def workflow_results(tmp_path_factory):
         config["analysis"]["reference_ngram"] = 3
         config["analysis"]["oracles"] = {"ngram_orders": [2, 3]}
     (d / "tiny.yaml").write_text(yaml.safe_dump(config))
-    proc = subprocess.run([str(SNAKEMAKE), "--cores", "2", "--configfile", "tiny.yaml", "explore"], cwd=d,
+    proc = subprocess.run([str(SNAKEMAKE), "explore", "--cores", "2", "--configfile", "tiny.yaml"], cwd=d,
                           env=run_env(), capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return d / "results"
@@ -299,14 +301,17 @@ def expected_colour(level, kind):
 
 
 def wait(driver, condition, timeout=20):
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, timeout).until(lambda d: condition(d))
+    # the page re-renders its lists; an element read while being replaced is retried, not a failure
+    return WebDriverWait(driver, timeout, ignored_exceptions=(StaleElementReferenceException,)).until(condition)
 
 
 @pytest.mark.slow
 def test_the_page_on_trained_models_in_headless_chromium(workflow_results, tmp_path):
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
 
     base = workflow_results / "toy/explore"
     lstm, gru = Store(base / "lstm-2x16"), Store(base / "gru-2x16")
@@ -318,30 +323,39 @@ def test_the_page_on_trained_models_in_headless_chromium(workflow_results, tmp_p
             assert browser.severe_console_messages(driver) == []
             assert "toy" in driver.find_element(By.ID, "corpus-info").text
 
-            # choosing a unit recolours the text: the cells take the new unit's colours
+            # choosing a unit recolours the text: ranked by a feature's score, the top unit's colours fill the cells
+            Select(driver.find_element(By.ID, "feature")).select_by_value("in_dquote")
+            # under a feature every row names it (the first row alone may name it before the list is refreshed)
+            wait(driver, lambda d: all("in_dquote" in li.text for li in d.find_elements(By.CSS_SELECTOR, "#picker li")))
             picker = driver.find_elements(By.CSS_SELECTOR, "#picker li")
-            assert len(picker) >= 5 and "in_" in driver.find_element(By.ID, "picker").text + "is_"
-            before = canvas_hash(driver)
-            target = picker[3]
+            scores = lstm.scores[lstm.scores.feature == "in_dquote"].sort_values("rank")
+            top = (int(picker[0].get_attribute("data-layer")), int(picker[0].get_attribute("data-unit")))
+            assert top == (int(scores.layer.iloc[0]), int(scores.unit.iloc[0])) and len(picker) == len(scores)
+            target = picker[0] if driver.execute_script("return window.rnnlensExplorer.state.tracks[0].label") \
+                .find(f"L{top[0]}:{top[1]} ") < 0 else picker[1]  # a unit other than the one shown at start
             layer, unit = int(target.get_attribute("data-layer")), int(target.get_attribute("data-unit"))
+            before = canvas_hash(driver)
             target.click()
             wait(driver, lambda d: d.execute_script("return window.rnnlensExplorer.state.tracks[0].label")
                  .endswith(f"L{layer}:{unit} tanh(c) cell"))
             wait(driver, lambda d: canvas_hash(d) != before)
-            levels = lstm.track("c", layer, unit)
-            first = driver.execute_script("return window.rnnlensExplorer.state.lineStarts[Math.floor("
-                                          "document.getElementById('scroller').scrollTop / 20)] || 0")
-            for pos in range(first + 1, first + 40, 7):
-                assert cell_colour(driver, pos) == expected_colour(levels[pos], "c"), pos
+            first = driver.execute_script("return window.rnnlensExplorer.anchorPos()")
+            for kind in ("c", "f"):
+                if kind == "f":  # a gate: another palette, the same check
+                    Select(driver.find_element(By.ID, "kind")).select_by_value("f")
+                    driver.find_element(By.ID, "show").click()
+                    wait(driver, lambda d: "forget" in d.execute_script(
+                        "return window.rnnlensExplorer.state.tracks[0].label"))
+                levels = lstm.track(kind, layer, unit)
+                for pos in range(first + 1, first + 60, 7):
+                    if lstm.text[pos] != 10:
+                        assert cell_colour(driver, pos) == expected_colour(levels[pos], kind), (kind, pos)
             wait(driver, lambda d: f"layer {layer}, unit {unit}" in d.find_element(By.ID, "unit-page").text)
-
-            # a gate kind: another palette, the same check
-            driver.find_element(By.ID, "kind").send_keys("f forget")
-            driver.find_element(By.ID, "show").click()
-            wait(driver, lambda d: "forget" in d.execute_script("return window.rnnlensExplorer.state.tracks[0].label"))
-            gate = lstm.track("f", layer, unit)
-            for pos in range(first + 1, first + 40, 7):
-                assert cell_colour(driver, pos) == expected_colour(gate[pos], "f"), pos
+            target = driver.find_elements(By.CSS_SELECTOR, "#picker li")[0]
+            target.click()  # back to the best quote cell, for the comparison and the screenshot
+            layer, unit = int(target.get_attribute("data-layer")), int(target.get_attribute("data-unit"))
+            wait(driver, lambda d: d.execute_script("return window.rnnlensExplorer.state.tracks[0].label")
+                 .endswith(f"L{layer}:{unit} tanh(c) cell"))
 
             # predictions under the cursor: the numbers of the store and the predictions Parquet
             frame, _ = read_predictions(workflow_results / "toy/predictions/lstm-2x16.parquet")
@@ -366,18 +380,25 @@ def test_the_page_on_trained_models_in_headless_chromium(workflow_results, tmp_p
             driver.find_element(By.ID, "add-other").click()
             driver.find_element(By.ID, "add-lossdiff").click()
             wait(driver, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#tracks li")) == 3)
-            assert "gru-2x16" in driver.find_element(By.ID, "tracks").text
+            best_gru = gru.scores[gru.scores.feature == "in_dquote"].sort_values("rank").iloc[0]
+            assert f"gru-2x16 L{best_gru.layer}:{best_gru.unit} h hidden" in driver.find_element(By.ID, "tracks").text
             gru_frame, _ = read_predictions(workflow_results / "toy/predictions/gru-2x16.parquet")
             diff = np.log(gru_frame.p.to_numpy(np.float64)) - np.log(frame.p.to_numpy(np.float64))
             expected = np.floor((np.clip(diff, -4, 4) + 4) * 255 / 8 + 0.5).astype(np.uint8)
             assert np.array_equal(np.frombuffer(get(url + "api/lossdiff?model=lstm-2x16&other=gru-2x16"), np.uint8),
                                   expected)
             assert browser.severe_console_messages(driver) == []
+            quote = lstm.text.tobytes().find(b'said "', 300)
+            driver.execute_script("window.rnnlensExplorer.jump(arguments[0])", quote)  # prose with quotes in view
+            wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, f'.prediction[data-pos="{quote}"]'))
             shot = tmp_path / "explore.png"
             driver.save_screenshot(str(shot))
             assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-            if os.environ.get("RNNLENS_EXPLORE_SCREENSHOT"):  # how docs/explore.png is made
-                shutil.copy(shot, os.environ["RNNLENS_EXPLORE_SCREENSHOT"])
+            if os.environ.get("RNNLENS_EXPLORE_SCREENSHOT"):  # how docs/explore.png is made (256 colours: small)
+                from PIL import Image
+
+                Image.open(shot).convert("RGB").quantize(256).save(os.environ["RNNLENS_EXPLORE_SCREENSHOT"],
+                                                                   optimize=True)
     finally:
         server.shutdown()
         server.server_close()

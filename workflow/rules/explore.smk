@@ -1,9 +1,5 @@
-# The explorer's rules; their settings and helpers are in explore_common.smk.
-
-
-rule explore:
-    input:
-        explore_targets(),
+# The explorer's store of one model; settings and helpers in explore_common.smk, the `explore` target in the
+# Snakefile.
 
 
 rule explore_store:

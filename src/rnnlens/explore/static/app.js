@@ -452,11 +452,17 @@ async function init() {
   $("feature").onchange = loadPicker;
   $("show").onclick = () => setPrimary(currentSpec());
   $("add-track").onclick = () => addTrack(currentSpec());
-  $("add-other").onclick = () => {
+  // the other model's best unit for the chosen feature (its best quote cell beside this one's), else the same index
+  $("add-other").onclick = async () => {
     const other = $("other").value;
     if (!other) return status("only one model is open: pass two to `rnnlens explore`", true);
-    const m = modelInfo(other);
-    addTrack({ type: "unit", model: other, kind: m.cell_state, layer: Math.min(+$("layer").value, m.layers), unit: Math.min(+$("unit").value, m.hidden - 1) });
+    const m = modelInfo(other), feature = $("feature").value;
+    let pick = { layer: Math.min(+$("layer").value, m.layers), unit: Math.min(+$("unit").value, m.hidden - 1) };
+    if (feature && m.features.includes(feature)) {
+      const best = await getJSON("/api/units?" + query({ model: other, feature, limit: 1 }));
+      if (best.units.length) pick = best.units[0];
+    }
+    addTrack({ type: "unit", model: other, kind: m.cell_state, layer: pick.layer, unit: pick.unit });
   };
   $("add-lossdiff").onclick = () => {
     const other = $("other").value;
@@ -502,6 +508,6 @@ async function init() {
   explorer.ready = true;
 }
 
-const explorer = { state, ready: false, draw, scrollBench, jump, setPrimary, addTrack, cellBox };
+const explorer = { state, ready: false, draw, scrollBench, jump, setPrimary, addTrack, cellBox, anchorPos };
 window.rnnlensExplorer = explorer;
 init().catch((err) => { status(err.message, true); explorer.error = err.message; });
