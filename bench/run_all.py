@@ -42,9 +42,8 @@ def steps(args):
         # the explorer: a small model trained a few steps, end to end; and a store of the 3x512 shape
         # with made-up activations (no CPU here builds a real one in the budget)
         ("explore", "bench_explore.py", ["--layers", "1", "--hidden", "128" if args.quick else "256", "--train-steps",
-                                         "2", "--out", str(RESULTS / "explore.json")]),
-        ("explore3x512", "bench_explore.py", ["--synthetic", "--layers", "3", "--hidden", "512",
-                                              "--out", str(RESULTS / "explore3x512.json")]),
+                                         "2"]),
+        ("explore3x512", "bench_explore.py", ["--synthetic", "--layers", "3", "--hidden", "512"]),
     ]
     return [(name, BENCH / script, extra) for name, script, extra in plan]
 
