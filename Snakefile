@@ -22,12 +22,21 @@ include: "workflow/rules/report.smk"
 include: "workflow/rules/ngram.smk"
 include: "workflow/rules/analysis.smk"
 include: "workflow/rules/internals.smk"
+include: "workflow/rules/explore_common.smk"
+include: "workflow/rules/explore.smk"
 
 
 rule all:
     default_target: True
     input:
         all_targets(),
+        explore_targets(),
+
+
+# every store of analysis.explore.models (`rnnlens explore CORPUS` serves them)
+rule explore:
+    input:
+        explore_targets(),
 
 
 onsuccess:

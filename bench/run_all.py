@@ -39,6 +39,11 @@ def steps(args):
         ("kenlm", "bench_kenlm.py", ["--train-bytes", "200000", "--orders", "1,3,5"] if args.quick else []),
         ("brackets", "bench_brackets.py", []),
         ("dryrun", "bench_dryrun.py", []),
+        # the explorer: a small model trained a few steps, end to end; and a store of the 3x512 shape
+        # with made-up activations (no CPU here builds a real one in the budget)
+        ("explore", "bench_explore.py", ["--layers", "1", "--hidden", "128" if args.quick else "256", "--train-steps",
+                                         "2"]),
+        ("explore3x512", "bench_explore.py", ["--synthetic", "--layers", "3", "--hidden", "512"]),
     ]
     return [(name, BENCH / script, extra) for name, script, extra in plan]
 
@@ -148,6 +153,11 @@ def summary(runs, total_s, device_label):
                       f"({brackets['corpus']}, whole-corpus matching of 4 delimiters, {brackets['models']} models)",
                       f"{seconds:.2f} s", "a few seconds (<= 5 s)", verdict(seconds <= 5)))
         details.append(generic_section("Brackets", brackets))
+    for name in ("explore", "explore3x512"):
+        explore = load(name)
+        if explore:
+            goals.append(explore_goal(explore))
+            details.append(explore_section(explore))
     dry = load("dryrun")
     if dry:
         measured = f"{dry['median_s']:.2f} s"
@@ -244,6 +254,34 @@ def internals_table(internals):
     return "\n".join(out) + "\n"
 
 
+def explore_label(e):
+    how = "made-up activations" if e.get("synthetic") else f"trained {e['train_steps']} steps"
+    return f"{e['model']} ({how}), {e['test_positions']:,} test positions of {e['corpus']}"
+
+
+def explore_goal(e):
+    s = e["search"]
+    return (f"Explorer hypothesis search over all {s['candidates']} cells, {explore_label(e)}",
+            f"median {s['median_round_trip_ms']:.0f} ms, max {s['max_round_trip_ms']:.0f} ms (first {s['first_round_trip_ms']:.0f} ms)",
+            "< 1 s for a 3x512 model on War and Peace", verdict(s["max_round_trip_ms"] < 1000))
+
+
+def explore_section(e):
+    b = e["browser"]
+    out = [f"## Explorer: {explore_label(e)}\n",
+           f"- store: {e['store_bytes'] / 2**20:,.1f} MiB ({e['tracks']:,} uint8 tracks), "
+           f"{'written' if e.get('synthetic') else 'built'} in {e['build_s']:.1f} s"]
+    if "skipped" in b:
+        out.append(f"- browser: skipped ({b['skipped']})")
+    else:
+        out.append(f"- first coloured render {b['first_render_ms']:.0f} ms after navigation; one screen draws in "
+                   f"{b['one_screen_draw_ms']:.1f} ms; scrolling {b['scroll_chars']:,} characters: {b['scroll_frames']} "
+                   f"frames, {b['scroll_ms']:.0f} ms of drawing, slowest frame {b['scroll_max_frame_ms']:.1f} ms")
+    out.append("- searches: " + "; ".join(f"[{q['start']}, {q['end']}) {q['units']} units {q['matches']} matches "
+                                          f"{q['round_trip_ms']:.0f} ms" for q in e["search"]["queries"]))
+    return "\n".join(out) + "\n"
+
+
 def kenlm_table(kenlm):
     out = [f"## KenLM\n\nCorpus: {kenlm['corpus']}, first {kenlm['train_bytes']:,} training bytes; "
            f"{kenlm['test_bytes']:,} test bytes scored; -S {kenlm['memory_option']}, {kenlm['binary_type']} binary. "
@@ -293,7 +331,7 @@ def main(argv=None):
     ap.add_argument("--device", default="auto")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads of each benchmark")
     ap.add_argument("--only", help="comma-separated benchmark names to run (train, scaling, eval, internals, "
-                                   "oracles, kenlm, brackets, dryrun)")
+                                   "oracles, kenlm, brackets, dryrun, explore, explore3x512)")
     ap.add_argument("--skip", default="", help="comma-separated benchmark names to skip")
     ap.add_argument("--timeout", type=int, default=900, help="seconds allowed to each benchmark")
     ap.add_argument("--summary-only", action="store_true", help="only rewrite summary.md from the JSON files")

@@ -22,6 +22,8 @@ MODULE_COMMANDS = {
     "agreement": "rnnlens.agreement",
     "dynamics": "rnnlens.dynamics",
     "dynamics-models": "rnnlens.dynamics",
+    "explore-store": "rnnlens.explore.store",
+    "explore": "rnnlens.explore.server",
 }
 
 

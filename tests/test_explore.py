@@ -1,0 +1,435 @@
+"""The activation explorer: its store, search, server and command, and the real page in a real headless Chromium
+(Debian's chromium + chromium-driver, driven by selenium) on models trained by the real workflow."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from conftest import ROOT, markov_text, run_env
+from rnnlens.corpus import PreparedCorpus
+from rnnlens.evaluate import evaluate
+from rnnlens.explore import browser
+from rnnlens.explore.search import find_matches, hypothesis_search, select_units
+from rnnlens.explore.server import Explorer, byte_label, serve_in_thread
+from rnnlens.explore.store import (KINDS, NOT_ERROR, Store, base_meta, build_store, decode, empty_positions,
+                                   level_threshold, quantise, write_store)
+from rnnlens.internals import stream_test_internals
+from rnnlens.model import CharRNN, ModelSpec
+from rnnlens.predictions import read_predictions
+from rnnlens.saturation import SaturationCounter
+
+SNAKEMAKE = Path(sys.executable).parent / "snakemake"
+
+
+def needs_browser():
+    """Skip without Chromium, unless RNNLENS_REQUIRE_BROWSER is set (CI installs it, so there the tests must run)."""
+    if browser.find_chromium() is None:
+        message = ("chromium/chromedriver not installed: apt-get install -y --no-install-recommends chromium "
+                   "chromium-driver")
+        if os.environ.get("RNNLENS_REQUIRE_BROWSER"):
+            pytest.fail(message)
+        pytest.skip(message)
+    pytest.importorskip("selenium", reason="selenium not installed: pip install -e '.[dev]'")
+
+
+def get(url):
+    with urllib.request.urlopen(url, timeout=30) as response:
+        return response.read()
+
+
+def get_json(url):
+    return json.loads(get(url))
+
+
+# ---------------------------------------------------------------------------------------------- quantisation
+
+
+def test_quantised_levels_are_close_and_exact_at_the_saturation_thresholds():
+    gates = torch.linspace(0, 1, 200_001, dtype=torch.float64)
+    levels = quantise(gates, "f").numpy()
+    back = decode(levels, "f")
+    assert np.abs(back - gates.numpy()).max() <= 0.5 / 255 + 1e-6
+    off = np.abs(gates.numpy() - 0.1) > 1e-9  # exactly at a threshold either answer is fine
+    assert np.array_equal((back < 0.1)[off], (gates.numpy() < 0.1)[off])
+    off = np.abs(gates.numpy() - 0.9) > 1e-9
+    assert np.array_equal((back > 0.9)[off], (gates.numpy() > 0.9)[off])
+    states = torch.linspace(-3, 3, 10_001, dtype=torch.float64)
+    assert np.abs(decode(quantise(states, "c").numpy(), "c") - np.tanh(states.numpy())).max() <= 0.5 / 127.5 + 1e-6
+    assert np.array_equal(quantise(states, "c").numpy(), quantise(torch.tanh(states), "h").numpy())
+    q = np.arange(256)
+    for kind in ("i", "h"):
+        for threshold in (-0.73, -0.21, 0.01, 0.1, 0.3, 0.5, 0.95):  # levels: exact; between: either
+            assert np.array_equal(decode(q, kind) > threshold, q > level_threshold(threshold, kind))
+
+
+# ---------------------------------------------------------------------------------------------- the store
+
+
+def test_store_holds_every_activation_and_the_evaluation_predictions(tmp_path, prepared):
+    torch.manual_seed(3)
+    corpus = PreparedCorpus.load(prepared(markov_text(8000)))
+    model = CharRNN(ModelSpec("lstm", 2, 8, corpus.vocab_size))
+    model.init_uniform(2.0)  # large weights: saturated gates, so the saturation check has something to count
+    model.eval()
+    evaluate(model, {}, corpus, tmp_path / "pred.parquet", "lstm-2x8", streams=7, warmup=100, log=lambda *a: None)
+    meta = build_store(model, corpus, tmp_path / "store", "lstm-2x8", predictions=tmp_path / "pred.parquet",
+                       oracle_settings={"memory_windows": [100]}, eval_streams=7, eval_warmup=100, streams=5,
+                       warmup=200, log=lambda *a: None)
+    store = Store(tmp_path / "store")
+    n = len(corpus.split("test"))
+    assert store.n == n and store.acts.shape == (6 * 2 * 8, n) and isinstance(store.acts, np.memmap)
+    assert meta["total_bytes"] == sum(p.stat().st_size for p in (tmp_path / "store").iterdir() if p.name != "store.json")
+    assert meta["build_seconds"] > 0 and not list((tmp_path / "store").glob("*.part*"))
+
+    # every kind of every unit, against the exact internals streamed the same way
+    counter = SaturationCounter("lstm", 2, 8)
+    for chunk in stream_test_internals(model, corpus, streams=5, warmup=200, chunk=100):
+        counter.update(chunk.acts, torch.from_numpy(chunk.valid))
+        keep = chunk.valid
+        for layer, acts in enumerate(chunk.acts, start=1):
+            for kind in KINDS["lstm"]:
+                exact = acts[kind].numpy()[keep]
+                exact = np.tanh(exact) if kind == "c" else exact
+                for unit in range(8):
+                    stored = store.values(kind, layer, unit)[chunk.pos[keep]]
+                    assert np.abs(stored - exact[:, unit]).max() <= 0.5 / 127.5 + 1e-5, (kind, layer, unit)
+    exact_sat = counter.table("m")
+    for row in exact_sat.itertuples():
+        kind = {"input": "i", "forget": "f", "output": "o"}[row.gate]
+        left, right = store.saturation(row.layer, row.unit)[kind]
+        assert abs(left - row.frac_left) <= 1 / n and abs(right - row.frac_right) <= 1 / n
+    assert exact_sat.frac_right.max() > 0.2  # the check compared real saturation, not zeros
+
+    # top-5 from the model's full distributions; top-1 and p are the evaluation's
+    frame, _ = read_predictions(tmp_path / "pred.parquet")
+    pos = store.positions
+    assert np.array_equal(pos["top_byte"][:, 0], frame.argmax.to_numpy())
+    assert np.allclose(pos["top_p"][:, 0], frame.p_argmax.to_numpy(), atol=1e-6)
+    assert np.array_equal(pos["p"], frame.p.to_numpy())
+    assert (np.diff(pos["top_p"], axis=1) <= 0).all() and (pos["top_p"].sum(1) <= 1 + 1e-5).all()
+    errors = frame.p.to_numpy() < 0.5
+    assert (pos["oracle"][~errors] == NOT_ERROR).all() and (pos["oracle"][errors] >= 0).all()
+
+
+def synthetic_store(path, n=3000, layers=2, hidden=16, seed=0):
+    """A store whose tanh(c) activations are set by hand: noise below 0.3 everywhere; unit 2:5 planted at 0.9 over
+    three 12-character spans; distractors: 1:3 on over the first span but also around it, 2:9 on over only part of
+    it, 1:7 planted on the same spans but weaker (0.6), so it ranks second."""
+    rng = np.random.default_rng(seed)
+    meta = base_meta("lstm-2x16", "toy", "lstm", layers, hidden)
+    text = np.frombuffer(markov_text(n, alphabet=b"ab c\n", seed=seed), dtype=np.uint8)
+    spans = [(400, 412), (1500, 1512), (2600, 2612)]
+    values = {kind: rng.uniform(-0.5, 0.25, (layers, hidden, n)) for kind in meta["kinds"]}
+    c = values["c"]
+    for a, b in spans:
+        c[1, 5, a:b] = 0.9
+        c[0, 7, a:b] = 0.6
+    c[0, 3, 380:430] = 0.8
+    c[1, 9, 405:412] = 0.8
+
+    def fill(acts):
+        for k, kind in enumerate(meta["kinds"]):
+            raw = np.arctanh(values[kind]) if kind == "c" else values[kind]  # the store applies tanh to c
+            levels = quantise(torch.from_numpy(raw), kind).numpy()
+            acts[k * layers * hidden:(k + 1) * layers * hidden] = levels.reshape(layers * hidden, n)
+
+    positions = empty_positions(n)
+    positions["top_byte"][:] = np.frombuffer(b"ab c\n", dtype=np.uint8)
+    positions["top_p"][:] = [0.4, 0.3, 0.15, 0.1, 0.05]
+    positions["p"] = 0.3
+    write_store(path, meta, text, fill, positions)
+    return Store(path), spans
+
+
+def test_hypothesis_search_finds_the_planted_unit_and_spans(tmp_path):
+    store, spans = synthetic_store(tmp_path / "store")
+    result = hypothesis_search(store, "c", *spans[0], threshold=0.5, pad=3)
+    assert [(u["layer"], u["unit"]) for u in result["units"]] == [(2, 5), (1, 7)]
+    assert [(m["start"], m["end"]) for m in result["matches"]] == spans
+    assert result["matches"][0]["score"] == pytest.approx(1.0)
+    # the parts alone: a unit on around the span is not selected; partial runs rank below whole ones
+    block = np.zeros((3, 100), dtype=np.uint8)
+    block[0, 10:20] = block[0, 50:60] = 200
+    block[1, 5:25] = 200
+    block[2, 10:20] = block[2, 70:74] = 220
+    selected, margin = select_units(block, 10, 20, level=100, pad=2)
+    assert list(selected) == [2, 0] and margin[0] > margin[1]
+    matches = find_matches(block[[0, 2]], 100, 10, min_fraction=0.5)
+    assert [(a, b) for a, b, _ in matches] == [(10, 20), (50, 60), (70, 74)]
+    with pytest.raises(ValueError, match="not inside"):
+        select_units(block, 90, 120, 100)
+
+
+def test_server_answers_the_api_and_refuses_bad_requests(tmp_path):
+    store, spans = synthetic_store(tmp_path / "store")
+    server, url = serve_in_thread(Explorer([store]))
+    try:
+        info = get_json(url + "api/info")
+        assert info["positions"] == store.n and info["models"][0]["model"] == "lstm-2x16"
+        assert get(url + "api/text") == store.text.tobytes()
+        track = get(url + "api/track?model=lstm-2x16&kind=c&layer=2&unit=5")
+        assert np.array_equal(np.frombuffer(track, np.uint8), store.track("c", 2, 5))
+        unit = get_json(url + "api/unit?model=lstm-2x16&kind=c&layer=2&unit=5")
+        assert set(unit["saturation"]) == {"i", "f", "o"} and sum(unit["histogram"]["counts"]) == store.n
+        assert any(spans[0][0] <= c["pos"] < spans[0][1] for c in unit["contexts"])
+        predict = get_json(url + "api/predict?model=lstm-2x16&pos=7")
+        assert [t["label"] for t in predict["top"]] == ["a", "b", "space", "c", "\\n"] and not predict["oracles_ran"]
+        for bad, message in (("api/track?model=nope&kind=c&layer=1&unit=0", "unknown model"),
+                             ("api/track?model=lstm-2x16&kind=c&layer=3&unit=0", "outside"),
+                             ("api/unit?model=lstm-2x16&kind=q&layer=1&unit=0", "has no 'q'"),
+                             ("api/predict?model=lstm-2x16", "missing parameter"),
+                             ("api/search?model=lstm-2x16&start=10&end=5&threshold=0.5", "not inside")):
+            with pytest.raises(urllib.error.HTTPError) as err:
+                get(url + bad)
+            assert err.value.code == 400 and message in json.loads(err.value.read())["error"]
+        with pytest.raises(urllib.error.HTTPError) as err:
+            get(url + "static/../server.py")
+        assert err.value.code == 404
+        page = get(url).decode()
+        assert "/static/app.js" in page and "http" not in page.replace('href="data:,"', "")  # nothing remote
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert byte_label(10) == "\\n" and byte_label(200) == "0xc8"
+
+
+def test_command_serves_until_ctrl_c_and_names_missing_stores(tmp_path):
+    synthetic_store(tmp_path / "results/toy/explore/lstm-2x16")
+    cmd = [sys.executable, "-m", "rnnlens", "explore", "toy", "--results", str(tmp_path / "results"), "--port", "0"]
+    proc = subprocess.Popen(cmd, env=run_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        lines = []
+        while not any("http://127.0.0.1:" in line for line in lines):
+            line = proc.stdout.readline()
+            assert line, f"the server ended early: {proc.stderr.read()}"
+            lines.append(line)
+        url = next(w for w in lines[-1].split() if w.startswith("http://127.0.0.1:"))
+        assert get_json(url + "api/info")["models"][0]["model"] == "lstm-2x16"
+        assert "MiB" in "".join(lines)  # the store's size is reported
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        proc.kill() if proc.poll() is None else None
+    assert proc.returncode == 0 and "stopped" in out and "Traceback" not in err, err
+    with pytest.raises(OSError):
+        get(url + "api/info")
+    missing = subprocess.run([*cmd[:4], "nothere", *cmd[5:]], env=run_env(), capture_output=True, text=True)
+    assert missing.returncode == 2 and len(missing.stderr.strip().splitlines()) == 1
+    assert "analysis.explore.models" in missing.stderr and "snakemake" in missing.stderr
+
+
+# ---------------------------------------------------------------------------------------------- the real page
+
+
+def has_kenlm():
+    return (Path(sys.executable).parent / "lmplz").exists() or shutil.which("lmplz")
+
+
+@pytest.fixture(scope="module")
+def workflow_results(tmp_path_factory):
+    """Two small models (LSTM, GRU) trained, evaluated, analysed and stored by the real workflow."""
+    needs_browser()
+    d = tmp_path_factory.mktemp("explore_wf")
+    for name in ("Snakefile", "workflow", "src", "profiles", "envs", "config.yaml"):
+        src = ROOT / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, d / name)
+    # blocks of three kinds of text, repeated, so that every split has quotes, brackets and plain runs
+    prose = b" ".join(b'he said "well then, my dear" and left.' if i % 3 == 0 else b"the cat sat on the mat."
+                      for i in range(16)) + b"\n"
+    code = b"".join(b'    if (x[%d] > 0) { y = "abc"; }\n' % (i % 7) for i in range(8))
+    (d / "corpus.txt").write_bytes(b"".join(markov_text(500, seed=i) + prose + code for i in range(14)))
+    config = {
+        "corpora": {"toy": {"path": str(d / "corpus.txt"), "split": {"train": 0.8, "val": 0.1, "test": 0.1},
+                            "quote_scope": "line"}},
+        "grid": {"arch": ["lstm", "gru"], "layers": [2], "size": [16]},
+        # enough training (a few seconds a model) for cells that track quotes and lines
+        "training": {"seed": 1, "batch_size": 8, "seq_len": 50, "max_epochs": 25, "patience": 25,
+                     "learning_rate": 0.005, "checkpoint_seconds": 60, "device": "cpu"},
+        "evaluation": {"streams": 4, "warmup": 50},
+        "resources": {"train_threads": 1},
+        "analysis": {"internals": {"max_positions": 2000, "threads": 1},
+                     "explore": {"models": ["lstm-2x16", "gru-2x16"], "threads": 1}},
+    }
+    if has_kenlm():
+        config["ngram"] = {"orders": [2, 3], "memory_mb": 500}
+        config["analysis"]["reference_ngram"] = 3
+        config["analysis"]["oracles"] = {"ngram_orders": [2, 3]}
+    (d / "tiny.yaml").write_text(yaml.safe_dump(config))
+    proc = subprocess.run([str(SNAKEMAKE), "explore", "--cores", "2", "--configfile", "tiny.yaml"], cwd=d,
+                          env=run_env(), capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return d / "results"
+
+
+def canvas_hash(driver):
+    return driver.execute_script(
+        "const c = document.getElementById('text'), d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+        "let h = 0; for (let i = 0; i < d.length; i += 4) h = (h * 31 + d[i] * 3 + d[i + 1] * 5 + d[i + 2] * 7) >>> 0;"
+        "return h;")
+
+
+def cell_colour(driver, pos):
+    """The RGB at the top-left inside of a character's cell (its background: the glyph starts lower)."""
+    return driver.execute_script(
+        "const b = window.rnnlensExplorer.cellBox(arguments[0]); if (!b) return null;"
+        "const c = document.getElementById('text'), r = window.devicePixelRatio || 1;"
+        "return Array.from(c.getContext('2d').getImageData(Math.round((b.x + 2) * r), Math.round((b.y + 2) * r), 1, 1)"
+        ".data.slice(0, 3));", pos)
+
+
+def expected_colour(level, kind):
+    """app.js's palette, in Python."""
+    if kind in ("i", "f", "o", "r", "z"):
+        t = level / 255
+        return [int(np.floor(255 * (1 - 0.8 * t) + 0.5)), int(np.floor(255 * (1 - 0.35 * t) + 0.5)),
+                int(np.floor(255 * (1 - 0.8 * t) + 0.5))]
+    v = level / 127.5 - 1
+    fade = int(np.floor(255 * (1 - 0.85 * min(1, abs(v))) + 0.5))
+    return [255, fade, fade] if v >= 0 else [fade, fade, 255]
+
+
+def wait(driver, condition, timeout=20):
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    # the page re-renders its lists; an element read while being replaced is retried, not a failure
+    return WebDriverWait(driver, timeout, ignored_exceptions=(StaleElementReferenceException,)).until(condition)
+
+
+@pytest.mark.slow
+def test_the_page_on_trained_models_in_headless_chromium(workflow_results, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    base = workflow_results / "toy/explore"
+    lstm, gru = Store(base / "lstm-2x16"), Store(base / "gru-2x16")
+    server, url = serve_in_thread(Explorer([lstm, gru]))
+    try:
+        with browser.headless_chromium() as driver:
+            driver.get(url)
+            browser.wait_until_ready(driver)
+            assert browser.severe_console_messages(driver) == []
+            assert "toy" in driver.find_element(By.ID, "corpus-info").text
+
+            # choosing a unit recolours the text: ranked by a feature's score, the top unit's colours fill the cells
+            Select(driver.find_element(By.ID, "feature")).select_by_value("in_dquote")
+            # under a feature every row names it (the first row alone may name it before the list is refreshed)
+            wait(driver, lambda d: all("in_dquote" in li.text for li in d.find_elements(By.CSS_SELECTOR, "#picker li")))
+            picker = driver.find_elements(By.CSS_SELECTOR, "#picker li")
+            scores = lstm.scores[lstm.scores.feature == "in_dquote"].sort_values("rank")
+            top = (int(picker[0].get_attribute("data-layer")), int(picker[0].get_attribute("data-unit")))
+            assert top == (int(scores.layer.iloc[0]), int(scores.unit.iloc[0])) and len(picker) == len(scores)
+            target = picker[0] if driver.execute_script("return window.rnnlensExplorer.state.tracks[0].label") \
+                .find(f"L{top[0]}:{top[1]} ") < 0 else picker[1]  # a unit other than the one shown at start
+            layer, unit = int(target.get_attribute("data-layer")), int(target.get_attribute("data-unit"))
+            before = canvas_hash(driver)
+            target.click()
+            wait(driver, lambda d: d.execute_script("return window.rnnlensExplorer.state.tracks[0].label")
+                 .endswith(f"L{layer}:{unit} tanh(c) cell"))
+            wait(driver, lambda d: canvas_hash(d) != before)
+            first = driver.execute_script("return window.rnnlensExplorer.anchorPos()")
+            for kind in ("c", "f"):
+                if kind == "f":  # a gate: another palette, the same check
+                    Select(driver.find_element(By.ID, "kind")).select_by_value("f")
+                    driver.find_element(By.ID, "show").click()
+                    wait(driver, lambda d: "forget" in d.execute_script(
+                        "return window.rnnlensExplorer.state.tracks[0].label"))
+                levels = lstm.track(kind, layer, unit)
+                for pos in range(first + 1, first + 60, 7):
+                    if lstm.text[pos] != 10:
+                        assert cell_colour(driver, pos) == expected_colour(levels[pos], kind), (kind, pos)
+            wait(driver, lambda d: f"layer {layer}, unit {unit}" in d.find_element(By.ID, "unit-page").text)
+            target = driver.find_elements(By.CSS_SELECTOR, "#picker li")[0]
+            target.click()  # back to the best quote cell, for the comparison and the screenshot
+            layer, unit = int(target.get_attribute("data-layer")), int(target.get_attribute("data-unit"))
+            wait(driver, lambda d: d.execute_script("return window.rnnlensExplorer.state.tracks[0].label")
+                 .endswith(f"L{layer}:{unit} tanh(c) cell"))
+
+            # predictions under the cursor: the numbers of the store and the predictions Parquet
+            frame, _ = read_predictions(workflow_results / "toy/predictions/lstm-2x16.parquet")
+            pos = int(np.argmin(frame.p.to_numpy()[100:]) + 100)  # an error, so the oracle line shows
+            jump = driver.find_element(By.ID, "jump")
+            jump.clear()
+            jump.send_keys(str(pos))
+            driver.find_element(By.ID, "go").click()
+            box = wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, f'.prediction[data-pos="{pos}"]'))[0]
+            rows = [r.find_elements(By.TAG_NAME, "td") for r in box.find_elements(By.CSS_SELECTOR, "tr.top5")]
+            shown = [(cells[1].text, float(cells[2].text)) for cells in rows]
+            stored = lstm.positions[pos]
+            assert shown == [(byte_label(b), round(float(p), 4)) for b, p in zip(stored["top_byte"], stored["top_p"])]
+            assert shown[0] == (byte_label(frame.argmax[pos]), round(float(frame.p_argmax[pos]), 4))
+            assert float(box.find_element(By.CLASS_NAME, "p-model").text) == round(float(frame.p[pos]), 4)
+            if has_kenlm():
+                ngram, _ = read_predictions(workflow_results / "toy/predictions/ngram-3.parquet")
+                assert float(box.find_element(By.CLASS_NAME, "p-ngram").text) == round(float(ngram.p[pos]), 4)
+            assert "error" in box.text and "explained by" in box.text
+
+            # two models: the GRU's cell as a strip, and the loss difference as a strip
+            driver.find_element(By.ID, "add-other").click()
+            driver.find_element(By.ID, "add-lossdiff").click()
+            wait(driver, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#tracks li")) == 3)
+            best_gru = gru.scores[gru.scores.feature == "in_dquote"].sort_values("rank").iloc[0]
+            assert f"gru-2x16 L{best_gru.layer}:{best_gru.unit} h hidden" in driver.find_element(By.ID, "tracks").text
+            gru_frame, _ = read_predictions(workflow_results / "toy/predictions/gru-2x16.parquet")
+            diff = np.log(gru_frame.p.to_numpy(np.float64)) - np.log(frame.p.to_numpy(np.float64))
+            expected = np.floor((np.clip(diff, -4, 4) + 4) * 255 / 8 + 0.5).astype(np.uint8)
+            assert np.array_equal(np.frombuffer(get(url + "api/lossdiff?model=lstm-2x16&other=gru-2x16"), np.uint8),
+                                  expected)
+            assert browser.severe_console_messages(driver) == []
+            quote = lstm.text.tobytes().find(b'said "', 300)
+            driver.execute_script("window.rnnlensExplorer.jump(arguments[0])", quote)  # prose with quotes in view
+            wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, f'.prediction[data-pos="{quote}"]'))
+            shot = tmp_path / "explore.png"
+            driver.save_screenshot(str(shot))
+            assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+            if os.environ.get("RNNLENS_EXPLORE_SCREENSHOT"):  # how docs/explore.png is made (256 colours: small)
+                from PIL import Image
+
+                Image.open(shot).convert("RGB").quantize(256).save(os.environ["RNNLENS_EXPLORE_SCREENSHOT"],
+                                                                   optimize=True)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.slow
+def test_hypothesis_search_in_headless_chromium(tmp_path):
+    needs_browser()
+    from selenium.webdriver.common.by import By
+
+    store, spans = synthetic_store(tmp_path / "store")
+    server, url = serve_in_thread(Explorer([store]))
+    try:
+        with browser.headless_chromium() as driver:
+            driver.get(url)
+            browser.wait_until_ready(driver)
+            for field, value in (("sel-start", spans[0][0]), ("sel-end", spans[0][1]), ("threshold", 0.5)):
+                element = driver.find_element(By.ID, field)
+                element.clear()
+                element.send_keys(str(value))
+            driver.find_element(By.ID, "search").click()
+            units = wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#search-units li"))
+            found = [(int(u.get_attribute("data-layer")), int(u.get_attribute("data-unit"))) for u in units]
+            assert found[0] == (2, 5) and found == [(2, 5), (1, 7)]
+            matches = driver.find_elements(By.CSS_SELECTOR, "#search-matches li")
+            assert [(int(m.get_attribute("data-start")), int(m.get_attribute("data-end"))) for m in matches] == spans
+            summary = driver.find_element(By.ID, "search-summary").text
+            assert "2 of 32 units, 3 matches" in summary
+            matches[2].click()  # jumps there
+            wait(driver, lambda d: d.execute_script("return window.rnnlensExplorer.state.cursor") == spans[2][0])
+            assert browser.severe_console_messages(driver) == []
+    finally:
+        server.shutdown()
+        server.server_close()
