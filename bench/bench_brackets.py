@@ -60,9 +60,8 @@ def main(argv=None):
         atomic_write_bytes(tmp / "corpus.bin", raw)
         meta = prepare("bench", tmp / "corpus.bin", LINUX_SPLIT, 2)
         atomic_write_text(tmp / "data.json", json.dumps(meta))
-        start, end = meta["splits"]["test"]
         data = np.frombuffer(raw, dtype=np.uint8)
-        test = data[start:end]
+        test = np.concatenate([data[a:b] for a, b in meta["pieces"]["test"]])
         rng = np.random.default_rng(0)
         paths = []
         for k in range(args.models):

@@ -165,7 +165,7 @@ def test_error_breakdown_titles_name_corpus_and_mark_an_unconverged_pick(tmp_pat
     (tmp_path / "corpus.bin").write_bytes(data)
     n = len(data)
     meta = {"corpus": "demo", "size": n, "vocab": sorted(set(data)),
-            "splits": {"train": [0, n // 2], "val": [n // 2, 3 * n // 4], "test": [3 * n // 4, n]}}
+            "pieces": {"train": [[0, n // 2]], "val": [[n // 2, 3 * n // 4]], "test": [[3 * n // 4, n]]}}
     (tmp_path / "data.json").write_text(json.dumps(meta))
     target = np.frombuffer(data[3 * n // 4:], np.uint8)
     rng = np.random.default_rng(3)
