@@ -23,7 +23,7 @@ if str(SRC) not in sys.path:  # run from a checkout without the package installe
     sys.path.insert(0, str(SRC))
 
 from rnnlens.corpus import PreparedCorpus  # noqa: E402
-from rnnlens.model import ARCHS, CharRNN, ModelSpec, count_parameters, match_hidden_size  # noqa: E402
+from rnnlens.model import RNN_ARCHS as ARCHS, CharRNN, ModelSpec, count_parameters, match_hidden_size  # noqa: E402
 
 # BENCH_RESULTS moves every output (the tests run the benchmarks into a temporary directory)
 RESULTS = Path(os.environ.get("BENCH_RESULTS") or ROOT / "results" / "bench")

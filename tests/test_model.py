@@ -1,10 +1,10 @@
 import pytest
 import torch
 
-from rnnlens.model import ARCHS, CharRNN, ModelSpec, count_parameters, match_hidden_size, parse_model_id
+from rnnlens.model import RNN_ARCHS, CharRNN, ModelSpec, count_parameters, match_hidden_size, parse_model_id
 
 
-@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("arch", RNN_ARCHS)
 @pytest.mark.parametrize("layers", [1, 2, 3])
 def test_parameter_count_matches_module(arch, layers):
     model = CharRNN(ModelSpec(arch, layers, 13, 29))
@@ -19,7 +19,7 @@ def test_lstm_one_layer_matches_itself_and_paper_budgets():
         assert 0.85 < params / approx < 1.15
 
 
-@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("arch", RNN_ARCHS)
 @pytest.mark.parametrize("layers", [1, 2, 3])
 def test_matched_hidden_size_is_the_closest(arch, layers):
     hidden, params, budget = match_hidden_size(arch, layers, 128, 87)
@@ -31,7 +31,7 @@ def test_matched_hidden_size_is_the_closest(arch, layers):
 def test_model_id_parsing():
     assert parse_model_id("gru-3x256") == ("gru", 3, 256)
     with pytest.raises(ValueError, match="unknown architecture"):
-        parse_model_id("transformer-1x64")
+        parse_model_id("mamba-1x64")
     with pytest.raises(ValueError, match="ARCH-LAYERSxSIZE"):
         parse_model_id("lstm64")
 

@@ -21,8 +21,8 @@ from rnnlens.oracles import model_id_of
 from rnnlens.plots import pyplot, save_figures
 from rnnlens.predictions import read_meta, read_predictions
 
-ARCH_MARKERS = {"rnn": "s", "lstm": "o", "gru": "^"}
-ARCH_COLORMAPS = {"rnn": "Reds", "lstm": "Blues", "gru": "Greens"}
+ARCH_MARKERS = {"rnn": "s", "lstm": "o", "gru": "^", "transformer": "P", "lru": "v"}
+ARCH_COLORMAPS = {"rnn": "Reds", "lstm": "Blues", "gru": "Greens", "transformer": "Purples", "lru": "YlOrBr"}
 OTHER_MARKER, OTHER_COLOR = "D", "#555555"
 
 

@@ -196,9 +196,11 @@ def family_of(label, meta):
 SHOWN = {"brace": "}", "paren": ")", "bracket": "]", "quote": '"'}
 
 
-def plot_curves(df, corpus, name, families, out_base, bin_width, min_count=10, max_distance=400, unconverged=()):
+def plot_curves(df, corpus, name, families, out_base, bin_width, min_count=10, max_distance=400, unconverged=(),
+                windows=None):
     """One figure: mean p of the closer per distance bin for every model, counts as light bars behind; the legend
-    below the axes, y fitted to the highest curve. Without a bin to show, a note stands in for the figure.
+    below the axes, y fitted to the highest curve; a dotted vertical line at each shown model's context window
+    (windows: {label: bytes}, the transformer's). Without a bin to show, a note stands in for the figure.
     Returns the figure."""
     from rnnlens.plots import fit_ylim, legend_outside, model_styles, note_figure, pyplot
 
@@ -231,7 +233,12 @@ def plot_curves(df, corpus, name, families, out_base, bin_width, min_count=10, m
                 marker=style["marker"], markersize=3.5, linewidth=1.6,
                 label=f"{label} (unconverged)" if label in unconverged else label)
     fit_ylim(ax, shown["mean_p"])  # every curve visible, the n-gram included; not squashed into a 0-1 axis
-    ax.set_xlim(0, all_bins.max() + bin_width)
+    for label, window in (windows or {}).items():
+        if label in styles and window:
+            # beyond its window the model cannot see the opener: where its curve should fall
+            ax.axvline(window, color=styles[label]["color"], linestyle=":", linewidth=1.2,
+                       label=f"{label} window ({window})")
+    ax.set_xlim(0, max(all_bins.max() + bin_width, max((w for w in (windows or {}).values() if w), default=0) + bin_width))
     ax.set_xlabel(f"distance to the matching opener (characters, bins of {bin_width}; bins with >= {min_count})")
     ax.set_ylabel(f"mean probability of {SHOWN[name]}")
     ax.set_title(f"{title}\n{', '.join(labels)}", fontsize=9)
@@ -259,19 +266,21 @@ def brackets(data_json, prediction_paths, labels=None, delimiters=tuple(DELIMITE
     test_bytes = corpus.split("test")
     if labels and len(labels) != len(prediction_paths):
         raise ValueError(f"{len(labels)} labels for {len(prediction_paths)} predictions files; give one each")
-    probs, families, unconverged = {}, {}, []
+    probs, families, unconverged, windows = {}, {}, [], {}
     for i, path in enumerate(prediction_paths):
         p, meta = load_test_p(path, len(test_bytes), test_bytes)
         label = labels[i] if labels else meta.get("model") or Path(path).stem
         if label in probs:
             raise ValueError(f"label {label!r} is used twice; give distinct --labels")
         probs[label], families[label] = p, family_of(label, meta)
+        if meta.get("window"):
+            windows[label] = int(meta["window"])
         if convergence.is_unconverged(meta):
             unconverged.append(label)
             log(convergence.pick_note(label, meta, "one of the compared models"))
     frames, summary = [], {"corpus": corpus.name, "bin_width": bin_width, "quote_scope": quote_scope,
                            "test_pieces": len(corpus.pieces["test"]), "test_bytes": len(test_bytes),
-                           "delimiters": {}, "unconverged": unconverged}
+                           "delimiters": {}, "unconverged": unconverged, "windows": windows}
     for name in delimiters:
         t0 = time.time()
         offsets, distances, counts = closers_in_test(corpus.data, corpus.pieces["test"], name, quote_scope)
@@ -320,7 +329,7 @@ def cli(argv=None) -> int:
     for name in delimiters:
         plot_curves(curves[curves["delimiter_name"] == name], corpus, name, families,
                     Path(args.fig_dir) / f"brackets-{corpus}-{name}", args.bin, args.min_count, args.max_distance,
-                    summary["unconverged"])
+                    summary["unconverged"], summary["windows"])
     atomic_write_text(args.csv_out, curves.to_csv(index=False))
     if args.summary_out:
         atomic_write_text(args.summary_out, json.dumps(summary, indent=2) + "\n")

@@ -24,6 +24,8 @@ MODULE_COMMANDS = {
     "dynamics-models": "rnnlens.dynamics",
     "explore-store": "rnnlens.explore.store",
     "explore": "rnnlens.explore.server",
+    "dyneval": "rnnlens.dyneval",
+    "compare-archs": "rnnlens.compare",
 }
 
 
@@ -85,7 +87,8 @@ def cmd_train(args):
     if args.model not in table.index:
         raise SystemExit(f"model {args.model} is not in {args.models_table}; add its arch/layers/size to the grid")
     hidden = int(table.loc[args.model, "hidden"])
-    spec = ModelSpec(arch, layers, hidden, corpus.vocab_size, cfg.dropout)
+    spec = ModelSpec(arch, layers, hidden, corpus.vocab_size, cfg.dropout,
+                     **({"window": cfg.window, "heads": cfg.heads} if arch == "transformer" else {}))
     meta = {"model_id": args.model, "corpus": corpus.name, "size_label": size,
             "code_fingerprint": args.code_fingerprint}
     try:

@@ -74,6 +74,18 @@ def semantic_problems(config, base_dir="."):
     if any(run.get("precision", train.get("precision")) == "fp16" and run.get("device", train.get("device")) == "cpu"
            for run in runs):
         problems.append("training.precision: fp16 needs a CUDA device, but training.device is cpu; use bf16 or fp32")
+    grid = config.get("grid", {})
+    models = [f"{a}-{l}x{s}" for a in grid.get("arch", []) for l in grid.get("layers", []) for s in grid.get("size", [])]
+    for model in (m for m in models if m.startswith("transformer-")):
+        settings = training_settings(config, model)
+        window, seq_len = settings.get("window", 0), settings.get("seq_len", 100)
+        if window < seq_len:
+            problems.append(f"training.window: {model} has a context window of {window} bytes, shorter than its "
+                            f"training.seq_len {seq_len}; set training_overrides.transformer.window >= seq_len")
+    dynamic = (config.get("evaluation") or {}).get("dynamic") or {}
+    for model in dynamic.get("models", []):
+        if model not in models:
+            problems.append(f"evaluation.dynamic.models: {model} is not a model of the grid ({', '.join(models)})")
     for n in config.get("ngram", {}).get("orders", []):
         if n + 1 > KENLM_MAX_ORDER:
             problems.append(f"ngram.orders: n = {n} context bytes needs KenLM order {n + 1}, above the build's "

@@ -52,7 +52,12 @@ def predict_rows(model, encoded, rows, warmup=2000, chunk=2000, device="cpu", ke
     """Run batch rows (corpus start, length) over the encoded corpus (int64 tensor of vocabulary indices).
 
     -> dict of numpy arrays over the rows' positions, in row order: logp (float64, log-probability of the true
-    byte), argmax (vocabulary index, or byte when `vocab` is given), p_argmax, and with keep_probs `probs`."""
+    byte), argmax (vocabulary index, or byte when `vocab` is given), p_argmax, and with keep_probs `probs`.
+    A model without state (the transformer) reads each position's window of real text instead of a warm-up."""
+    if getattr(model, "window", None):
+        from rnnlens.transformer import predict_rows_windowed
+
+        return predict_rows_windowed(model, encoded, rows, device=device, keep_probs=keep_probs, vocab=vocab)
     lookback, warmup = stream_layout(rows, warmup)
     starts = np.array([start for start, _ in rows], dtype=np.int64)
     lengths = np.array([length for _, length in rows], dtype=np.int64)
@@ -127,6 +132,7 @@ def evaluate(model, extra, corpus, out_path, model_id, streams=100, warmup=2000,
         "dropout": (extra.get("train_config") or {}).get("dropout"),
         "dropout_selection": extra.get("dropout_selection"),
         "evaluation": {**result["layout"], "streams": streams},
+        "window": getattr(model, "window", None),
         "split_layout": corpus.layout,
         "converged": extra.get("converged"), "convergence": extra.get("convergence"),
     }

@@ -34,8 +34,11 @@ import torch.nn.functional as F
 
 # names of what `LayerwiseRunner.run` returns per layer, in order
 ACTIVATIONS = {"lstm": ("i", "f", "o", "g", "c", "h"), "gru": ("r", "z", "n", "h"), "rnn": ("h",)}
-# the state that the cell analyses and pictures use
-CELL_STATE = {"lstm": "c", "gru": "h", "rnn": "h"}
+# the state that the cell analyses and pictures use; beyond the paper, units of "cells" per layer are the
+# transformer's residual stream (hidden) then its MLP neurons (4 hidden), and the LRU state's real then imaginary
+# parts (2 hidden)
+CELL_STATE = {"lstm": "c", "gru": "h", "rnn": "h", "transformer": "cells", "lru": "cells"}
+CELL_UNITS = {"transformer": "residual stream 0..H-1, MLP neurons H..5H-1", "lru": "state real 0..N-1, imaginary N..2N-1"}
 
 
 def layer_weights(rnn, layer):
@@ -317,7 +320,9 @@ def stream_test_internals(model, corpus, streams=50, warmup=1000, chunk=100, spl
     x_all = torch.from_numpy(x_rows).to(device)
     state = None
     with torch.no_grad():
-        if warm > 0:
+        if warm > 0 and hasattr(runner, "warm"):
+            state = runner.warm(x_all[:, :warm])
+        elif warm > 0:
             warm_x = F.one_hot(x_all[:, :warm], model.spec.vocab_size).to(dtype)
             _, state = model.rnn(warm_x)
     t0 = time.time()
@@ -387,9 +392,25 @@ def analyse_model(model, corpus, model_id, out_dir, cells=(), max_positions=100_
     from rnnlens import saturation as sat
 
     spec = model.spec
+    if spec.arch == "transformer":
+        from rnnlens.evaluate import batch_rows
+        from rnnlens.transformer import windowed_internals
+
+        units, method_name = 5 * spec.hidden, "windowed"
+        stream = (Chunk(pos, [{"cells": a} for a in acts])
+                  for pos, acts in windowed_internals(model.eval(), corpus, batch_rows(corpus.pieces["test"], streams)))
+    else:
+        if spec.arch == "lru":
+            from rnnlens.lru import LRURunner
+
+            runner = LRURunner(model)
+        else:
+            runner = LayerwiseRunner(model, method)
+        units, method_name = getattr(runner, "units", spec.hidden), runner.method
+        stream = stream_test_internals(model, corpus, streams, warmup, chunk, runner=runner, log=log)
     for layer, unit in cells:
-        if not (1 <= layer <= spec.layers and 0 <= unit < spec.hidden):
-            raise ValueError(f"cell {layer}:{unit} is outside {model_id} ({spec.layers} layers of {spec.hidden} units; "
+        if not (1 <= layer <= spec.layers and 0 <= unit < units):
+            raise ValueError(f"cell {layer}:{unit} is outside {model_id} ({spec.layers} layers of {units} units; "
                              "layers count from 1, units from 0)")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -400,15 +421,17 @@ def analyse_model(model, corpus, model_id, out_dir, cells=(), max_positions=100_
     log(f"{model_id}: features done ({time.time() - t0:.1f} s); streaming internals")
 
     counter = sat.SaturationCounter(spec.arch, spec.layers, spec.hidden) if spec.arch in sat.GATE_NAMES else None
+    if counter is None and spec.arch != "rnn":
+        log(f"{model_id}: a {spec.arch} has no gates: gate saturation skipped (its table is empty; the saturation "
+            "figure of the corpus leaves it out)")
     sample_pos = cellscore.sample_positions(n, max_positions)
-    collector = cellscore.CellCollector(sample_pos, n, spec.layers, spec.hidden)
+    collector = cellscore.CellCollector(sample_pos, n, spec.layers, units)
     wins = excerpt_windows(n, windows, window_chars, corpus.piece_starts("test"))
     excerpts = cellscore.CellCollector(np.concatenate([np.arange(a, b) for a, b in wins]) if wins else np.array([], int),
-                                       n, spec.layers, spec.hidden)
+                                       n, spec.layers, units)
     state_name = CELL_STATE[spec.arch]
-    runner = LayerwiseRunner(model, method)
-    log(f"{model_id}: internals method {runner.method}, {torch.get_num_threads()} torch threads")
-    for chunk_acts in stream_test_internals(model, corpus, streams, warmup, chunk, runner=runner, log=log):
+    log(f"{model_id}: internals method {method_name}, {torch.get_num_threads()} torch threads")
+    for chunk_acts in stream:
         valid = torch.from_numpy(chunk_acts.valid)
         if counter is not None:
             counter.update(chunk_acts.acts, valid)
@@ -419,7 +442,8 @@ def analyse_model(model, corpus, model_id, out_dir, cells=(), max_positions=100_
 
     paths = {}
     meta = {"model": model_id, "corpus": corpus.name, "arch": spec.arch, "layers": spec.layers,
-            "hidden": spec.hidden, "test_positions": int(n), "cell_state": state_name,
+            "hidden": spec.hidden, "units": units, "test_positions": int(n), "cell_state": state_name,
+            "unit_layout": CELL_UNITS.get(spec.arch),
             "gate_variant": "pytorch" if spec.arch == "gru" else "standard"}
     sat_table = counter.table(model_id) if counter is not None else sat.empty_table()
     paths["saturation"] = sat.write_table(sat_table, out_dir / "saturation.parquet", meta)
@@ -428,19 +452,19 @@ def analyse_model(model, corpus, model_id, out_dir, cells=(), max_positions=100_
         # a vanilla RNN has no gates; its figure says so, so that every model has the same outputs
         paths["saturation_figure"] = (sat.plot_saturation([sat_table], out_dir / "saturation.png", corpus=corpus.name)
                                       if counter is not None
-                                      else sat.plot_no_gates(model_id, out_dir / "saturation.png"))
+                                      else sat.plot_no_gates(model_id, out_dir / "saturation.png", spec.arch))
 
-    scores = cellscore.score_cells(collector.values(), feature_table.iloc[collector.positions], spec.layers, spec.hidden)
+    scores = cellscore.score_cells(collector.values(), feature_table.iloc[collector.positions], spec.layers, units)
     scores.insert(0, "model", model_id)
     scores.insert(1, "corpus", corpus.name)
     paths["cells"] = cellscore.write_scores(scores, out_dir / "cells.parquet", meta)
     paths["cells_top"] = cellscore.write_top(scores, out_dir / "cells_top.csv", per_feature=5)
-    log(f"{model_id}: scored {spec.layers * spec.hidden} cells against {scores['feature'].nunique()} features "
+    log(f"{model_id}: scored {spec.layers * units} cells against {scores['feature'].nunique()} features "
         f"on {len(collector.positions)} positions ({time.time() - t0:.1f} s)")
 
     test_bytes = corpus.split("test")
     paths["excerpts"] = cellscore.write_excerpts(out_dir / "excerpts.parquet", excerpts.positions, test_bytes,
-                                                 excerpts.values(), wins, spec.layers, spec.hidden, meta)
+                                                 excerpts.values(), wins, spec.layers, units, meta)
     if pictures:
         from rnnlens import cellviz
 

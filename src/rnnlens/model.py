@@ -1,5 +1,7 @@
 """Character-level recurrent models as in Karpathy et al. (2015): one-hot input, a fused
-nn.RNN / nn.LSTM / nn.GRU stack, dropout between layers and before the linear decoder.
+nn.RNN / nn.LSTM / nn.GRU stack, dropout between layers and before the linear decoder. Beyond the paper,
+`transformer` (rnnlens.transformer) and `lru` (rnnlens.lru) share the interface: forward(idx, state) ->
+(logits, state), init_weights(scale), spec; `build_model(spec)` picks the class.
 
 Size is a parameter budget: every (arch, layers) gets the hidden size whose parameter count
 is closest to that of the 1-layer LSTM with `size` cells on the same vocabulary.
@@ -11,7 +13,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-ARCHS = ("rnn", "lstm", "gru")
+ARCHS = ("rnn", "lstm", "gru", "transformer", "lru")
+RNN_ARCHS = ("rnn", "lstm", "gru")
+DYNAMIC_SUFFIX = "+dyn"  # predictor id of a model under dynamic evaluation: lstm-2x128+dyn
 GATES_PER_ARCH = {"rnn": 1, "lstm": 4, "gru": 3}
 RECURRENT_MODULES = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 
@@ -23,6 +27,8 @@ class ModelSpec:
     hidden: int
     vocab_size: int
     dropout: float = 0.0
+    window: int = 0  # transformer: context window in bytes
+    heads: int = 0  # transformer: attention heads
 
     def to_dict(self):
         return asdict(self)
@@ -33,7 +39,9 @@ def model_id(arch, layers, size):
 
 
 def parse_model_id(mid):
-    """'lstm-2x128' -> ('lstm', 2, 128); raises ValueError with the expected form otherwise."""
+    """'lstm-2x128' -> ('lstm', 2, 128) (also for its dynamic-evaluation predictor 'lstm-2x128+dyn'); raises
+    ValueError with the expected form otherwise."""
+    mid = mid.removesuffix(DYNAMIC_SUFFIX)
     try:
         arch, rest = mid.split("-", 1)
         layers, size = rest.split("x", 1)
@@ -47,7 +55,16 @@ def parse_model_id(mid):
 
 def count_parameters(arch, layers, hidden, vocab_size):
     """Parameters of the recurrent stack (PyTorch keeps two bias vectors per layer, as char-rnn's
-    i2h and h2h linear maps do) plus the decoder; equals sum(p.numel()) of CharRNN."""
+    i2h and h2h linear maps do) plus the decoder; equals sum(p.numel()) of CharRNN (and of the transformer and
+    the LRU for those archs)."""
+    if arch == "transformer":
+        from rnnlens.transformer import count_parameters as transformer_parameters
+
+        return transformer_parameters(layers, hidden, vocab_size)
+    if arch == "lru":
+        from rnnlens.lru import count_parameters as lru_parameters
+
+        return lru_parameters(layers, hidden, vocab_size)
     gates = GATES_PER_ARCH[arch]
     total = 0
     for layer in range(layers):
@@ -61,7 +78,9 @@ def match_hidden_size(arch, layers, size, vocab_size, max_hidden=8192):
     `size` cells; ties go to the smaller network. Returns (hidden, params, budget)."""
     budget = count_parameters("lstm", 1, size, vocab_size)
     best = None
-    for hidden in range(1, max_hidden + 1):
+    # transformer widths step by 8 so that the configured heads divide them into even head sizes
+    step = 8 if arch == "transformer" else 1
+    for hidden in range(step, max_hidden + 1, step):
         params = count_parameters(arch, layers, hidden, vocab_size)
         key = (abs(params - budget), hidden)
         if best is None or key < best[0]:
@@ -106,6 +125,8 @@ class CharRNN(nn.Module):
         for p in self.parameters():
             nn.init.uniform_(p, -scale, scale)
 
+    init_weights = init_uniform  # the interface every architecture shares (train.py calls it)
+
     def init_state(self, batch, device=None):
         shape = (self.spec.layers, batch, self.spec.hidden)
         h = torch.zeros(shape, device=device)
@@ -118,7 +139,22 @@ class CharRNN(nn.Module):
         return self.decoder(self.drop(out)), state
 
 
+def build_model(spec: ModelSpec):
+    """The model class of spec.arch."""
+    if spec.arch == "transformer":
+        from rnnlens.transformer import ByteTransformer
+
+        return ByteTransformer(spec)
+    if spec.arch == "lru":
+        from rnnlens.lru import ByteLRU
+
+        return ByteLRU(spec)
+    return CharRNN(spec)
+
+
 def detach_state(state):
+    if state is None:  # a transformer carries nothing between batches
+        return None
     if isinstance(state, tuple):
         return tuple(s.detach() for s in state)
     return state.detach()
@@ -130,9 +166,9 @@ def save_model(path, model, extra=None):
 
 
 def load_model(path, map_location="cpu"):
-    """-> (CharRNN in eval mode, extra metadata dict)."""
+    """-> (model in eval mode, extra metadata dict)."""
     payload = torch.load(path, map_location=map_location, weights_only=False)
-    model = CharRNN(ModelSpec(**payload["spec"]))
+    model = build_model(ModelSpec(**payload["spec"]))
     model.load_state_dict(payload["state_dict"])
     model.eval()
     return model, payload.get("extra", {})

@@ -32,15 +32,16 @@ def save_figures(fig, paths, dpi=150):
 
 # One hue per architecture (a baseline gets a neutral one), a shade per model within it, a line style per depth:
 # every model of a grid gets its own colour, and models of one architecture stay recognisable as a family.
-ARCH_COLORMAPS = {"lstm": "Blues", "gru": "Greens", "rnn": "Oranges", "nnn": "Purples"}
+ARCH_COLORMAPS = {"lstm": "Blues", "gru": "Greens", "rnn": "Oranges", "nnn": "Purples", "transformer": "Reds",
+                  "lru": "YlOrBr"}
 DEPTH_LINESTYLES = {1: "-", 2: "--", 3: ":", 4: "-."}
-ARCH_MARKERS = {"lstm": "o", "gru": "^", "rnn": "s", "nnn": "D", "ngram": "x"}
+ARCH_MARKERS = {"lstm": "o", "gru": "^", "rnn": "s", "nnn": "D", "ngram": "x", "transformer": "P", "lru": "v"}
 
 
 def _parse(label):
     import re
 
-    match = re.match(r"(rnn|lstm|gru)-(\d+)x(\d+)", label)
+    match = re.match(r"(rnn|lstm|gru|transformer|lru)-(\d+)x(\d+)", label)
     if match:
         return match.group(1), int(match.group(2)), int(match.group(3))
     for family in ("ngram", "nnn"):

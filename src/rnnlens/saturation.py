@@ -169,8 +169,8 @@ def draw_saturation(frames, title=None, corpus=None):
     return fig
 
 
-def plot_no_gates(model_id, out_png):
-    """The saturation figure's stand-in for a model without gates (vanilla RNN)."""
+def plot_no_gates(model_id, out_png, arch="rnn"):
+    """The saturation figure's stand-in for a model without gates (vanilla RNN, transformer, LRU)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -178,7 +178,8 @@ def plot_no_gates(model_id, out_png):
 
     fig, ax = plt.subplots(figsize=(4, 1.2))
     ax.axis("off")
-    ax.text(0.5, 0.5, f"{model_id}: a vanilla RNN has no gates to saturate", ha="center", va="center", fontsize=9)
+    what = {"rnn": "a vanilla RNN", "transformer": "a transformer", "lru": "a linear recurrent unit"}.get(arch, arch)
+    ax.text(0.5, 0.5, f"{model_id}: {what} has no gates to saturate", ha="center", va="center", fontsize=9)
     out_png = Path(out_png)
     save_figures(fig, [out_png, out_png.with_suffix(".pdf")], dpi=100)
     return out_png

@@ -4,7 +4,11 @@ import math
 
 import pandas as pd
 
+from rnnlens.model import DYNAMIC_SUFFIX
 from rnnlens.paper import table1_value
+
+# Table 1's column order: the paper's, then the architectures beyond it, each followed by its dynamic evaluation
+ARCH_ORDER = tuple(a + suffix for a in ("lstm", "rnn", "gru", "transformer", "lru") for suffix in ("", DYNAMIC_SUFFIX))
 from rnnlens.predictions import read_meta
 from rnnlens.plots import save_figures
 
@@ -20,17 +24,23 @@ def table1(prediction_paths, models_csvs, paper_names=None):
     for path in prediction_paths:
         meta = read_meta(path)
         selection = meta.get("dropout_selection") or {}
-        rows.append({"corpus": meta["corpus"], "model": meta["model"], "test_loss": round(meta["test_loss"], 4),
+        rows.append({"corpus": meta["corpus"], "model": meta["model"], "base_model": meta.get("base_model", meta["model"]),
+                     "test_loss": round(meta["test_loss"], 4),
                      "best_val_loss": meta.get("best_val_loss"), "epochs": meta.get("epochs_run"),
                      "dropout": meta.get("dropout"),
                      "dropout_tried": ",".join(selection.get("val_loss_by_dropout", {})) or None,
                      "converged": meta.get("converged")})
-    df = pd.DataFrame(rows).merge(models, on=["corpus", "model"], how="left")
+    # a dynamic-evaluation predictor (lstm-1x64+dyn) has its model's row of the models table, and its own arch
+    # (lstm+dyn), so that "the best LSTM" of the analyses stays a plain LSTM
+    df = pd.DataFrame(rows).merge(models.rename(columns={"model": "base_model"}), on=["corpus", "base_model"],
+                                  how="left")
+    dynamic = df.model != df.base_model
+    df.loc[dynamic, "arch"] = df.loc[dynamic, "arch"] + DYNAMIC_SUFFIX
     paper = [table1_value(paper_names.get(c, c), a, l, s) for c, a, l, s in
              zip(df.corpus, df.arch, df.layers, df["size"])]
     df["paper_test_loss_recalled"] = paper
     df["difference"] = [round(ours - p, 4) if p is not None else None for ours, p in zip(df.test_loss, paper)]
-    order = {a: i for i, a in enumerate(("lstm", "rnn", "gru"))}
+    order = {a: i for i, a in enumerate(ARCH_ORDER)}
     df = df.sort_values(["corpus", "size", "arch", "layers"], key=lambda s: s.map(order) if s.name == "arch" else s)
     return df[["corpus", "model", "arch", "layers", "size", "hidden", "params", "test_loss",
                "paper_test_loss_recalled", "difference", "best_val_loss", "epochs", "dropout",
@@ -66,7 +76,7 @@ def table1_markdown(df):
              "Lower is better. d = the dropout chosen on validation where several were tried.", ""]
     for corpus, group in df.groupby("corpus", sort=False):
         has_paper = group.paper_test_loss_recalled.notna().any()
-        cols = [(a, l) for a in ("lstm", "rnn", "gru") for l in sorted(group.layers.unique())
+        cols = [(a, l) for a in ARCH_ORDER for l in sorted(group.layers.unique())
                 if ((group.arch == a) & (group.layers == l)).any()]
         lines += [f"## {corpus}", "",
                   f"Each cell: ours (paper). {RECALLED_NOTE}" if has_paper else

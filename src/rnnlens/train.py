@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from rnnlens import convergence
 from rnnlens.corpus import PreparedCorpus
 from rnnlens.evaluate import batch_rows, split_loss
-from rnnlens.model import CharRNN, ModelSpec, detach_state, save_model
+from rnnlens.model import ModelSpec, build_model, detach_state, save_model
 
 EXIT_INTERRUPTED = 75  # EX_TEMPFAIL: stopped on request with a checkpoint; rerun to resume
 
@@ -57,6 +57,12 @@ class TrainConfig:
     val_streams: int = 100  # validation pieces are run as about this many batch rows
     snapshot_epochs: list = field(default_factory=list)  # epoch fractions at which to save weights (training dynamics)
     convergence_tolerance: float = 0.01  # max_epochs with the val loss still falling faster (per epoch): unconverged
+    # beyond the paper (set per architecture through training_overrides)
+    optimizer: str = "rmsprop"  # "adamw" suits the transformer and the LRU
+    weight_decay: float = 0.0  # adamw only
+    lr_warmup_steps: int = 0  # linear warm-up of the learning rate over the first optimizer steps
+    window: int = 0  # transformer: context window in bytes (training.seq_len must not exceed it)
+    heads: int = 4  # transformer: attention heads
 
     @classmethod
     def from_dict(cls, settings):
@@ -115,6 +121,14 @@ def mixed_precision(precision, device):
         return contextlib.nullcontext, None
     scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
     return (lambda: torch.autocast(device.type, dtype=dtype)), scaler
+
+
+def make_optimizer(cfg, model):
+    if cfg.optimizer == "rmsprop":
+        return torch.optim.RMSprop(model.parameters(), lr=cfg.learning_rate, alpha=cfg.rmsprop_alpha)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    raise ValueError(f"training.optimizer {cfg.optimizer!r}: use rmsprop or adamw")
 
 
 def pick_device(name):
@@ -198,9 +212,9 @@ def train(cfg, corpus: PreparedCorpus, spec: ModelSpec, out_model, out_history, 
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     random.seed(cfg.seed)
-    model = CharRNN(spec).to(device)
-    model.init_uniform(cfg.init_scale)
-    optimizer = torch.optim.RMSprop(model.parameters(), lr=cfg.learning_rate, alpha=cfg.rmsprop_alpha)
+    model = build_model(spec).to(device)
+    model.init_weights(cfg.init_scale)
+    optimizer = make_optimizer(cfg, model)
 
     progress = {"epoch": 1, "step": 0, "global_step": 0, "best_val": math.inf, "bad_epochs": 0,
                 "history": [], "epoch_loss_sum": 0.0, "epoch_seconds": 0.0}
@@ -253,6 +267,12 @@ def train(cfg, corpus: PreparedCorpus, spec: ModelSpec, out_model, out_history, 
         while progress["step"] < n_steps:
             start = progress["step"] * cfg.seq_len
             x, y = inputs[:, start : start + cfg.seq_len], targets[:, start : start + cfg.seq_len]
+            if progress["global_step"] < cfg.lr_warmup_steps:
+                for group in optimizer.param_groups:
+                    group["lr"] = lr * (progress["global_step"] + 1) / cfg.lr_warmup_steps
+            elif cfg.lr_warmup_steps and progress["global_step"] == cfg.lr_warmup_steps:
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
             with autocast():
                 logits, state = model(x, state)
                 loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1))

@@ -40,6 +40,10 @@ MODELS = [
 ]
 RES = config.get("resources", {})
 EVAL = config.get("evaluation", {})
+# dynamic evaluation: a predictor {model}+dyn for each of evaluation.dynamic.models (default: every model)
+DYNAMIC = EVAL.get("dynamic") or {}
+DYNAMIC_MODELS = [f"{m}+dyn" for m in DYNAMIC.get("models", MODELS)] if DYNAMIC else []
+PREDICTORS = MODELS + DYNAMIC_MODELS
 NGRAM = config.get("ngram") or {}
 NGRAM_ORDERS = NGRAM.get("orders", [])
 NNN = config.get("nnn") or {}
@@ -47,7 +51,8 @@ NNN_ORDERS = NNN.get("orders", [])
 ANALYSIS = config.get("analysis") or {}
 ORACLES = ANALYSIS.get("oracles") or {}
 INTERNALS = ANALYSIS.get("internals") or {}
-GATED_MODELS = [m for m in MODELS if not m.startswith("rnn-")]
+# the transformer and the LRU have no gates: the saturation figure leaves them out (their internals say so)
+GATED_MODELS = [m for m in MODELS if m.startswith(("lstm-", "gru-"))]
 DYNAMICS = ANALYSIS.get("dynamics") or {}
 REFERENCE_NGRAM = ANALYSIS.get("reference_ngram", max(NGRAM_ORDERS, default=0))
 ORACLE_NGRAMS = [
@@ -57,9 +62,14 @@ DYNAMICS_NNN = [n for n in DYNAMICS.get("nnn_orders", range(1, 6)) if n in NNN_O
 HAS_LSTM = "lstm" in GRID["arch"]
 
 
+ARCH_RE = "(rnn|lstm|gru|transformer|lru)"
+TRAINED_MODEL = ARCH_RE + "-[0-9]+x[0-9]+"  # rules that train or read weights constrain {model} to this
+
+
 wildcard_constraints:
     corpus="[A-Za-z0-9_]+",
-    model="(rnn|lstm|gru)-[0-9]+x[0-9]+",
+    model=TRAINED_MODEL + "(\\+dyn)?",
+    base=TRAINED_MODEL,
     n="[0-9]+",
     dropout="[0-9.]+",
 
@@ -141,7 +151,7 @@ def corpus_predictions(wildcards):
     return expand(
         "results/{corpus}/predictions/{model}.parquet",
         corpus=wildcards.corpus,
-        model=MODELS,
+        model=PREDICTORS,
     )
 
 
@@ -169,7 +179,7 @@ def analysis_targets():
                 f"{fig}/perchar.png",
                 f"{fig}/brackets/brackets-{corpus}-brace.png",
             ]
-        targets += [f"results/{corpus}/oracles/{m}.csv" for m in MODELS]
+        targets += [f"results/{corpus}/oracles/{m}.csv" for m in PREDICTORS]
         targets += [f"results/{corpus}/internals/{m}/cells.html" for m in MODELS]
         targets.append(f"results/tables/best_cells_{corpus}.csv")
         if GATED_MODELS:
@@ -178,8 +188,10 @@ def analysis_targets():
             targets.append(f"{fig}/error_breakdown.png")
             if len(GRID["size"]) > 1:
                 targets.append(f"{fig}/small_vs_large.png")
-        if len(MODELS) > 1:
+        if len(PREDICTORS) > 1:
             targets.append(f"{fig}/tsne.png")
+        if len({m.split("-")[0] + m.partition("+")[1] for m in PREDICTORS}) > 1:
+            targets.append(f"{fig}/arch_errors.png")
         if DYNAMICS.get("model") in MODELS and DYNAMICS_NNN:
             targets.append(f"{fig}/dynamics.png")
     return targets

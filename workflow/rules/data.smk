@@ -56,7 +56,7 @@ rule models_table:
         archs=",".join(GRID["arch"]),
         layers=",".join(map(str, GRID["layers"])),
         sizes=",".join(map(str, GRID["size"])),
-        code=code_fingerprint("model"),
+        code=code_fingerprint("model", "transformer", "lru"),
     shell:
         "python -m rnnlens models-table --data {input} --archs {params.archs} --layers {params.layers}"
         " --sizes {params.sizes} --out {output} > {log} 2>&1"

@@ -1,4 +1,6 @@
 rule evaluate:
+    wildcard_constraints:
+        model=TRAINED_MODEL,
     input:
         model="results/{corpus}/models/{model}/model.pt",
         data="results/{corpus}/data.json",
@@ -17,8 +19,40 @@ rule evaluate:
     params:
         streams=EVAL.get("streams", 100),
         warmup=EVAL.get("warmup", 2000),
-        code=code_fingerprint("model", "evaluate", "predictions", "corpus"),
+        code=code_fingerprint(
+            "model", "evaluate", "predictions", "corpus", "transformer", "lru"
+        ),
     shell:
         "python -m rnnlens evaluate --model {input.model} --data {input.data} --out {output}"
         " --model-id {wildcards.model} --streams {params.streams} --warmup {params.warmup}"
         " --threads {threads} > {log} 2>&1"
+
+
+# Dynamic evaluation (Krause et al. 2018): the predictor {base}+dyn adapts the trained weights on each test
+# segment after predicting it; its Parquet goes wherever a model's does.
+rule evaluate_dynamic:
+    input:
+        model="results/{corpus}/models/{base}/model.pt",
+        data="results/{corpus}/data.json",
+    output:
+        "results/{corpus}/predictions/{base}+dyn.parquet",
+    log:
+        "results/logs/{corpus}/evaluate_dynamic/{base}.log",
+    benchmark:
+        "results/benchmarks/{corpus}/evaluate_dynamic/{base}.tsv"
+    conda:
+        "../../envs/rnnlens.yaml"
+    threads: RES.get("train_threads", 2)
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    params:
+        lr=DYNAMIC.get("lr", 1e-4),
+        decay=DYNAMIC.get("decay", 0.0),
+        segment=DYNAMIC.get("segment", 100),
+        warmup=EVAL.get("warmup", 2000),
+        code=code_fingerprint("model", "dyneval", "predictions", "corpus", "transformer", "lru"),
+    shell:
+        "python -m rnnlens dyneval --model {input.model} --data {input.data} --out {output}"
+        " --model-id {wildcards.base} --lr {params.lr} --decay {params.decay} --segment {params.segment}"
+        " --warmup {params.warmup} --threads {threads} > {log} 2>&1"

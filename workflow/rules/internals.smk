@@ -1,4 +1,6 @@
 rule internals:
+    wildcard_constraints:
+        model=TRAINED_MODEL,
     input:
         model="results/{corpus}/models/{model}/model.pt",
         data="results/{corpus}/data.json",

@@ -3,7 +3,7 @@ rule table1:
         predictions=expand(
             "results/{corpus}/predictions/{model}.parquet",
             corpus=CORPORA,
-            model=MODELS,
+            model=PREDICTORS,
         ),
         models=expand("results/{corpus}/models.csv", corpus=CORPORA),
     output:

@@ -1,4 +1,6 @@
 rule train:
+    wildcard_constraints:
+        model=TRAINED_MODEL,
     input:
         data="results/{corpus}/data.json",
         models="results/{corpus}/models.csv",
@@ -19,7 +21,9 @@ rule train:
         settings=train_settings,
         # the checkpoint is not an output: Snakemake must keep it when a job is killed, so the retry resumes
         checkpoint="results/{corpus}/models/{model}/dropout-{dropout}/checkpoint.pt",
-        code=code_fingerprint("model", "train", "corpus", "convergence"),
+        code=code_fingerprint(
+            "model", "train", "corpus", "convergence", "transformer", "lru"
+        ),
     shell:
         "python -m rnnlens train --data {input.data} --models-table {input.models} --model {wildcards.model}"
         " --settings '{params.settings}' --out-model {output.model} --out-history {output.history}"
@@ -29,6 +33,8 @@ rule train:
 # The model of a grid point: the dropout trial with the best validation loss (the paper chose dropout on
 # validation). With one dropout value this is a copy of the one trial.
 rule select_dropout:
+    wildcard_constraints:
+        model=TRAINED_MODEL,
     input:
         dropout_trials,
     output:

@@ -1,0 +1,140 @@
+"""Dynamic evaluation (Krause et al. 2018): a trained model keeps learning from the test text it has already
+predicted. The test split is read once, piece after piece in text order, in segments of `segment` bytes; each
+segment is predicted with the current weights, then one gradient step on that segment's loss adapts them:
+
+    theta <- theta - lr * grad + decay * (theta_trained - theta)
+
+(plain SGD with decay towards the trained weights, Krause et al.'s simplest rule). A byte is therefore used for
+learning only after it has been predicted, and only bytes earlier in the text have adapted the weights that
+predict it. Recurrent models carry their state through a piece (each piece first reads `warmup` bytes of the real
+text before it, as in evaluation); the transformer reads each segment with the window of text before it.
+
+The result is a predictor `{model}+dyn` with the same Parquet schema as any model.
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from rnnlens.model import DYNAMIC_SUFFIX
+from rnnlens.predictions import write_predictions
+
+
+def _forward(model, x, state):
+    from rnnlens.lru import ByteLRU
+
+    if isinstance(model, ByteLRU):
+        return model(x, state, parallel=True)  # the scan: same numbers as the step loop, and fast backward
+    return model(x, state)
+
+
+def dynamic_predict(model, corpus, lr=1e-4, decay=0.0, segment=100, warmup=2000, split="test", device="cpu",
+                    log=None):
+    """-> dict of numpy arrays over the split in position order: logp (true byte), argmax (vocabulary index),
+    p_argmax. The model's weights are adapted in place (reload it to get the trained weights back)."""
+    window = getattr(model, "window", 0)
+    if window and segment > window:
+        raise ValueError(f"evaluation.dynamic.segment {segment} is longer than the transformer's window {window}")
+    model = model.to(device).eval()  # no dropout while adapting
+    params = [p for p in model.parameters()]
+    trained = [p.detach().clone() for p in params]
+    encoded = torch.from_numpy(corpus.encode(corpus.data)).to(device)
+    pieces = [(int(a), int(b)) for a, b in corpus.pieces[split] if b > a]
+    total = sum(b - a for a, b in pieces)
+    logp, argmax, p_argmax = (np.empty(total, np.float64), np.empty(total, np.int64), np.empty(total, np.float32))
+    out, t0, steps = 0, time.time(), 0
+    for a, b in pieces:
+        if a < 1:
+            raise ValueError("a piece starting at the corpus's first byte has no input to predict it from")
+        state = None
+        if not window:
+            warm = min(warmup, a - 1)
+            if warm > 0:
+                with torch.no_grad():
+                    _, state = _forward(model, encoded[None, a - 1 - warm : a - 1], None)
+        for p in range(a, b, segment):
+            q = min(p + segment, b)  # targets p .. q-1 read inputs from p-1 (or the window before) to q-2
+            start = max(0, q - 1 - window) if window else p - 1
+            x, y = encoded[None, start : q - 1], encoded[p:q]
+            logits, new_state = _forward(model, x, state)
+            logprobs = F.log_softmax(logits[0, p - 1 - start :].float(), dim=-1)
+            # record the predictions first: they are made before the segment has taught the model anything
+            with torch.no_grad():
+                logp[out : out + q - p] = logprobs.gather(-1, y[:, None])[:, 0].double().cpu().numpy()
+                best, arg = logprobs.max(-1)
+                p_argmax[out : out + q - p] = best.exp().cpu().numpy()
+                argmax[out : out + q - p] = arg.cpu().numpy()
+            loss = F.nll_loss(logprobs, y)
+            grads = torch.autograd.grad(loss, params, allow_unused=True)
+            with torch.no_grad():
+                for param, grad, theta0 in zip(params, grads, trained):
+                    if grad is not None:
+                        param.sub_(lr * grad)
+                    if decay:
+                        param.add_(decay * (theta0 - param))
+            state = None if new_state is None else (tuple(s.detach() for s in new_state)
+                                                    if isinstance(new_state, tuple) else new_state.detach())
+            out += q - p
+            steps += 1
+            if log is not None and steps % 500 == 0:
+                log(f"  dynamic evaluation: {out / total:6.1%} of {total} positions, {steps} updates "
+                    f"({time.time() - t0:.0f} s)")
+    return {"logp": logp, "argmax": argmax, "p_argmax": p_argmax, "updates": steps}
+
+
+def cli(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="rnnlens dyneval", description="Test predictions of a trained model under "
+                                 "dynamic evaluation (adapting on each test segment after predicting it).")
+    ap.add_argument("--model", required=True, help="model.pt written by training")
+    ap.add_argument("--data", required=True, help="prepared corpus data.json")
+    ap.add_argument("--out", required=True, help="predictions Parquet of the {model}+dyn predictor")
+    ap.add_argument("--model-id", required=True, help="the trained model's id (the predictor is ID+dyn)")
+    ap.add_argument("--lr", type=float, default=1e-4)
+    ap.add_argument("--decay", type=float, default=0.0)
+    ap.add_argument("--segment", type=int, default=100)
+    ap.add_argument("--warmup", type=int, default=2000)
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--device", default="cpu")
+    args = ap.parse_args(argv)
+
+    from rnnlens.corpus import PreparedCorpus
+    from rnnlens.model import load_model
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.segment < 1 or args.lr <= 0 or not 0 <= args.decay < 1:
+        print("rnnlens dyneval: error: need --segment >= 1, --lr > 0 and 0 <= --decay < 1", file=sys.stderr)
+        return 2
+    model, extra = load_model(args.model, map_location=args.device)
+    corpus = PreparedCorpus.load(args.data)
+    t0 = time.time()
+    try:
+        result = dynamic_predict(model, corpus, args.lr, args.decay, args.segment, args.warmup, device=args.device,
+                                 log=lambda m: print(m, flush=True))
+    except ValueError as err:
+        print(f"rnnlens dyneval: error: {err}", file=sys.stderr)
+        return 2
+    predictor = args.model_id + DYNAMIC_SUFFIX
+    spec = model.spec
+    meta = {"model": predictor, "base_model": args.model_id, "corpus": corpus.name, "family": spec.arch,
+            "arch": spec.arch + DYNAMIC_SUFFIX, "layers": spec.layers, "hidden": spec.hidden,
+            "params": int(sum(p.numel() for p in model.parameters())), "best_val_loss": extra.get("best_val_loss"),
+            "epochs_run": extra.get("epochs_run"), "dropout": (extra.get("train_config") or {}).get("dropout"),
+            "converged": extra.get("converged"), "convergence": extra.get("convergence"),
+            "window": getattr(model, "window", None) or None, "split_layout": corpus.layout,
+            "dynamic": {"lr": args.lr, "decay": args.decay, "segment": args.segment, "warmup": args.warmup,
+                        "updates": result["updates"], "seconds": round(time.time() - t0, 1)}}
+    meta = write_predictions(Path(args.out), corpus.split("test"), np.exp(result["logp"]).astype(np.float32),
+                             corpus.vocab[result["argmax"]], result["p_argmax"], meta)
+    print(f"{predictor} on {corpus.name}: test loss {meta['test_loss']:.4f} nats/char over {meta['n_positions']} "
+          f"positions, {result['updates']} updates in {time.time() - t0:.0f} s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

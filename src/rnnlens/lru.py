@@ -1,0 +1,170 @@
+"""A stack of linear recurrent units (Orvieto et al. 2023, "Resurrecting Recurrent Neural Networks for Long
+Sequences"), byte-level.
+
+Each layer (pre-norm, residual):  u = LayerNorm(h);  x_t = lambda * x_{t-1} + gamma * (B u_t)  (diagonal, complex);
+y_t = Re(C x_t) + D * u_t;  h <- h + GLU(GELU(y_t)), GLU(z) = W1 z * sigmoid(W2 z).
+lambda = exp(-exp(nu_log) + i exp(theta_log)) keeps |lambda| < 1 for any parameters (stable exponential
+parametrisation), and gamma = sqrt(1 - |lambda|^2) (stored as gamma_log) normalises the input so that the
+state's scale does not grow as |lambda| -> 1. The state has `hidden` complex units (N = H).
+
+Training runs the recurrence as a parallel scan over the time axis (`scan`: log2(T) doubling steps, each an
+element-wise multiply-add with lambda^(2^k), all |.| <= 1, so it is stable); evaluation and internals run it step
+by step (`step_states`), carrying the state from chunk to chunk like an RNN. Both give the same states to float
+precision (tests check 1e-5).
+"""
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def count_parameters(layers, hidden, vocab_size):
+    """Equals sum(p.numel()) of ByteLRU: embedding; per layer a LayerNorm, nu/theta/gamma (N each), B and C
+    (complex: 2 N H each), D (H) and the GLU (2 x H x H + biases); final LayerNorm and decoder."""
+    h = n = hidden
+    layer = 2 * h + 3 * n + 2 * n * h + 2 * h * n + h + 2 * (h * h + h)
+    return vocab_size * h + layers * layer + 2 * h + h * vocab_size + vocab_size
+
+
+def scan(lam, b, x0):
+    """x_t = lam * x_{t-1} + b_t for t = 0..T-1 from x_{-1} = x0, all at once. lam (N,) complex, b (batch, T, N)
+    complex, x0 (batch, N) complex -> (batch, T, N). Hillis-Steele doubling: after the step with offset d, entry t
+    holds sum_{s=t-2d+1..t} lam^(t-s) b_s; then the carried state enters as lam^(t+1) x0."""
+    steps = b.shape[1]
+    power = lam
+    offset = 1
+    while offset < steps:
+        b = torch.cat([b[:, :offset], b[:, offset:] + power * b[:, :-offset]], dim=1)
+        power = power * power
+        offset *= 2
+    powers = torch.exp(torch.arange(1, steps + 1, device=b.device, dtype=lam.real.dtype)[:, None] * torch.log(lam))
+    return b + powers[None] * x0[:, None]
+
+
+class LRULayer(nn.Module):
+    def __init__(self, hidden, dropout, r_min=0.5, r_max=0.999, max_phase=math.pi / 10):
+        super().__init__()
+        self.hidden = hidden
+        self.r_min, self.r_max, self.max_phase = r_min, r_max, max_phase
+        self.norm = nn.LayerNorm(hidden)
+        self.nu_log = nn.Parameter(torch.empty(hidden))
+        self.theta_log = nn.Parameter(torch.empty(hidden))
+        self.gamma_log = nn.Parameter(torch.empty(hidden))
+        self.B_re = nn.Parameter(torch.empty(hidden, hidden))
+        self.B_im = nn.Parameter(torch.empty(hidden, hidden))
+        self.C_re = nn.Parameter(torch.empty(hidden, hidden))
+        self.C_im = nn.Parameter(torch.empty(hidden, hidden))
+        self.D = nn.Parameter(torch.empty(hidden))
+        self.glu = nn.Linear(hidden, 2 * hidden)
+        self.drop = nn.Dropout(dropout)
+
+    @torch.no_grad()
+    def init_weights(self):
+        # eigenvalues uniform on the ring r_min <= |lambda| <= r_max with phases in [0, max_phase] (Orvieto et al.)
+        n = self.hidden
+        u1, u2 = torch.rand(n), torch.rand(n)
+        radius_sq = u1 * (self.r_max ** 2 - self.r_min ** 2) + self.r_min ** 2
+        self.nu_log.copy_(torch.log(-0.5 * torch.log(radius_sq)))
+        self.theta_log.copy_(torch.log(self.max_phase * u2).clamp_min(-20))
+        self.gamma_log.copy_(torch.log(torch.sqrt(1 - radius_sq)))
+        for w in (self.B_re, self.B_im):
+            nn.init.normal_(w, 0.0, 1 / math.sqrt(2 * n))
+        for w in (self.C_re, self.C_im):
+            nn.init.normal_(w, 0.0, 1 / math.sqrt(n))
+        nn.init.normal_(self.D, 0.0, 1.0)
+        nn.init.normal_(self.glu.weight, 0.0, 1 / math.sqrt(n))
+        nn.init.zeros_(self.glu.bias)
+        self.norm.reset_parameters()
+
+    def eigenvalues(self):
+        return torch.exp(torch.complex(-torch.exp(self.nu_log), torch.exp(self.theta_log)))
+
+    def inputs(self, h):
+        """-> (u = LayerNorm(h), gamma * B u as complex (batch, T, N))."""
+        u = self.norm(h)
+        gamma = torch.exp(self.gamma_log)
+        bu = torch.complex(u @ self.B_re.t(), u @ self.B_im.t()) * gamma
+        return u, bu
+
+    def output(self, h, u, states):
+        y = (states @ torch.complex(self.C_re, self.C_im).t()).real + self.D * u
+        a, b = self.glu(F.gelu(y)).chunk(2, dim=-1)
+        return h + self.drop(a * torch.sigmoid(b))
+
+    def step_states(self, bu, x):
+        """The recurrence one step at a time (inference and internals)."""
+        lam = self.eigenvalues()
+        out = torch.empty_like(bu)
+        for t in range(bu.shape[1]):
+            x = lam * x + bu[:, t]
+            out[:, t] = x
+        return out
+
+    def forward(self, h, x0, parallel=True):
+        """h (batch, T, H) real, x0 (batch, N) complex -> (new h, states (batch, T, N) complex)."""
+        u, bu = self.inputs(h)
+        states = scan(self.eigenvalues(), bu, x0) if parallel else self.step_states(bu, x0)
+        return self.output(h, u, states), states
+
+
+class ByteLRU(nn.Module):
+    def __init__(self, spec):
+        super().__init__()
+        self.spec = spec
+        self.embed = nn.Embedding(spec.vocab_size, spec.hidden)
+        self.layers = nn.ModuleList(LRULayer(spec.hidden, spec.dropout) for _ in range(spec.layers))
+        self.ln_f = nn.LayerNorm(spec.hidden)
+        self.drop = nn.Dropout(spec.dropout)
+        self.decoder = nn.Linear(spec.hidden, spec.vocab_size)
+
+    def init_weights(self, scale=None):
+        """Orvieto et al.'s initialisation of each LRU; normal(0, 0.02) embedding and decoder (the paper's
+        uniform(-0.08, 0.08) is for the RNNs)."""
+        nn.init.normal_(self.embed.weight, 0.0, 0.02)
+        nn.init.normal_(self.decoder.weight, 0.0, 0.02)
+        nn.init.zeros_(self.decoder.bias)
+        self.ln_f.reset_parameters()
+        for layer in self.layers:
+            layer.init_weights()
+
+    def init_state(self, batch, device=None):
+        return torch.zeros(self.spec.layers, batch, self.spec.hidden, dtype=torch.complex64, device=device)
+
+    def forward(self, idx, state=None, parallel=None, keep=None):
+        """idx (batch, T) -> logits (batch, T, vocab), state (layers, batch, N) complex. parallel: the scan
+        (default while training) or the step loop (default in eval mode). keep: a list receiving each layer's
+        states (batch, T, N) complex, for internals."""
+        parallel = self.training if parallel is None else parallel
+        if state is None:
+            state = self.init_state(idx.shape[0], idx.device)
+        h = self.drop(self.embed(idx))
+        new_state = []
+        for k, layer in enumerate(self.layers):
+            h, states = layer(h, state[k], parallel)
+            new_state.append(states[:, -1])
+            if keep is not None:
+                keep.append(states)
+        return self.decoder(self.drop(self.ln_f(h))), torch.stack(new_state)
+
+
+class LRURunner:
+    """Internals of a ByteLRU for rnnlens.internals: per layer the state after each byte, run step by step with
+    the state carried from chunk to chunk; units 0..N-1 are its real parts, N..2N-1 its imaginary parts."""
+
+    def __init__(self, model):
+        self.model = model.eval()
+        self.method = "step"
+        self.units = 2 * model.spec.hidden
+        self.weights = [[model.decoder.weight]]  # dtype and device, as rnnlens.internals reads them
+
+    @torch.no_grad()
+    def warm(self, idx):
+        return self.model(idx, None, parallel=False)[1]
+
+    @torch.no_grad()
+    def run(self, idx, state=None):
+        keep = []
+        _, state = self.model(idx, state, parallel=False, keep=keep)
+        return [{"cells": torch.cat([s.real, s.imag], dim=-1)} for s in keep], state

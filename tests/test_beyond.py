@@ -1,0 +1,172 @@
+"""The architectures beyond the paper (transformer, LRU) and dynamic evaluation: parameter matching, causality,
+the LRU's scan against its step loop, windowed evaluation, training, internals, and that dynamic evaluation never
+learns from a byte before it has predicted it."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from conftest import markov_text
+from rnnlens.corpus import PreparedCorpus
+from rnnlens.dyneval import dynamic_predict
+from rnnlens.evaluate import batch_rows, predict_rows, predict_test
+from rnnlens.lru import ByteLRU, scan
+from rnnlens.model import ModelSpec, build_model, count_parameters, match_hidden_size, models_table
+from rnnlens.train import TrainConfig, train
+from rnnlens.transformer import ByteTransformer, window_blocks
+
+QUIET = lambda *a, **k: None  # noqa: E731
+
+
+def _spec(arch, layers=2, hidden=16, vocab=7, window=24):
+    extra = {"window": window, "heads": 2} if arch == "transformer" else {}
+    return ModelSpec(arch, layers, hidden, vocab, **extra)
+
+
+@pytest.mark.parametrize("arch", ["transformer", "lru"])
+@pytest.mark.parametrize("layers", [1, 2, 3])
+def test_parameter_count_matches_module_and_budget(arch, layers):
+    model = build_model(_spec(arch, layers, hidden=24, vocab=29))
+    assert sum(p.numel() for p in model.parameters()) == count_parameters(arch, layers, 24, 29)
+    for size in (64, 128, 256):
+        hidden, params, budget = match_hidden_size(arch, layers, size, 87)
+        # the LRU's width is any integer; the transformer's steps by 8 (heads): within one step of the budget
+        candidates = range(8, 2000, 8) if arch == "transformer" else range(1, 2000)
+        best = min(candidates, key=lambda h: (abs(count_parameters(arch, layers, h, 87) - budget), h))
+        assert hidden == best
+        assert abs(params / budget - 1) < (0.12 if arch == "transformer" else 0.02)
+    table = pd.DataFrame(models_table("wp", 87, [arch, "lstm"], [layers], [64]))
+    assert set(table.model) == {f"{arch}-{layers}x64", f"lstm-{layers}x64"}
+
+
+def test_transformer_is_causal():
+    torch.manual_seed(0)
+    model = ByteTransformer(_spec("transformer", 2, 16, 7, window=32)).eval()
+    model.init_weights()
+    x = torch.randint(0, 7, (3, 32))
+    with torch.no_grad():
+        base, _ = model(x)
+        for t in (0, 9, 31):
+            changed = x.clone()
+            changed[:, t] = (changed[:, t] + 1) % 7
+            out, _ = model(changed)
+            # the output at column c predicts byte c + 1 from bytes 0..c: byte t may change only columns >= t
+            assert torch.equal(out[:, :t], base[:, :t]), t
+            assert not torch.allclose(out[:, t:], base[:, t:]), t
+    with pytest.raises(ValueError, match="window"):
+        model(torch.zeros(1, 33, dtype=torch.long))
+
+
+def test_lru_scan_equals_step_loop():
+    torch.manual_seed(1)
+    lam = torch.exp(torch.complex(-torch.rand(11) * 0.5, torch.rand(11)))
+    b = torch.randn(3, 77, 11, dtype=torch.complex64)
+    x0 = torch.randn(3, 11, dtype=torch.complex64)
+    x, ref = x0, []
+    for t in range(77):
+        x = lam * x + b[:, t]
+        ref.append(x)
+    assert (scan(lam, b, x0) - torch.stack(ref, 1)).abs().max() < 1e-5
+    # the whole model: the training path (scan) and the inference path (step loop), with a carried state
+    model = ByteLRU(_spec("lru", 2, 16, 7))
+    model.init_weights()
+    idx = torch.randint(0, 7, (4, 130))
+    with torch.no_grad():
+        logits_s, state_s = model(idx[:, :60], parallel=True)
+        logits_s2, state_s = model(idx[:, 60:], state_s, parallel=True)
+        logits_l, state_l = model(idx, parallel=False)
+    assert (torch.cat([logits_s, logits_s2], 1) - logits_l).abs().max() < 1e-5
+    assert (state_s - state_l).abs().max() < 1e-5
+
+
+def test_window_blocks_predict_every_position_once_within_the_window():
+    rows = [(100, 37), (300, 50), (5, 3)]
+    blocks = window_blocks(rows, window=16, stride=6)
+    covered = []
+    for start, length, first, n, out in blocks:
+        assert length <= 16
+        targets = [start + first + 1 + j for j in range(n)]
+        covered += targets
+        for t in targets:
+            assert 1 <= t - start <= 16  # context: bytes start .. t-1, at most the window
+    expected = [p for s, n in rows for p in range(s, s + n)]
+    assert covered == expected
+
+
+def test_windowed_evaluation_equals_full_context_inside_the_window(prepared):
+    corpus = PreparedCorpus.load(prepared(markov_text(3000)))
+    torch.manual_seed(2)
+    model = ByteTransformer(_spec("transformer", 2, 16, corpus.vocab_size, window=40)).eval()
+    model.init_weights()
+    encoded = torch.from_numpy(corpus.encode(corpus.data))
+    rows = batch_rows(corpus.pieces["test"], 3)
+    got = predict_rows(model, encoded, rows)
+    # reference: each position alone, from exactly the window's bytes before it
+    positions = np.concatenate([np.arange(s, s + n) for s, n in rows])
+    blocks = {}
+    for start, length, first, n, _ in window_blocks(rows, 40, 20):
+        for j in range(n):
+            blocks[start + first + 1 + j] = start
+    with torch.no_grad():
+        for k in (0, 1, 19, 20, 77, len(positions) - 1):
+            t = positions[k]
+            logits, _ = model(encoded[None, blocks[t] : t])
+            ref = torch.log_softmax(logits[0, -1], -1)[encoded[t]].item()
+            assert abs(got["logp"][k] - ref) < 1e-5
+            assert t - blocks[t] >= 40 - 20 + 1  # at least window - stride + 1 bytes of context
+
+
+@pytest.mark.parametrize("arch", ["transformer", "lru"])
+def test_training_learns_and_evaluation_covers_the_test_split(prepared, tmp_path, arch):
+    corpus = PreparedCorpus.load(prepared(markov_text(8000)))
+    cfg = TrainConfig(batch_size=8, seq_len=32, max_epochs=6, optimizer="adamw", learning_rate=1e-2,
+                      lr_warmup_steps=5, window=32, heads=2, val_streams=4, device="cpu")
+    hidden, _, _ = match_hidden_size(arch, 1, 16, corpus.vocab_size)
+    spec = ModelSpec(arch, 1, hidden, corpus.vocab_size, **({"window": 32, "heads": 2} if arch == "transformer" else {}))
+    assert train(cfg, corpus, spec, tmp_path / "m.pt", tmp_path / "h.csv", tmp_path / "c.pt", log=QUIET) == 0
+    history = pd.read_csv(tmp_path / "h.csv")
+    # learnt some of the Markov structure (the tiny transformer, 8 wide, learns slowest)
+    assert history.val_loss.iloc[-1] < min(history.val_loss.iloc[0], np.log(corpus.vocab_size) - 0.15)
+    from rnnlens.model import load_model
+
+    model, extra = load_model(tmp_path / "m.pt")
+    result = predict_test(model, corpus, streams=4, warmup=100, log=QUIET)
+    assert len(result["p"]) == corpus.split_size("test") and np.array_equal(result["target"], corpus.split("test"))
+    assert abs(-np.log(result["p"]).mean() - history.val_loss.min()) < 0.3
+
+
+@pytest.mark.parametrize("arch", ["lstm", "transformer", "lru"])
+def test_dynamic_evaluation_never_uses_a_byte_before_predicting_it(prepared, arch):
+    text = bytearray(markov_text(4000))
+    path_a = prepared(bytes(text), name="a")
+    k_corpus = PreparedCorpus.load(path_a)
+    a_test = k_corpus.pieces["test"][0][0]
+    t = a_test + 150  # a test byte in the middle of the third segment of 64
+    vocab = bytes(k_corpus.vocab)
+    text[t] = vocab[(vocab.index(text[t]) + 1) % len(vocab)]
+    corpus_b = PreparedCorpus.load(prepared(bytes(text), name="b"))
+    assert np.array_equal(k_corpus.vocab, corpus_b.vocab)
+    torch.manual_seed(3)
+    spec = _spec(arch, 1, 16, k_corpus.vocab_size, window=96)
+    model = build_model(spec)
+    model.init_weights(0.3)
+    state = {k: v.clone() for k, v in model.state_dict().items()}  # dynamic evaluation adapts in place
+    runs = []
+    for corpus in (k_corpus, corpus_b):
+        model.load_state_dict(state)
+        runs.append(dynamic_predict(model, corpus, lr=0.5, segment=64, warmup=50))
+    i = t - a_test  # index in the test split
+    a, b = runs
+    # everything predicted before byte t was read (and its own distribution) is the same ...
+    assert np.array_equal(a["logp"][:i], b["logp"][:i])
+    assert np.array_equal(a["p_argmax"][: i + 1], b["p_argmax"][: i + 1])
+    # ... and what comes after the segment that holds it differs: it was learnt from (or read) after predicting it
+    assert not np.allclose(a["logp"][192:], b["logp"][192:])
+    # adaptation changes the predictions (against the static model)
+    model.load_state_dict(state)
+    static = predict_rows(model, torch.from_numpy(k_corpus.encode(k_corpus.data)), [(a_test, len(a["logp"]))],
+                          warmup=50)
+    assert not np.allclose(static["logp"][64:], a["logp"][64:], atol=1e-4)
+    if arch != "transformer":  # the first segment is predicted with the trained weights, like static evaluation
+        assert np.allclose(static["logp"][:64], a["logp"][:64], atol=1e-5)
