@@ -170,3 +170,48 @@ def test_dynamic_evaluation_never_uses_a_byte_before_predicting_it(prepared, arc
     assert not np.allclose(static["logp"][64:], a["logp"][64:], atol=1e-4)
     if arch != "transformer":  # the first segment is predicted with the trained weights, like static evaluation
         assert np.allclose(static["logp"][:64], a["logp"][:64], atol=1e-5)
+
+
+@pytest.mark.parametrize("arch", ["transformer", "lru"])
+def test_internals_score_every_unit_and_skip_gates(prepared, tmp_path, arch):
+    from rnnlens.internals import analyse_model
+
+    data = markov_text(1500) + b"".join(b'x = f("ab") { y[%d] }\n' % i for i in range(80))
+    corpus = PreparedCorpus.load(prepared(data))
+    torch.manual_seed(4)
+    model = build_model(_spec(arch, 2, 8, corpus.vocab_size, window=16)).eval()
+    model.init_weights(0.1)
+    messages = []
+    paths = analyse_model(model, corpus, f"{arch}-2x8", tmp_path, cells=[(2, 3)], max_positions=300, streams=5,
+                          warmup=50, chunk=40, windows=2, window_chars=60, log=messages.append)
+    units = 5 * 8 if arch == "transformer" else 2 * 8
+    scores = pd.read_parquet(paths["cells"])
+    assert scores.groupby(["layer", "unit"]).ngroups == 2 * units
+    assert pd.read_parquet(paths["saturation"]).empty
+    assert any("has no gates" in m for m in messages)
+    assert (tmp_path / "cells.html").stat().st_size > 1000
+
+
+def test_transformer_internals_match_the_model_on_its_window(prepared):
+    """Every test position is read once, and the residual stream of the last block after reading byte t decodes to
+    the model's own prediction from a window of window - stride + 1 .. window bytes ending at t."""
+    from rnnlens.transformer import windowed_internals
+
+    corpus = PreparedCorpus.load(prepared(markov_text(2000)))
+    torch.manual_seed(5)
+    model = build_model(_spec("transformer", 1, 8, corpus.vocab_size, window=16)).eval()
+    model.init_weights()
+    rows = batch_rows(corpus.pieces["test"], 2)
+    encoded = torch.from_numpy(corpus.encode(corpus.data))
+    seen = np.zeros(corpus.split_size("test"), dtype=int)
+    test_start = corpus.pieces["test"][0][0]
+    for pos, acts in windowed_internals(model, corpus, rows, batch=7):
+        seen[pos[pos >= 0]] += 1
+        r, c = 0, 3
+        t = test_start + pos[r, c]
+        resid = acts[0][r, c, :8]
+        logits = model.decoder(model.ln_f(resid))
+        with torch.no_grad():
+            refs = [model(encoded[None, t - length + 1 : t + 1])[0][0, -1] for length in range(9, 17)]
+        assert pos[r, c] >= 0 and any(torch.allclose(logits, ref, atol=1e-5) for ref in refs)
+    assert (seen == 1).all()

@@ -268,7 +268,8 @@ def draw_model_cells(out_dir, scores, excerpts_path, feature_table=None, user_ce
     feats_at = feature_table.iloc[frame.pos.to_numpy()].reset_index(drop=True) if feature_table is not None else None
     picks = select_cells(scores, user_cells)
     legend = "".join(f'<span style="background:{hex_colour(colour(v))}">{v:+.1f}</span>' for v in np.linspace(-1, 1, 9))
-    what = "tanh(c) of the LSTM cell" if cell_state == "c" else "the hidden unit h"
+    what = ("tanh(c) of the LSTM cell" if cell_state == "c" else
+            f"the unit ({meta['unit_layout']})" if meta.get("unit_layout") else "the hidden unit h")
     corpus = meta.get("corpus")
     label = f"{model_id} on {corpus}" if corpus else model_id
     sections = [HTML_HEAD.format(title=html.escape(f"Cells of {label}"), what=what, legend=legend)]

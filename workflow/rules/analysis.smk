@@ -210,3 +210,34 @@ rule dynamics:
         "python -m rnnlens dynamics-models --data {input.data} --model {input.model} --nnn {input.nnn}"
         " --positions {params.positions} --threads {threads} --csv-out {output.csv} --fig-out {output.png}"
         " > {log} 2>&1"
+
+
+# Beyond the paper: the error breakdown of the best model of each architecture (dynamic-evaluation predictors
+# as their own, lstm+dyn) side by side, and what each removes of the LSTM's errors per category.
+rule compare_archs:
+    input:
+        table1="results/tables/table1.csv",
+        oracles=expand(
+            "results/{{corpus}}/oracles/{model}.csv",
+            model=PREDICTORS,
+        ),
+    output:
+        png=report(
+            "results/figures/{corpus}/arch_errors.png",
+            caption="../report/arch_errors.rst",
+            category="Error analysis",
+            labels={"corpus": "{corpus}", "figure": "errors by architecture"},
+        ),
+        csv="results/{corpus}/analysis/arch_errors.csv",
+    log:
+        "results/logs/{corpus}/compare_archs.log",
+    conda:
+        "../../envs/rnnlens.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    params:
+        code=code_fingerprint("compare", "oracles", "tables", "plots"),
+    shell:
+        "python -m rnnlens compare-archs --table1 {input.table1} --corpus {wildcards.corpus}"
+        " --oracles {input.oracles} --csv-out {output.csv} --fig-out {output.png} > {log} 2>&1"

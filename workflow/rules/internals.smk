@@ -31,7 +31,14 @@ rule internals:
         max_positions=INTERNALS.get("max_positions", 100000),
         cells=user_cells,
         code=code_fingerprint(
-            "internals", "saturation", "features", "cells", "cellviz", "plots"
+            "internals",
+            "saturation",
+            "features",
+            "cells",
+            "cellviz",
+            "plots",
+            "transformer",
+            "lru",
         ),
     shell:
         "python -m rnnlens internals --model {input.model} --data {input.data} --out-dir {params.out_dir}"
