@@ -29,10 +29,10 @@ import torch.nn.functional as F
 
 from bench_matmul import point_ceiling
 from common import (CLOCKS, LK_TRAIN_CHARS, PAPER_EPOCHS, PAPER_GRID, RESULTS, SMALL_GRID, WP_TRAIN_CHARS,
-                    build_model, clock_name, device_info, grid_points, human_seconds, kept_signal_handlers, now,
+                    build_model, clock_name, spec_for, device_info, grid_points, human_seconds, kept_signal_handlers, now,
                     parse_points, pick_device, set_clock, set_threads, sync, synthetic_corpus, write_json)
 import rnnlens.train
-from rnnlens.model import ModelSpec
+from rnnlens.model import RNN_ARCHS
 from rnnlens.train import PRECISIONS, TrainConfig, train
 
 BATCH, SEQ = 100, 100
@@ -58,7 +58,7 @@ def train_clock():
 def workflow_run(point, corpus, device, workdir, tf32=False, precision="fp32"):
     """Characters/s of one epoch of rnnlens.train.train over `corpus` (its whole training split)."""
     cfg = TrainConfig(max_epochs=1, device=str(device), tf32=tf32, precision=precision)
-    spec = ModelSpec(point["arch"], point["layers"], point["hidden"], point["vocab"], cfg.dropout)
+    spec = spec_for(point, cfg.dropout)
     workdir = Path(workdir)
     with kept_signal_handlers(), train_clock():
         code = train(cfg, corpus, spec, workdir / "model.pt", workdir / "history.csv", workdir / "checkpoint.pt",
@@ -103,7 +103,8 @@ def bare_run(point, indices, steps, device, lr=2e-3, alpha=0.95, clip=5.0, per_s
             torch.nn.utils.clip_grad_value_(model.parameters(), clip)
             scaler.step(optimizer)
             scaler.update()
-        state = tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
+        if state is not None:  # the transformer carries no state
+            state = tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
         if per_step:
             sync(device)
             t = now()
@@ -130,6 +131,7 @@ def bench_point(point, device, seconds, max_steps, min_steps, repeats, tf32=Fals
     corpus = synthetic_corpus(BATCH * SEQ * steps + 1, point["vocab"], seed=1)
     indices = torch.from_numpy(corpus.encode(corpus.split("train"))).to(device)
     workflow, bare, ceilings = [], [], []
+    ceiling = ceiling and point["arch"] in RNN_ARCHS  # the matmul ceiling is defined by the RNN step's products
     with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp:
         for r in range(rounds):
             # alternate the order so that a drift in machine load does not favour one side; the ceiling is
@@ -151,7 +153,7 @@ def bench_point(point, device, seconds, max_steps, min_steps, repeats, tf32=Fals
     row["bare_spread"] = max(bare) / min(bare) - 1
     row["workflow_spread"] = max(workflow) / min(workflow) - 1
     row["train_flops"] = 6 * point["matmul_params"] * row["workflow_chars_per_s"]
-    if ceiling:
+    if ceilings:
         row["ceiling_flops"] = max(ceilings)
         row["ceiling_runs"] = ceilings
         row["ceiling_fraction"] = row["train_flops"] / row["ceiling_flops"]
@@ -278,7 +280,7 @@ def run(grid, device="auto", threads=1, seconds=0.5, max_steps=50, min_steps=1, 
         log(f"[{i}/{len(points)}] {row['model']:>10} h={row['hidden']:<4} {row['steps']:4d} steps: "
             f"workflow {row['workflow_chars_per_s']:,.0f} c/s, bare {row['bare_chars_per_s']:,.0f} c/s, "
             f"ratio {row['ratio']:.3f} (best of {row['repeats']}; run-to-run spread {row['bare_spread']:.0%})"
-            + (f", {row['ceiling_fraction']:.2f} of the matmul ceiling" if ceiling else "")
+            + (f", {row['ceiling_fraction']:.2f} of the matmul ceiling" if "ceiling_fraction" in row else "")
             + f" ({time.perf_counter() - started:.0f} s)", flush=True)
         if out:
             write_json(out, assemble())

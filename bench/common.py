@@ -96,18 +96,32 @@ def parse_points(text):
     return [parse_model_id(item.strip()) for item in text.split(",") if item.strip()]
 
 
+def spec_for(point, dropout=0.0):
+    """The ModelSpec of a grid point; the transformer reads windows of one training sequence (100 bytes), 4 heads."""
+    extra = {"window": 100, "heads": 4} if point["arch"] == "transformer" else {}
+    return ModelSpec(point["arch"], point["layers"], point["hidden"], point["vocab"], dropout, **extra)
+
+
 def matmul_parameters(arch, layers, hidden, vocab_size):
     """Weights that take part in matrix products (all but the biases): each costs 2 FLOPs per character
-    forward and 4 backward, hence the 6 x matmul parameters x characters of a training step."""
+    forward and 4 backward, hence the 6 x matmul parameters x characters of a training step. For the
+    transformer and the LRU: their matrices (the embedding is a lookup; attention's own products not counted)."""
+    if arch not in ARCHS:
+        from rnnlens.model import build_model as make
+
+        model = make(spec_for({"arch": arch, "layers": layers, "hidden": hidden, "vocab": vocab_size}))
+        return sum(p.numel() for name, p in model.named_parameters() if p.dim() == 2 and not name.startswith("embed"))
     with_biases = count_parameters(arch, layers, hidden, vocab_size)
     gates = {"rnn": 1, "lstm": 4, "gru": 3}[arch]
     return with_biases - 2 * gates * hidden * layers - vocab_size
 
 
 def build_model(point, device, dropout=0.0, seed=0):
+    from rnnlens.model import build_model as make
+
     torch.manual_seed(seed)
-    model = CharRNN(ModelSpec(point["arch"], point["layers"], point["hidden"], point["vocab"], dropout)).to(device)
-    model.init_uniform()
+    model = make(spec_for(point, dropout)).to(device)
+    model.init_weights(0.08)
     return model
 
 

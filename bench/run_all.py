@@ -31,6 +31,10 @@ def steps(args):
     train = ["--grid", "small"] if args.quick else ["--min-steps", "2"]
     plan = [
         ("train", "bench_train.py", train + dev + threads),
+        # beyond the paper: the transformer and the LRU through train() against the same bare loop
+        ("train_beyond", "bench_train.py", ["--points", "transformer-1x64,lru-1x64" if args.quick else
+                                            "transformer-1x64,transformer-2x128,lru-1x64,lru-2x128",
+                                            "--no-ceiling", "--min-steps", "2"] + dev + threads),
         ("scaling", "bench_scaling.py", ["--train", str(RESULTS / "train.json"), "--plot", str(RESULTS / "scaling.png")]),
         ("eval", "bench_eval.py", dev + threads + (["--models", "lstm-1x64"] if args.quick else [])),
         ("internals", "bench_internals.py", ["--device", "cuda" if args.device == "cuda" else "cpu"] + threads

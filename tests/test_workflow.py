@@ -168,3 +168,48 @@ def test_every_analysis_runs_end_to_end(tmp_path):
     dynamics = pd.read_csv(tmp_path / "results/toy/analysis/dynamics.csv")
     assert len(dynamics) == 2 * 2 and (dynamics.sym_kl > 0).all()
     assert planned_jobs(tmp_path) == {}
+
+
+def test_transformer_lru_and_dynamic_evaluation_run_through_every_stage(tmp_path):
+    """Beyond the paper: a grid with the transformer and the LRU beside the LSTM, and dynamic-evaluation predictors,
+    through every stage: Table 1 lists the +dyn predictors, the analyses take them, the cells stage scores the new
+    archs' units and the saturation figure leaves them out, and the comparison across architectures is made."""
+    pytest.importorskip("kenlm", reason="KenLM not installed: run `make setup` (scripts/setup_kenlm.sh)")
+    if not (Path(sys.executable).parent / "lmplz").exists() and not shutil.which("lmplz"):
+        pytest.skip("lmplz not built: run `make setup` (scripts/setup_kenlm.sh)")
+    for name in ("Snakefile", "workflow", "src", "profiles", "envs", "config.yaml"):
+        src = ROOT / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / name)
+    lines = [b'    if (x[%d] > 0) { y = "abc"; }\n' % (i % 7) for i in range(250)]
+    (tmp_path / "corpus.txt").write_bytes(markov_text(6000, alphabet=b"ab c\n") + b"".join(lines))
+    config = tiny_config(tmp_path / "corpus.txt")
+    config["corpora"]["toy"]["quote_scope"] = "line"
+    config["corpora"]["toy"]["split"].update(layout="rows", rows=4, chunk=20)
+    config["grid"] = {"arch": ["lstm", "transformer", "lru"], "layers": [1], "size": [8]}
+    config["training_overrides"] = {"transformer": {"optimizer": "adamw", "window": 24, "heads": 2},
+                                    "lru": {"optimizer": "adamw", "lr_warmup_steps": 3}}
+    config["evaluation"]["dynamic"] = {"lr": 0.01, "segment": 20, "models": ["lstm-1x8", "transformer-1x8"]}
+    config["ngram"] = {"orders": [1, 2, 3], "memory_mb": 500}
+    config["analysis"] = {"reference_ngram": 3, "bracket_bin": 10, "perchar_min_count": 5,
+                          "oracles": {"ngram_orders": [1, 2, 3], "memory_windows": [100, 500]},
+                          "internals": {"max_positions": 500, "threads": 1}}
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(config))
+    snakemake(tmp_path)
+    table = pd.read_csv(tmp_path / "results/tables/table1.csv").set_index("model")
+    assert set(table.index) == {"lstm-1x8", "transformer-1x8", "lru-1x8", "lstm-1x8+dyn", "transformer-1x8+dyn"}
+    assert table.loc["lstm-1x8+dyn", "arch"] == "lstm+dyn" and table.loc["lstm-1x8+dyn", "params"] == table.loc[
+        "lstm-1x8", "params"]
+    data = json.loads((tmp_path / "results/toy/data.json").read_text())
+    for model in table.index:
+        assert len(pd.read_parquet(tmp_path / f"results/toy/predictions/{model}.parquet")) == data["split_sizes"]["test"]
+    compared = pd.read_csv(tmp_path / "results/toy/analysis/arch_errors.csv")
+    assert set(compared.arch) == {"lstm", "transformer", "lru", "lstm+dyn", "transformer+dyn"}
+    assert (compared[compared.arch == "lstm"].errors_vs_reference == 0).all()
+    brackets = json.loads((tmp_path / "results/toy/analysis/brackets.json").read_text())
+    assert brackets["windows"] == {"transformer-1x8": 24, "transformer-1x8+dyn": 24}
+    cells = pd.read_parquet(tmp_path / "results/toy/internals/transformer-1x8/cells.parquet")
+    assert cells.unit.max() == 5 * table.loc["transformer-1x8", "hidden"] - 1
+    assert "no gates" in (tmp_path / "results/logs/toy/internals/lru-1x8.log").read_text()
+    for name in ("arch_errors.png", "saturation.png", "tsne.png", "error_breakdown.png"):
+        assert (tmp_path / "results/figures/toy" / name).stat().st_size > 1000, name
+    assert planned_jobs(tmp_path) == {}

@@ -62,13 +62,13 @@ DYNAMICS_NNN = [n for n in DYNAMICS.get("nnn_orders", range(1, 6)) if n in NNN_O
 HAS_LSTM = "lstm" in GRID["arch"]
 
 
-ARCH_RE = "(rnn|lstm|gru|transformer|lru)"
-TRAINED_MODEL = ARCH_RE + "-[0-9]+x[0-9]+"  # rules that train or read weights constrain {model} to this
+# rules that train or read weights constrain {model} to a trained model (no +dyn predictor)
+TRAINED_MODEL = "(rnn|lstm|gru|transformer|lru)-[0-9]+x[0-9]+"
 
 
 wildcard_constraints:
     corpus="[A-Za-z0-9_]+",
-    model=TRAINED_MODEL + "(\\+dyn)?",
+    model=f"{TRAINED_MODEL}(\\+dyn)?",
     base=TRAINED_MODEL,
     n="[0-9]+",
     dropout="[0-9.]+",

@@ -1,6 +1,4 @@
 rule evaluate:
-    wildcard_constraints:
-        model=TRAINED_MODEL,
     input:
         model="results/{corpus}/models/{model}/model.pt",
         data="results/{corpus}/data.json",
@@ -10,6 +8,8 @@ rule evaluate:
         "results/logs/{corpus}/evaluate/{model}.log",
     benchmark:
         "results/benchmarks/{corpus}/evaluate/{model}.tsv"
+    wildcard_constraints:
+        model=TRAINED_MODEL,
     conda:
         "../../envs/rnnlens.yaml"
     threads: RES.get("train_threads", 2)
@@ -51,7 +51,9 @@ rule evaluate_dynamic:
         decay=DYNAMIC.get("decay", 0.0),
         segment=DYNAMIC.get("segment", 100),
         warmup=EVAL.get("warmup", 2000),
-        code=code_fingerprint("model", "dyneval", "predictions", "corpus", "transformer", "lru"),
+        code=code_fingerprint(
+            "model", "dyneval", "predictions", "corpus", "transformer", "lru"
+        ),
     shell:
         "python -m rnnlens dyneval --model {input.model} --data {input.data} --out {output}"
         " --model-id {wildcards.base} --lr {params.lr} --decay {params.decay} --segment {params.segment}"

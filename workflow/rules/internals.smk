@@ -1,6 +1,4 @@
 rule internals:
-    wildcard_constraints:
-        model=TRAINED_MODEL,
     input:
         model="results/{corpus}/models/{model}/model.pt",
         data="results/{corpus}/data.json",
@@ -20,6 +18,8 @@ rule internals:
         "results/logs/{corpus}/internals/{model}.log",
     benchmark:
         "results/benchmarks/{corpus}/internals/{model}.tsv"
+    wildcard_constraints:
+        model=TRAINED_MODEL,
     conda:
         "../../envs/rnnlens.yaml"
     threads: INTERNALS.get("threads", 4)

@@ -1,6 +1,4 @@
 rule train:
-    wildcard_constraints:
-        model=TRAINED_MODEL,
     input:
         data="results/{corpus}/data.json",
         models="results/{corpus}/models.csv",
@@ -11,6 +9,8 @@ rule train:
         "results/logs/{corpus}/train/{model}/dropout-{dropout}.log",
     benchmark:
         "results/benchmarks/{corpus}/train/{model}/dropout-{dropout}.tsv"
+    wildcard_constraints:
+        model=TRAINED_MODEL,
     conda:
         "../../envs/rnnlens.yaml"
     threads: RES.get("train_threads", 2)
@@ -33,8 +33,6 @@ rule train:
 # The model of a grid point: the dropout trial with the best validation loss (the paper chose dropout on
 # validation). With one dropout value this is a copy of the one trial.
 rule select_dropout:
-    wildcard_constraints:
-        model=TRAINED_MODEL,
     input:
         dropout_trials,
     output:
@@ -43,6 +41,8 @@ rule select_dropout:
         selection="results/{corpus}/models/{model}/selection.json",
     log:
         "results/logs/{corpus}/select_dropout/{model}.log",
+    wildcard_constraints:
+        model=TRAINED_MODEL,
     conda:
         "../../envs/rnnlens.yaml"
     resources:
