@@ -27,9 +27,23 @@ def test_shipped_configs_are_valid(config):
 
 
 def test_unknown_arch_names_key_value_and_allowed(config):
-    config["grid"]["arch"] = ["lstm", "transformer"]
+    config["grid"]["arch"] = ["lstm", "mamba"]
     msg = _error(config)
-    assert "grid.arch[1]" in msg and '"transformer"' in msg and '"rnn", "lstm", "gru"' in msg
+    assert "grid.arch[1]" in msg and '"mamba"' in msg and '"rnn", "lstm", "gru", "transformer", "lru"' in msg
+
+
+def test_transformer_window_and_dynamic_models_are_checked(config):
+    config["grid"]["arch"] = ["lstm", "transformer"]
+    config["training_overrides"] = {"transformer": {"window": 64, "optimizer": "adamw"}}
+    config["evaluation"] = {"dynamic": {"lr": 0.003, "models": ["lstm-1x64", "lru-1x64"]}}
+    msg = _error(config)
+    assert "training.window" in msg and "transformer-1x64" in msg and "seq_len 100" in msg
+    assert "evaluation.dynamic.models: lru-1x64 is not a model of the grid" in msg
+    config["training_overrides"]["transformer"]["window"] = 128
+    config["evaluation"]["dynamic"]["models"] = ["lstm-1x64"]
+    check_config(config, SCHEMA)
+    config["training_overrides"]["transformer"]["heads"] = 3
+    assert "heads" in _error(config)
 
 
 @pytest.mark.parametrize("size", [0, -64, 1.5, "big"])
