@@ -25,7 +25,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 from rnnlens.brackets import DELIMITERS, brackets, match_delimiter  # noqa: E402
-from rnnlens.corpus import atomic_write_bytes, atomic_write_text, prepare  # noqa: E402
+from rnnlens.corpus import prepare  # noqa: E402
+from rnnlens.io import atomic_write_bytes, atomic_write_text  # noqa: E402
 from rnnlens.predictions import write_predictions  # noqa: E402
 from synthetic import synthetic_code  # noqa: E402
 

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from rnnlens.brackets import bin_curves, cli, closers_in_test, match_pairs, match_quotes
-from rnnlens.corpus import atomic_write_bytes, atomic_write_text
+from rnnlens.io import atomic_write_bytes, atomic_write_text
 from rnnlens.predictions import write_predictions
 
 

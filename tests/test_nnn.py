@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from rnnlens.corpus import PreparedCorpus, atomic_write_bytes, atomic_write_text, prepare
+from rnnlens.corpus import PreparedCorpus, prepare
+from rnnlens.io import atomic_write_bytes, atomic_write_text
 from rnnlens.nnn import (NNN, NNNConfig, NNNSpec, cli, count_parameters, load_nnn, nnn_distributions,
                          predict_positions, train_nnn)
 from rnnlens.predictions import read_predictions

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from rnnlens.corpus import atomic_write_text
+from rnnlens.io import atomic_write_text
 from rnnlens.model import parse_model_id
 from rnnlens.oracles import model_id_of
 from rnnlens.plots import pyplot, save_figures

@@ -29,7 +29,8 @@ import numpy as np
 import pandas as pd
 
 from rnnlens import convergence
-from rnnlens.corpus import PreparedCorpus, atomic_write_text
+from rnnlens.corpus import PreparedCorpus
+from rnnlens.io import atomic_write_text
 from rnnlens.predictions import read_predictions
 from rnnlens.plots import save_figures
 

@@ -22,7 +22,6 @@ feature.
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -33,9 +32,8 @@ import pyarrow.parquet as pq
 import torch
 from scipy.stats import rankdata
 
-from rnnlens.corpus import atomic_csv
 from rnnlens.features import CHARACTER_CLASSES, FEATURE_KINDS
-from rnnlens.predictions import write_table
+from rnnlens.io import atomic_csv, atomic_write_text, write_table
 
 META_KEY = b"rnnlens"
 SCORE_COLUMNS = ["layer", "unit", "feature", "kind", "value", "score", "sign", "rank", "prevalence", "positions",
@@ -336,10 +334,7 @@ def cli(argv=None) -> int:
     elif out.suffix == ".md":
         shown = best[best.best_in_corpus].drop(columns="best_in_corpus")
         text = shown.to_markdown(index=False, floatfmt=".3f") if _has_tabulate() else shown.to_string(index=False)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(out.name + ".part")
-        tmp.write_text(text + "\n")
-        os.replace(tmp, out)
+        atomic_write_text(out, text + "\n")
     else:
         _atomic_csv(best, out)
     if args.explanations_out:

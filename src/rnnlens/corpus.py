@@ -17,82 +17,18 @@ Stages never join text across a seam between pieces: a piece is read (and scored
 import hashlib
 import json
 import math
-import os
-import shutil
 import sys
 import sysconfig
-import urllib.request
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
+from rnnlens.errors import CorpusError  # noqa: F401 - its home for callers: rnnlens.corpus.CorpusError
+from rnnlens.io import atomic_copy, atomic_write_bytes, download, sha256_of, verify_sha256
+
 SPLITS = ("train", "val", "test")
 LAYOUTS = ("contiguous", "rows")
-
-
-class CorpusError(Exception):
-    """Bad corpus input; the message names the problem and the fix."""
-
-
-def sha256_of(path, chunk=1 << 20):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def atomic_write_bytes(path, data):
-    """Write to a temporary name, then rename: a killed job never leaves a finished-looking file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
-def atomic_write_text(path, text):
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_csv(frame, path, **to_csv):
-    """A pandas DataFrame as CSV, written under a temporary name and renamed."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    frame.to_csv(tmp, index=False, **to_csv)
-    os.replace(tmp, path)
-    return path
-
-
-def verify_sha256(path, expected, what):
-    actual = sha256_of(path)
-    if expected and actual != expected.lower():
-        raise CorpusError(
-            f"{what}: sha256 mismatch for {path}\n  expected {expected}\n  got      {actual}\n"
-            "The file is corrupt or a different version. Fix the file, or set the corpus's sha256 in the "
-            "config to the hash of the file you mean to use."
-        )
-    return actual
-
-
-def download(url, dest, log=print):
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(dest.name + ".part")
-    log(f"downloading {url}")
-    try:
-        with urllib.request.urlopen(url, timeout=60) as response, open(tmp, "wb") as out:
-            shutil.copyfileobj(response, out, length=1 << 20)
-    except OSError as err:
-        tmp.unlink(missing_ok=True)
-        raise CorpusError(
-            f"could not download {url}: {err}\n"
-            "Check the address and the network, or download the file yourself and give it as `path:` in the config."
-        ) from err
-    os.replace(tmp, dest)
-    return dest
 
 
 def stdlib_corpus(max_bytes):
@@ -123,14 +59,10 @@ def acquire(spec, dest, log=print):
         if not src.is_file():
             raise CorpusError(f"corpus file {src} does not exist. Fix `path:` in the config or put the file there.")
         actual = verify_sha256(src, spec.get("sha256"), f"corpus {src}")
-        tmp = dest.with_name(dest.name + ".part")
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dest)
+        atomic_copy(src, dest)
         provenance = {"source": str(src), "sha256": actual}
     elif "url" in spec:
-        download(spec["url"], dest.with_name(dest.name + ".download"), log)
-        fetched = dest.with_name(dest.name + ".download")
+        fetched = download(spec["url"], dest.with_name(dest.name + ".download"))
         try:
             actual = verify_sha256(fetched, spec.get("sha256"), f"download of {spec['url']}")
         except CorpusError:
@@ -139,7 +71,7 @@ def acquire(spec, dest, log=print):
         if not spec.get("sha256"):
             log(f"WARNING: no sha256 given for {spec['url']}; recorded the downloaded file's sha256 {actual}. "
                 "Put it in the config to pin this version.")
-        os.replace(fetched, dest)
+        fetched.replace(dest)  # same folder: an atomic rename
         provenance = {"source": spec["url"], "sha256": actual, "sha256_pinned": bool(spec.get("sha256"))}
     elif "stdlib" in spec:
         data = stdlib_corpus(int(spec.get("max_bytes", 1_000_000)))

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rnnlens.corpus import atomic_write_text
+from rnnlens.io import atomic_write_text
 from rnnlens.plots import legend_outside, pyplot, save_figures
 
 EPS = 1e-8

@@ -193,3 +193,14 @@ def compute_features(data, start, end, context=20_000, style="auto"):
     frame = features_of(data[lo:end], style).iloc[start - lo:].reset_index(drop=True)
     frame.attrs["comment_style"] = style
     return frame
+
+
+def split_features(corpus, split="test", context=20_000, style="auto"):
+    """Text features of a split, piece after piece, each piece read after `context` bytes of the real text
+    before it (so strings, comments and brackets opened earlier are known). One comment style for all."""
+    if style == "auto":
+        style = detect_comment_style(corpus.split(split))
+    frames = [compute_features(corpus.data, a, b, context=context, style=style) for a, b in corpus.pieces[split]]
+    frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    frame.attrs["comment_style"] = style
+    return frame

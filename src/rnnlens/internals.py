@@ -28,9 +28,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 import torch.nn.functional as F
+
+from rnnlens.cellviz import parse_cells
+from rnnlens.features import split_features
 
 # names of what `LayerwiseRunner.run` returns per layer, in order
 ACTIVATIONS = {"lstm": ("i", "f", "o", "g", "c", "h"), "gru": ("r", "z", "n", "h"), "rnn": ("h",)}
@@ -330,19 +332,6 @@ def stream_test_internals(model, corpus, streams=50, warmup=1000, chunk=100, spl
             log(f"  internals: {done:6.1%} of {n} positions ({time.time() - t0:.0f} s)")
 
 
-def split_features(corpus, split="test", context=20_000, style="auto"):
-    """Text features of a split, piece after piece, each piece read after `context` bytes of the real text
-    before it (so strings, comments and brackets opened earlier are known). One comment style for all."""
-    from rnnlens import features as feats
-
-    if style == "auto":
-        style = feats.detect_comment_style(corpus.split(split))
-    frames = [feats.compute_features(corpus.data, a, b, context=context, style=style) for a, b in corpus.pieces[split]]
-    frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-    frame.attrs["comment_style"] = style
-    return frame
-
-
 def excerpt_windows(n, count, width, piece_starts=None):
     """`count` evenly spaced, non-overlapping windows [a, a+width) inside a split of n positions (narrower when
     the split is too short for `count` full windows). With `piece_starts` (indices where the split's pieces
@@ -363,18 +352,6 @@ def excerpt_windows(n, count, width, piece_starts=None):
     windows = sorted({(int(a), int(a) + width) for a in starts})
     # keep them disjoint after the moves
     return [w for i, w in enumerate(windows) if i == 0 or w[0] >= windows[i - 1][1]]
-
-
-def parse_cells(text):
-    """'1:17,2:5' -> [(1, 17), (2, 5)] (layer from 1, unit from 0)."""
-    cells = []
-    for item in filter(None, (s.strip() for s in (text or "").split(","))):
-        try:
-            layer, unit = (int(v) for v in item.split(":"))
-        except ValueError:
-            raise ValueError(f"cell {item!r} is not LAYER:UNIT (layer from 1, unit from 0), e.g. --cells 1:17,2:5") from None
-        cells.append((layer, unit))
-    return cells
 
 
 def analyse_model(model, corpus, model_id, out_dir, cells=(), max_positions=100_000, streams=50, warmup=1000,

@@ -9,7 +9,8 @@ import fnmatch
 import tarfile
 from pathlib import Path
 
-from rnnlens.corpus import CorpusError, atomic_write_bytes, atomic_write_text, download, sha256_of, verify_sha256
+from rnnlens.errors import CorpusError
+from rnnlens.io import atomic_write_bytes, atomic_write_text, download, sha256_of, verify_sha256
 
 
 def _strip_top(name):
@@ -66,7 +67,7 @@ def build_from_tarball(spec, dest, log=print):
     else:
         tar_path = dest.with_name("kernel-source.tar")
         if not (tar_path.exists() and spec.get("sha256") and sha256_of(tar_path) == spec["sha256"]):
-            download(spec["url"], tar_path, log)
+            download(spec["url"], tar_path)
     actual = verify_sha256(tar_path, spec.get("sha256"), f"kernel tarball {spec.get('url', tar_path)}")
     if not spec.get("sha256"):
         log(f"WARNING: no sha256 given for the kernel tarball; recorded {actual}. Put it in the config to pin it.")

@@ -11,6 +11,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from rnnlens.io import torch_load, torch_save
+
 ARCHS = ("rnn", "lstm", "gru")
 GATES_PER_ARCH = {"rnn": 1, "lstm": 4, "gru": 3}
 RECURRENT_MODULES = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
@@ -125,13 +127,12 @@ def detach_state(state):
 
 
 def save_model(path, model, extra=None):
-    payload = {"spec": model.spec.to_dict(), "state_dict": model.state_dict(), "extra": extra or {}}
-    torch.save(payload, path)
+    torch_save({"spec": model.spec.to_dict(), "state_dict": model.state_dict(), "extra": extra or {}}, path)
 
 
 def load_model(path, map_location="cpu"):
     """-> (CharRNN in eval mode, extra metadata dict)."""
-    payload = torch.load(path, map_location=map_location, weights_only=False)
+    payload = torch_load(path, map_location)
     model = CharRNN(ModelSpec(**payload["spec"]))
     model.load_state_dict(payload["state_dict"])
     model.eval()

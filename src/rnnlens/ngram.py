@@ -38,6 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
+from rnnlens.io import atomic_path
+
 MAX_ORDER = 21  # the KENLM_MAX_ORDER scripts/setup_kenlm.sh builds with; raise both together
 MAX_CONTEXT = MAX_ORDER - 1  # the largest paper n (context bytes)
 SETUP_HINT = "Run `make` (or scripts/setup_kenlm.sh) to build KenLM with maximum order 21 into the virtualenv."
@@ -203,11 +205,10 @@ def train(train_bytes, order, model_out, memory="1G", binary_type="trie", tmp_di
         text_path.unlink()
         log(f"build_binary {binary_type}: {sum(counts.values()):,} n-grams, ARPA {arpa_bytes / 2**20:.1f} MiB",
             flush=True)
-        part = model_out.with_name(model_out.name + ".part")
         options = ["-T", str(work / "trie-"), "-S", memory] if binary_type == "trie" else []
-        build_s, build_rss, _ = run_measured([build_binary, *options, binary_type, str(arpa_path), str(part)],
-                                             log=log)
-        os.replace(part, model_out)
+        with atomic_path(model_out) as part:
+            build_s, build_rss, _ = run_measured([build_binary, *options, binary_type, str(arpa_path), str(part)],
+                                                 log=log)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return {
@@ -322,7 +323,8 @@ def cli(argv=None):
                                                         "(default: beside --model-out)")
     args = parser.parse_args(argv)
 
-    from rnnlens.corpus import PreparedCorpus, atomic_write_text
+    from rnnlens.corpus import PreparedCorpus
+    from rnnlens.io import atomic_write_text
     from rnnlens.predictions import write_predictions
 
     try:

@@ -14,17 +14,17 @@ bytes t-n .. t-1, so the first test positions read their context from the end of
 import argparse
 import json
 import math
-import os
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from rnnlens.corpus import PreparedCorpus, atomic_write_text
+from rnnlens.corpus import PreparedCorpus
+from rnnlens.errors import InputError
+from rnnlens.io import atomic_write_text, torch_load, torch_save
 from rnnlens.predictions import write_predictions
 
 
@@ -231,19 +231,15 @@ def write_test_predictions(model, corpus, path, stats):
 
 
 def save_nnn(path, model, extra=None):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    torch.save({"kind": "nnn", "spec": model.spec.to_dict(), "state_dict": model.state_dict(),
-                "extra": extra or {}}, tmp)
-    os.replace(tmp, path)
+    torch_save({"kind": "nnn", "spec": model.spec.to_dict(), "state_dict": model.state_dict(), "extra": extra or {}},
+               path)
 
 
 def load_nnn(path, map_location="cpu"):
     """-> (NNN in eval mode, extra dict with at least `vocab` and `corpus`)."""
-    payload = torch.load(path, map_location=map_location, weights_only=False)
+    payload = torch_load(path, map_location)
     if payload.get("kind") != "nnn":
-        raise ValueError(f"{path} is not an n-NN model file (made by `rnnlens nnn --model-out`)")
+        raise InputError(f"{path} is not an n-NN model file (made by `rnnlens nnn --model-out`)")
     model = NNN(NNNSpec(**payload["spec"]))
     model.load_state_dict(payload["state_dict"])
     model.eval()

@@ -36,7 +36,8 @@ import numpy as np
 import pandas as pd
 
 from rnnlens import convergence
-from rnnlens.corpus import PreparedCorpus, atomic_write_text
+from rnnlens.corpus import PreparedCorpus
+from rnnlens.io import atomic_write_text
 from rnnlens.predictions import read_meta, read_predictions
 from rnnlens.words import as_bytes_array, segment
 from rnnlens.plots import pyplot, save_figures

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rnnlens.corpus import atomic_write_text
+from rnnlens.io import atomic_write_text
 from rnnlens.predictions import read_predictions
 from rnnlens import convergence
 from rnnlens.plots import legend_outside, save_figures

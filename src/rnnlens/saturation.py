@@ -21,9 +21,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from rnnlens.corpus import atomic_csv
+from rnnlens.io import atomic_csv
 from rnnlens.predictions import read_meta
-from rnnlens.predictions import write_table as write_arrow_table
+from rnnlens.io import write_table as write_arrow_table
 from rnnlens.plots import save_figures
 
 LEFT, RIGHT = 0.1, 0.9

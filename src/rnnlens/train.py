@@ -10,7 +10,6 @@ import contextlib
 import csv
 import json
 import math
-import os
 import random
 import signal
 import time
@@ -24,6 +23,7 @@ import torch.nn.functional as F
 from rnnlens import convergence
 from rnnlens.corpus import PreparedCorpus
 from rnnlens.evaluate import batch_rows, split_loss
+from rnnlens.io import atomic_copy, atomic_path, torch_load, torch_save, write_json
 from rnnlens.model import CharRNN, ModelSpec, detach_state, save_model
 
 EXIT_INTERRUPTED = 75  # EX_TEMPFAIL: stopped on request with a checkpoint; rerun to resume
@@ -131,7 +131,10 @@ def clip_gradients(model, mode, limit):
 
 
 def rng_state(device):
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    # numpy's key as a list, so the checkpoint holds only what torch.load(weights_only=True) reads
+    name, key, pos, has_gauss, cached = np.random.get_state()
+    state = {"torch": torch.get_rng_state(), "numpy": [name, key.tolist(), pos, has_gauss, cached],
+             "python": random.getstate()}
     if device.type == "cuda":
         state["cuda"] = torch.cuda.get_rng_state(device)
     return state
@@ -139,25 +142,18 @@ def rng_state(device):
 
 def set_rng_state(state, device):
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
+    name, key, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, np.asarray(key, dtype=np.uint32), pos, has_gauss, cached))
     random.setstate(state["python"])
     if device.type == "cuda" and "cuda" in state:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
-def atomic_torch_save(obj, path):
-    tmp = Path(str(path) + ".part")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def write_history(path, rows):
-    tmp = Path(str(path) + ".part")
-    with open(tmp, "w", newline="") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0].keys()) if rows else ["epoch"])
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(tmp, path)
 
 
 class StopFlag:
@@ -208,7 +204,7 @@ def train(cfg, corpus: PreparedCorpus, spec: ModelSpec, out_model, out_history, 
     state = None
 
     if checkpoint_path.exists():
-        ckpt = torch.load(checkpoint_path, map_location=device, weights_only=False)
+        ckpt = torch_load(checkpoint_path, map_location=device)
         if ckpt.get("run_key") != run_key:
             log(f"ignoring checkpoint {checkpoint_path}: it was made with other settings or code; starting afresh")
         else:
@@ -224,7 +220,7 @@ def train(cfg, corpus: PreparedCorpus, spec: ModelSpec, out_model, out_history, 
                 f"(checkpoint reason: {ckpt.get('reason', 'periodic')})")
 
     def save_checkpoint(reason):
-        atomic_torch_save({"run_key": run_key, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+        torch_save({"run_key": run_key, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                            "best_state": best_state, "progress": progress, "state": state,
                            "rng": rng_state(device), "reason": reason,
                            "scaler": scaler.state_dict() if scaler is not None else None}, checkpoint_path)
@@ -345,7 +341,7 @@ def train(cfg, corpus: PreparedCorpus, spec: ModelSpec, out_model, out_history, 
              "grad_clip_rule": f"{cfg.grad_clip_mode} {cfg.grad_clip}"}
     write_history(out_history, progress["history"])
     model.cpu()
-    atomic_torch_save({"spec": spec.to_dict(), "state_dict": model.state_dict(), "extra": extra}, out_model)
+    torch_save({"spec": spec.to_dict(), "state_dict": model.state_dict(), "extra": extra}, out_model)
     checkpoint_path.unlink(missing_ok=True)
     log(f"done: best val {progress['best_val']:.4f} after {len(progress['history'])} epochs -> {out_model}")
     return 0
@@ -358,7 +354,7 @@ def select_dropout(trials, out_model, out_history, out_selection, log=print):
 
     candidates = []
     for path in map(Path, trials):
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        payload = torch_load(path)
         extra = payload["extra"]
         candidates.append((extra["best_val_loss"], extra["train_config"]["dropout"], path, payload))
         log(f"trial {path.parent.name}: best validation loss {extra['best_val_loss']:.4f}")
@@ -367,13 +363,12 @@ def select_dropout(trials, out_model, out_history, out_selection, log=print):
                  "val_loss_by_dropout": {f"{c[1]:g}": c[0] for c in candidates}}
     payload["extra"]["dropout_selection"] = selection
     out_model = Path(out_model)
-    atomic_torch_save(payload, out_model)
-    shutil.copyfile(path.with_name("history.csv"), Path(str(out_history) + ".part"))
-    os.replace(Path(str(out_history) + ".part"), out_history)
+    torch_save(payload, out_model)
+    atomic_copy(path.with_name("history.csv"), out_history)
     snapshots, target = path.with_name("snapshots"), out_model.with_name("snapshots")
     shutil.rmtree(target, ignore_errors=True)
     if snapshots.is_dir():
         shutil.copytree(snapshots, target)
-    Path(out_selection).write_text(json.dumps(selection, indent=2) + "\n")
+    write_json(out_selection, selection)
     log(f"chose dropout {dropout:g} (validation loss {best_val:.4f}) of {len(candidates)} trial(s) -> {out_model}")
     return selection

@@ -21,13 +21,14 @@ Quantisation, not compression: a 3-layer 512 LSTM on War and Peace's 325,825 tes
 """
 
 import json
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
+
+from rnnlens.io import atomic_path, atomic_write_bytes, write_json, write_parquet
 
 FORMAT = 1
 KINDS = {"lstm": ("c", "h", "i", "f", "o", "g"), "gru": ("h", "r", "z", "n"), "rnn": ("h",)}
@@ -67,10 +68,6 @@ def level_threshold(threshold, kind):
     """The level t with decode(q) > threshold  <=>  q > t, for integer levels q."""
     lo, hi = kind_range(kind)
     return int(np.clip(np.floor((threshold - lo) * 255.0 / (hi - lo)), -1, 255))
-
-
-def _part(path):
-    return path.with_name(path.name + ".part")
 
 
 class Store:
@@ -155,31 +152,26 @@ def write_store(out_dir, meta, text, fill_acts, positions, scores=None, started=
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     files = _store_files(out_dir)
-    _part(files["store.json"]).unlink(missing_ok=True)
     files["store.json"].unlink(missing_ok=True)
     n = len(text)
     tracks = len(meta["kinds"]) * meta["layers"] * meta["hidden"]
-    acts = np.lib.format.open_memmap(_part(files["acts.npy"]), mode="w+", dtype=np.uint8, shape=(tracks, n))
-    fill_acts(acts)
-    acts.flush()
-    del acts
-    os.replace(_part(files["acts.npy"]), files["acts.npy"])
-    np.save(_part(files["positions.npy"]), positions, allow_pickle=False)
-    os.replace(str(_part(files["positions.npy"])) + ".npy", files["positions.npy"])  # np.save appends .npy
-    text_part = _part(files["text.bin"])
-    np.asarray(text, dtype=np.uint8).tofile(text_part)
-    os.replace(text_part, files["text.bin"])
+    with atomic_path(files["acts.npy"]) as part:
+        acts = np.lib.format.open_memmap(part, mode="w+", dtype=np.uint8, shape=(tracks, n))
+        fill_acts(acts)
+        acts.flush()
+        del acts
+    with atomic_path(files["positions.npy"]) as part:  # ends in .npy, so np.save appends nothing
+        np.save(part, positions, allow_pickle=False)
+    atomic_write_bytes(files["text.bin"], np.asarray(text, dtype=np.uint8).tobytes())
     if scores is not None:
-        scores.to_parquet(_part(files["scores.parquet"]), index=False)
-        os.replace(_part(files["scores.parquet"]), files["scores.parquet"])
+        write_parquet(scores, files["scores.parquet"])
     else:
         files["scores.parquet"].unlink(missing_ok=True)
     sizes = {name: path.stat().st_size for name, path in files.items() if name != "store.json" and path.is_file()}
     meta = {**meta, "format": FORMAT, "positions": n, "bytes": sizes, "total_bytes": sum(sizes.values())}
     if started is not None:
         meta["build_seconds"] = round(time.perf_counter() - started, 2)
-    _part(files["store.json"]).write_text(json.dumps(meta, indent=1) + "\n")
-    os.replace(_part(files["store.json"]), files["store.json"])
+    write_json(files["store.json"], meta, indent=1)
     return meta
 
 
