@@ -20,7 +20,6 @@ characters, [0, 20), [20, 40), ...) and for every predictions file the mean prob
 taken per bin.
 """
 
-import argparse
 import json
 import time
 from pathlib import Path
@@ -29,6 +28,8 @@ import numpy as np
 import pandas as pd
 
 from rnnlens import convergence
+from rnnlens.log import progress
+from rnnlens.errors import InputError
 from rnnlens.corpus import PreparedCorpus
 from rnnlens.io import atomic_write_text
 from rnnlens.predictions import read_predictions
@@ -254,7 +255,7 @@ def load_test_p(path, test_len, test_bytes):
 
 
 def brackets(data_json, prediction_paths, labels=None, delimiters=tuple(DELIMITERS), bin_width=20,
-             quote_scope="paragraph", log=print):
+             quote_scope="paragraph", log=progress(__name__)):
     """-> (curves DataFrame for all delimiters, summary dict, families {label: family})."""
     corpus = PreparedCorpus.load(data_json)
     test_bytes = corpus.split("test")
@@ -291,8 +292,7 @@ def brackets(data_json, prediction_paths, labels=None, delimiters=tuple(DELIMITE
     return pd.concat(frames, ignore_index=True), summary, families
 
 
-def cli(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="rnnlens brackets", description=__doc__.split("\n\n")[0])
+def add_brackets_arguments(parser):
     parser.add_argument("--data", required=True, help="prepared corpus results/{corpus}/data.json")
     parser.add_argument("--predictions", nargs="+", required=True, help="predictions Parquet files, one per model")
     parser.add_argument("--labels", nargs="+", help="one label per predictions file (default: the model id in it)")
@@ -307,13 +307,15 @@ def cli(argv=None) -> int:
     parser.add_argument("--summary-out", help="JSON with matched/unmatched counts per delimiter")
     parser.add_argument("--fig-dir", required=True,
                         help="writes brackets-{corpus}-{delimiter}.png and .pdf for every delimiter")
-    args = parser.parse_args(argv)
+
+
+def run_brackets(args):
     delimiters = [d for d in args.delimiters.split(",") if d]
     unknown = [d for d in delimiters if d not in DELIMITERS]
     if unknown or not delimiters:
-        parser.error(f"unknown delimiters {unknown}; choose from {','.join(DELIMITERS)}")
+        raise InputError(f"unknown delimiters {unknown}; choose from {','.join(DELIMITERS)}")
     if args.bin < 1:
-        parser.error("--bin must be >= 1")
+        raise InputError("--bin must be >= 1")
     t0 = time.time()
     curves, summary, families = brackets(args.data, args.predictions, args.labels, delimiters, args.bin,
                                          args.quote_scope)
@@ -328,7 +330,3 @@ def cli(argv=None) -> int:
     print(f"brackets on {corpus}: {len(args.predictions)} models, {len(delimiters)} delimiters in "
           f"{time.time() - t0:.2f}s -> {args.csv_out}, {args.fig_dir}", flush=True)
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(cli())

@@ -11,9 +11,7 @@ Outputs per model: cells/<feature>__L<layer>_U<unit>.png for each picture, cells
 cells.html (self-contained: inline CSS, a section per cell with its caption, the value on hover).
 """
 
-import argparse
 import html
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -309,22 +307,21 @@ def draw_model_cells(out_dir, scores, excerpts_path, feature_table=None, user_ce
     return {"cells_html": html_path, "cells_pdf": pdf_path, "cells_png_dir": png_dir}
 
 
-def cli(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="rnnlens cell-pictures", description="Redraw one model's cell pictures from "
-                                 "the outputs of `rnnlens internals` (no model run).")
-    ap.add_argument("--dir", required=True, help="the model's internals output directory (cells.parquet, excerpts.parquet)")
-    ap.add_argument("--data", default=None, help="data.json, to pick each feature's most telling excerpt window")
-    ap.add_argument("--cells", default="", help="extra cells LAYER:UNIT (layer from 1, unit from 0), e.g. 1:17,2:5")
-    ap.add_argument("--model-id", default=None)
-    ap.add_argument("--width", type=int, default=100, help="characters per row")
-    args = ap.parse_args(argv)
+def add_cell_pictures_arguments(parser):
+    parser.add_argument("--dir", required=True, help="the model's internals output directory (cells.parquet, excerpts.parquet)")
+    parser.add_argument("--data", default=None, help="data.json, to pick each feature's most telling excerpt window")
+    parser.add_argument("--cells", default="", help="extra cells LAYER:UNIT (layer from 1, unit from 0), e.g. 1:17,2:5")
+    parser.add_argument("--model-id", default=None)
+    parser.add_argument("--width", type=int, default=100, help="characters per row")
+
+
+def run_cell_pictures(args):
     from rnnlens.cells import read_scores
 
     d = Path(args.dir)
     for name in ("cells.parquet", "excerpts.parquet"):
         if not (d / name).is_file():
-            print(f"error: {d / name} is missing; run `rnnlens internals --out-dir {d}` first", file=sys.stderr)
-            return 2
+            raise InputError(f"{d / name} is missing; run `rnnlens internals --out-dir {d}` first")
     scores = read_scores(d / "cells.parquet")
     feature_table = None
     if args.data:
@@ -333,14 +330,6 @@ def cli(argv=None) -> int:
 
         feature_table = split_features(PreparedCorpus.load(args.data), "test")
     model_id = args.model_id or (scores.model.iloc[0] if len(scores) else d.name)
-    try:
-        draw_model_cells(d, scores, d / "excerpts.parquet", feature_table, parse_cells(args.cells), model_id,
-                         width=args.width)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    draw_model_cells(d, scores, d / "excerpts.parquet", feature_table, parse_cells(args.cells), model_id,
+                     width=args.width)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(cli())

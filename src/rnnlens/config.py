@@ -7,11 +7,13 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from rnnlens.errors import RnnlensError
+
 KENLM_MAX_ORDER = 21  # scripts/setup_kenlm.sh; the paper's n-gram with n context bytes is order n + 1
 
 
-class ConfigError(Exception):
-    pass
+class ConfigError(RnnlensError):
+    """The workflow configuration breaks the schema or a rule the schema cannot express."""
 
 
 def _key(path):

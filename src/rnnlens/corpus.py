@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from rnnlens.errors import CorpusError  # noqa: F401 - its home for callers: rnnlens.corpus.CorpusError
-from rnnlens.io import atomic_copy, atomic_write_bytes, download, sha256_of, verify_sha256
+from rnnlens.io import atomic_copy, atomic_write_bytes, download, sha256_of, verify_sha256, write_json
+from rnnlens.log import progress
 
 SPLITS = ("train", "val", "test")
 LAYOUTS = ("contiguous", "rows")
@@ -48,7 +49,7 @@ def stdlib_corpus(max_bytes):
     return b"".join(chunks)[:max_bytes]
 
 
-def acquire(spec, dest, log=print):
+def acquire(spec, dest, log=progress(__name__)):
     """Materialise one configured corpus as raw bytes at `dest` and return a provenance dict.
 
     spec keys: path | url (+ sha256) | stdlib (+ max_bytes) | tarball (kernel-style source builder)."""
@@ -268,3 +269,39 @@ class PreparedCorpus:
             kept.append((a, min(b, a + left)))
             left -= kept[-1][1] - a
         return replace(self, pieces={**self.pieces, name: kept})
+
+
+# --- commands -------------------------------------------------------------------------------------------------------
+
+def add_fetch_arguments(parser):
+    parser.add_argument("--corpus", required=True)
+    parser.add_argument("--spec", required=True, help="the corpus's config entry as JSON")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--provenance", required=True)
+
+
+def run_fetch(args):
+    log = progress(__name__)
+    provenance = acquire(json.loads(args.spec), args.out, log=log)
+    provenance["corpus"] = args.corpus
+    write_json(args.provenance, provenance)
+    log(f"corpus {args.corpus}: {Path(args.out).stat().st_size} bytes, sha256 {provenance['sha256']}")
+    return 0
+
+
+def add_prepare_arguments(parser):
+    parser.add_argument("--corpus", required=True)
+    parser.add_argument("--corpus-bin", required=True)
+    parser.add_argument("--provenance")
+    parser.add_argument("--split", required=True, help='JSON, e.g. {"train": 0.8, "val": 0.1, "test": 0.1}')
+    parser.add_argument("--min-train-bytes", type=int, default=2)
+    parser.add_argument("--out", required=True)
+
+
+def run_prepare(args):
+    summary = prepare(args.corpus, args.corpus_bin, json.loads(args.split), args.min_train_bytes)
+    summary["provenance"] = json.loads(Path(args.provenance).read_text()) if args.provenance else None
+    write_json(args.out, summary, indent=1)
+    progress(__name__)(f"corpus {args.corpus}: {summary['size']} bytes, vocabulary {summary['vocab_size']}, "
+                       f"splits {summary['split_sizes']}")
+    return 0

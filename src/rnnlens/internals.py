@@ -21,8 +21,6 @@ Command line (`rnnlens internals`): one streaming pass that writes the saturatio
 table, activation excerpts and the cell pictures of one model.
 """
 
-import argparse
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from rnnlens.errors import InputError
 from rnnlens.cellviz import parse_cells
 from rnnlens.features import split_features
 
@@ -360,7 +359,6 @@ def analyse_model(model, corpus, model_id, out_dir, cells=(), max_positions=100_
     """The whole per-model analysis in one streaming pass over the test split; returns the output paths."""
     log = log or (lambda message: print(message, flush=True))
     from rnnlens import cells as cellscore
-    from rnnlens import features as feats
     from rnnlens import saturation as sat
 
     spec = model.spec
@@ -437,31 +435,30 @@ def model_id_for(path, extra, given=None):
     return path.parent.name if path.stem == "model" else path.stem
 
 
-def cli(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="rnnlens internals", description="Exact cell and gate activations of one "
-                                 "model over the test split: gate saturation, cell-feature scores, excerpts, pictures.")
-    ap.add_argument("--model", required=True, help="model.pt written by training")
-    ap.add_argument("--data", required=True, help="prepared corpus data.json")
-    ap.add_argument("--out-dir", required=True, help="directory for this model's outputs")
-    ap.add_argument("--model-id", default=None, help="id written into the tables (default: from the model file)")
-    ap.add_argument("--cells", default="", help="extra cells to draw, LAYER:UNIT (layer from 1, unit from 0), e.g. 1:17,2:5")
-    ap.add_argument("--max-positions", type=int, default=100_000,
+def add_internals_arguments(parser):
+    parser.add_argument("--model", required=True, help="model.pt written by training")
+    parser.add_argument("--data", required=True, help="prepared corpus data.json")
+    parser.add_argument("--out-dir", required=True, help="directory for this model's outputs")
+    parser.add_argument("--model-id", default=None, help="id written into the tables (default: from the model file)")
+    parser.add_argument("--cells", default="", help="extra cells to draw, LAYER:UNIT (layer from 1, unit from 0), e.g. 1:17,2:5")
+    parser.add_argument("--max-positions", type=int, default=100_000,
                     help="evenly spaced test positions used to score cells (bounds memory; default 100000)")
-    ap.add_argument("--streams", type=int, default=50, help="contiguous test streams run as one batch")
-    ap.add_argument("--warmup", type=int, default=1000, help="characters each stream reads before its piece")
-    ap.add_argument("--chunk", type=int, default=100, help="time steps per streamed chunk")
-    ap.add_argument("--windows", type=int, default=4, help="excerpt windows kept for pictures")
-    ap.add_argument("--window-chars", type=int, default=500, help="characters per excerpt window")
-    ap.add_argument("--comment-style", choices=("auto", "c", "hash", "none"), default="auto",
+    parser.add_argument("--streams", type=int, default=50, help="contiguous test streams run as one batch")
+    parser.add_argument("--warmup", type=int, default=1000, help="characters each stream reads before its piece")
+    parser.add_argument("--chunk", type=int, default=100, help="time steps per streamed chunk")
+    parser.add_argument("--windows", type=int, default=4, help="excerpt windows kept for pictures")
+    parser.add_argument("--window-chars", type=int, default=500, help="characters per excerpt window")
+    parser.add_argument("--comment-style", choices=("auto", "c", "hash", "none"), default="auto",
                     help="comment syntax for the in_comment feature (auto: C if the text has /* ... */)")
-    ap.add_argument("--no-pictures", action="store_true", help="tables only")
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default; 1-4 run the "
+    parser.add_argument("--no-pictures", action="store_true", help="tables only")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default; 1-4 run the "
                     "exact internals at >= half the fused model's speed)")
-    ap.add_argument("--method", choices=("auto", "loop", "fused"), default="auto",
+    parser.add_argument("--method", choices=("auto", "loop", "fused"), default="auto",
                     help="how the internals are computed (see LayerwiseRunner); same numbers either way")
-    args = ap.parse_args(argv)
 
+
+def run_internals(args):
     from rnnlens.corpus import PreparedCorpus
     from rnnlens.model import load_model
 
@@ -469,33 +466,18 @@ def cli(argv=None) -> int:
         torch.set_num_threads(args.threads)
     for what, path in (("model", args.model), ("data", args.data)):
         if not Path(path).is_file():
-            print(f"error: --{what} {path} does not exist; run the stage that makes it first", file=sys.stderr)
-            return 2
-    try:
-        cells = parse_cells(args.cells)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+            raise InputError(f"--{what} {path} does not exist; run the stage that makes it first")
+    cells = parse_cells(args.cells)
     model, extra = load_model(args.model, map_location=args.device)
     corpus = PreparedCorpus.load(args.data)
     if model.spec.vocab_size != corpus.vocab_size:
-        print(f"error: model {args.model} has a vocabulary of {model.spec.vocab_size}, corpus {args.data} of "
-              f"{corpus.vocab_size}; give the data.json the model was trained on", file=sys.stderr)
-        return 2
+        raise InputError(f"model {args.model} has a vocabulary of {model.spec.vocab_size}, corpus {args.data} of "
+                         f"{corpus.vocab_size}; give the data.json the model was trained on")
     if "vocab" in extra and list(extra["vocab"]) != corpus.vocab.tolist():
-        print(f"error: model {args.model} was trained on another vocabulary than {args.data}; give the data.json "
-              "the model was trained on", file=sys.stderr)
-        return 2
-    try:
-        analyse_model(model, corpus, model_id_for(args.model, extra, args.model_id), args.out_dir, cells=cells,
-                      max_positions=args.max_positions, streams=args.streams, warmup=args.warmup, chunk=args.chunk,
-                      windows=args.windows, window_chars=args.window_chars, comment_style=args.comment_style,
-                      pictures=not args.no_pictures, method=args.method)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        raise InputError(f"model {args.model} was trained on another vocabulary than {args.data}; give the data.json "
+                         "the model was trained on")
+    analyse_model(model, corpus, model_id_for(args.model, extra, args.model_id), args.out_dir, cells=cells,
+                  max_positions=args.max_positions, streams=args.streams, warmup=args.warmup, chunk=args.chunk,
+                  windows=args.windows, window_chars=args.window_chars, comment_style=args.comment_style,
+                  pictures=not args.no_pictures, method=args.method)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(cli())

@@ -9,6 +9,7 @@ import fnmatch
 import tarfile
 from pathlib import Path
 
+from rnnlens.log import progress
 from rnnlens.errors import CorpusError
 from rnnlens.io import atomic_write_bytes, atomic_write_text, download, sha256_of, verify_sha256
 
@@ -30,7 +31,7 @@ def select_files(names, include_dirs, patterns):
     return chosen
 
 
-def build_corpus_from_tar(tar_path, include_dirs, patterns, max_bytes, log=print):
+def build_corpus_from_tar(tar_path, include_dirs, patterns, max_bytes, log=progress(__name__)):
     """-> (corpus bytes, list of files used)."""
     try:
         tar = tarfile.open(tar_path, "r:*")
@@ -57,7 +58,7 @@ def build_corpus_from_tar(tar_path, include_dirs, patterns, max_bytes, log=print
     return b"".join(chunks), used
 
 
-def build_from_tarball(spec, dest, log=print):
+def build_from_tarball(spec, dest, log=progress(__name__)):
     """spec: url or path, sha256 (of the tarball), include_dirs, patterns, max_bytes."""
     dest = Path(dest)
     if "path" in spec:

@@ -12,6 +12,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from rnnlens.io import torch_load, torch_save
+from rnnlens.log import progress
 
 ARCHS = ("rnn", "lstm", "gru")
 GATES_PER_ARCH = {"rnn": 1, "lstm": 4, "gru": 3}
@@ -120,6 +121,12 @@ class CharRNN(nn.Module):
         return self.decoder(self.drop(out)), state
 
 
+def pick_device(name):
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
 def detach_state(state):
     if isinstance(state, tuple):
         return tuple(s.detach() for s in state)
@@ -137,3 +144,28 @@ def load_model(path, map_location="cpu"):
     model.load_state_dict(payload["state_dict"])
     model.eval()
     return model, payload.get("extra", {})
+
+
+def add_models_table_arguments(parser):
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--archs", default="rnn,lstm,gru")
+    parser.add_argument("--layers", default="1,2,3")
+    parser.add_argument("--sizes", default="64,128,256,512")
+    parser.add_argument("--out", required=True)
+
+
+def run_models_table(args):
+    import json
+    from pathlib import Path
+
+    import pandas as pd
+
+    from rnnlens.io import atomic_csv
+
+    meta = json.loads(Path(args.data).read_text())
+    df = pd.DataFrame(models_table(meta["corpus"], meta["vocab_size"], args.archs.split(","),
+                                   [int(x) for x in args.layers.split(",")], [int(x) for x in args.sizes.split(",")]))
+    atomic_csv(df, args.out)
+    progress(__name__)(f"models table for {meta['corpus']} (vocabulary {meta['vocab_size']}): {len(df)} models -> "
+                       f"{args.out}")
+    return 0

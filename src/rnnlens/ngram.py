@@ -24,7 +24,6 @@ Needs lmplz, build_binary and the kenlm Python module built with KENLM_MAX_ORDER
 scripts/setup_kenlm.sh (run by `make`) builds them with order 21.
 """
 
-import argparse
 import json
 import os
 import re
@@ -38,6 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
+from rnnlens.log import progress
+from rnnlens.errors import RnnlensError
 from rnnlens.io import atomic_path
 
 MAX_ORDER = 21  # the KENLM_MAX_ORDER scripts/setup_kenlm.sh builds with; raise both together
@@ -50,8 +51,8 @@ def kenlm_order(n):
     return n + 1
 
 
-class NgramError(Exception):
-    """Bad n-gram input or a missing KenLM build; the message names the problem and the fix."""
+class NgramError(RnnlensError):
+    """A bad n-gram order or input, or a missing KenLM build."""
 
 
 # --- bytes <-> KenLM tokens ---------------------------------------------------------------------------------------
@@ -105,7 +106,7 @@ def import_kenlm():
     return kenlm
 
 
-def run_measured(command, stdin_path=None, stdout_path=None, log=print):
+def run_measured(command, stdin_path=None, stdout_path=None, log=progress(__name__)):
     """Run a program; its stderr goes to ours line by line and is returned. -> (seconds, peak RSS bytes, stderr).
 
     os.wait4 gives this child's own peak RSS (getrusage(RUSAGE_CHILDREN) would give the max over all children).
@@ -167,7 +168,7 @@ def add_empty_bigrams(arpa_path):
 
 # --- training -----------------------------------------------------------------------------------------------------
 
-def train(train_bytes, order, model_out, memory="1G", binary_type="trie", tmp_dir=None, log=print):
+def train(train_bytes, order, model_out, memory="1G", binary_type="trie", tmp_dir=None, log=progress(__name__)):
     """lmplz (unpruned modified Kneser-Ney, KenLM order `order`) on the training bytes, then build_binary.
     -> stats dict. `train_bytes`: bytes, or a list of pieces (each its own line: no n-gram spans a seam).
 
@@ -305,11 +306,7 @@ def held_out_mass(model, context, vocab):
 
 # --- the pipeline step ----------------------------------------------------------------------------------------------
 
-def cli(argv=None):
-    parser = argparse.ArgumentParser(
-        prog="rnnlens ngram",
-        description="Train a KenLM modified Kneser-Ney byte n-gram on the training split and write its test "
-                    "predictions.")
+def add_ngram_arguments(parser):
     parser.add_argument("--data", required=True, help="results/{corpus}/data.json of the prepared corpus")
     parser.add_argument("--n", type=int, required=True,
                         help=f"context bytes n, as in the paper (0..{MAX_CONTEXT}); the KenLM order is n + 1")
@@ -321,26 +318,23 @@ def cli(argv=None):
                         help="KenLM binary format (trie: smallest; probing: fastest queries)")
     parser.add_argument("--tmp-dir", default=None, help="directory for lmplz's temporary files "
                                                         "(default: beside --model-out)")
-    args = parser.parse_args(argv)
 
+
+def run_ngram(args):
     from rnnlens.corpus import PreparedCorpus
     from rnnlens.io import atomic_write_text
     from rnnlens.predictions import write_predictions
 
-    try:
-        order = kenlm_order(args.n)
-        check_order(order)
-        corpus = PreparedCorpus.load(args.data)
-        stats = train([corpus.data[a:b] for a, b in corpus.pieces["train"]], order, args.model_out,
-                      memory=args.memory, binary_type=args.binary_type, tmp_dir=args.tmp_dir,
-                      log=lambda *a, **k: print(*a, **{"flush": True, **k}))
-        test = corpus.split("test")
-        started = time.perf_counter()
-        model = load(args.model_out)
-        p = score_pieces(model, corpus, "test")
-    except NgramError as err:
-        print(f"rnnlens ngram: {err}", file=sys.stderr)
-        return 2
+    order = kenlm_order(args.n)
+    check_order(order)
+    corpus = PreparedCorpus.load(args.data)
+    stats = train([corpus.data[a:b] for a, b in corpus.pieces["train"]], order, args.model_out,
+                  memory=args.memory, binary_type=args.binary_type, tmp_dir=args.tmp_dir,
+                  log=lambda *a, **k: print(*a, **{"flush": True, **k}))
+    test = corpus.split("test")
+    started = time.perf_counter()
+    model = load(args.model_out)
+    p = score_pieces(model, corpus, "test")
     import resource
 
     stats.update({
@@ -362,7 +356,3 @@ def cli(argv=None):
           f"{stats['build_seconds']:.1f} s, peak {stats['peak_rss_bytes'] / 2**20:.0f} MiB, "
           f"model {stats['model_bytes'] / 2**20:.1f} MiB", flush=True)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(cli())

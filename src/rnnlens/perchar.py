@@ -6,7 +6,6 @@ overlap of their errors, an error being a test character whose probability is be
 definition): both wrong, only A wrong, only B wrong, neither.
 """
 
-import argparse
 import json
 from pathlib import Path
 
@@ -97,8 +96,7 @@ def plot_per_character(df, label_a, label_b, corpus, out_path, min_count):
     return fig
 
 
-def cli(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="rnnlens perchar", description=__doc__.split("\n\n")[0])
+def add_perchar_arguments(parser):
     parser.add_argument("--a", required=True, help="predictions Parquet of model A (e.g. the best LSTM)")
     parser.add_argument("--b", required=True, help="predictions Parquet of model B (e.g. ngram-20)")
     parser.add_argument("--label-a", help="default: the model id in the file")
@@ -109,7 +107,9 @@ def cli(argv=None) -> int:
     parser.add_argument("--csv-out", required=True)
     parser.add_argument("--fig-out", required=True, help=".png (a .pdf beside it is written too) or .pdf")
     parser.add_argument("--overlap-out", required=True, help=".json or .csv with the error-overlap counts")
-    args = parser.parse_args(argv)
+
+
+def run_perchar(args):
     target, p_a, p_b, meta_a, meta_b = load_pair(args.a, args.b)
     label_a = args.label_a or meta_a.get("model") or Path(args.a).stem
     label_b = args.label_b or meta_b.get("model") or Path(args.b).stem
@@ -133,7 +133,3 @@ def cli(argv=None) -> int:
     print(f"perchar {corpus}: {label_a} vs {label_b}; largest gains: {top}; errors both {overlap['both_wrong']}, "
           f"only {label_a} {overlap['only_a_wrong']}, only {label_b} {overlap['only_b_wrong']}", flush=True)
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(cli())

@@ -10,8 +10,6 @@ Figure: one scatter per gate type, x = fraction right-saturated, y = fraction le
 layer, with the diagonal x + y = 1 (gates on it are always saturated one way or the other).
 """
 
-import argparse
-import sys
 import textwrap
 from pathlib import Path
 
@@ -21,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+from rnnlens.errors import InputError
 from rnnlens.io import atomic_csv
 from rnnlens.predictions import read_meta
 from rnnlens.io import write_table as write_arrow_table
@@ -184,29 +183,20 @@ def plot_no_gates(model_id, out_png):
     return out_png
 
 
-def cli(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="rnnlens saturation-figure",
-                                 description="The gate saturation figure (and summary) of one or more models.")
-    ap.add_argument("--inputs", nargs="+", required=True, help="saturation.parquet files written by `rnnlens internals`")
-    ap.add_argument("--out", required=True, help="figure path (.png; a .pdf is written beside it)")
-    ap.add_argument("--summary", default=None, help="optional CSV with the per-model, gate and layer summary")
-    ap.add_argument("--title", default=None)
-    args = ap.parse_args(argv)
+def add_saturation_figure_arguments(parser):
+    parser.add_argument("--inputs", nargs="+", required=True, help="saturation.parquet files written by `rnnlens internals`")
+    parser.add_argument("--out", required=True, help="figure path (.png; a .pdf is written beside it)")
+    parser.add_argument("--summary", default=None, help="optional CSV with the per-model, gate and layer summary")
+    parser.add_argument("--title", default=None)
+
+
+def run_saturation_figure(args):
     missing = [p for p in args.inputs if not Path(p).is_file()]
     if missing:
-        print(f"error: missing saturation tables {missing}; run `rnnlens internals` for those models", file=sys.stderr)
-        return 2
+        raise InputError(f"missing saturation tables {missing}; run `rnnlens internals` for those models")
     frames = [read_table(p) for p in args.inputs]
     corpus = read_meta(args.inputs[0]).get("corpus")
-    try:
-        plot_saturation(frames, args.out, args.title, corpus)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    plot_saturation(frames, args.out, args.title, corpus)
     if args.summary:
         write_summary(summarize(pd.concat(frames, ignore_index=True)), args.summary)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(cli())

@@ -8,6 +8,7 @@ time limit or scancel). A rerun resumes from it and ends with the same weights a
 
 import contextlib
 import csv
+import argparse
 import json
 import math
 import random
@@ -20,17 +21,20 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from rnnlens.log import progress
+from rnnlens.errors import InputError, RnnlensError
 from rnnlens import convergence
 from rnnlens.corpus import PreparedCorpus
 from rnnlens.evaluate import batch_rows, split_loss
 from rnnlens.io import atomic_copy, atomic_path, torch_load, torch_save, write_json
-from rnnlens.model import CharRNN, ModelSpec, detach_state, save_model
+from rnnlens.model import CharRNN, ModelSpec, detach_state, pick_device, save_model
 
 EXIT_INTERRUPTED = 75  # EX_TEMPFAIL: stopped on request with a checkpoint; rerun to resume
 
 
-class TrainingDiverged(RuntimeError):
-    pass
+class TrainingDiverged(RnnlensError):
+    exit_code = 3  # the rule log says why; distinct from a bad argument (2)
+    """The loss became NaN or infinite; the message names the settings to lower."""
 
 
 @dataclass
@@ -117,12 +121,6 @@ def mixed_precision(precision, device):
     return (lambda: torch.autocast(device.type, dtype=dtype)), scaler
 
 
-def pick_device(name):
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def clip_gradients(model, mode, limit):
     if mode == "value":
         torch.nn.utils.clip_grad_value_(model.parameters(), limit)
@@ -171,7 +169,7 @@ class StopFlag:
 
 
 def train(cfg, corpus: PreparedCorpus, spec: ModelSpec, out_model, out_history, checkpoint_path,
-          meta=None, stop_after_steps=None, log=print):
+          meta=None, stop_after_steps=None, log=progress(__name__)):
     """Train (or resume) one model. Writes out_model (best validation weights) and out_history only on success.
 
     `stop_after_steps` simulates a preemption after that many optimizer steps of this process (tests)."""
@@ -347,7 +345,7 @@ def train(cfg, corpus: PreparedCorpus, spec: ModelSpec, out_model, out_history, 
     return 0
 
 
-def select_dropout(trials, out_model, out_history, out_selection, log=print):
+def select_dropout(trials, out_model, out_history, out_selection, log=progress(__name__)):
     """The model of a grid point from its dropout trials: the one with the best validation loss, as the paper
     chose dropout on validation. Copies its model (with the choice recorded), history and snapshots."""
     import shutil
@@ -372,3 +370,50 @@ def select_dropout(trials, out_model, out_history, out_selection, log=print):
     write_json(out_selection, selection)
     log(f"chose dropout {dropout:g} (validation loss {best_val:.4f}) of {len(candidates)} trial(s) -> {out_model}")
     return selection
+
+
+# --- commands -------------------------------------------------------------------------------------------------------
+
+def add_train_arguments(parser):
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--models-table", required=True)
+    parser.add_argument("--model", required=True, help="model id, e.g. lstm-2x128")
+    parser.add_argument("--settings", default="{}", help="training settings as JSON (see TrainConfig)")
+    parser.add_argument("--out-model", required=True)
+    parser.add_argument("--out-history", required=True)
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--code-fingerprint", default="")
+    parser.add_argument("--stop-after-steps", type=int, default=None, help=argparse.SUPPRESS)
+
+
+def run_train(args):
+    import pandas as pd
+
+    from rnnlens.model import parse_model_id
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = TrainConfig.from_dict(json.loads(args.settings))
+    corpus = PreparedCorpus.load(args.data)
+    arch, layers, size = parse_model_id(args.model)
+    table = pd.read_csv(args.models_table).set_index("model")
+    if args.model not in table.index:
+        raise InputError(f"model {args.model} is not in {args.models_table}; add its arch/layers/size to the grid")
+    spec = ModelSpec(arch, layers, int(table.loc[args.model, "hidden"]), corpus.vocab_size, cfg.dropout)
+    meta = {"model_id": args.model, "corpus": corpus.name, "size_label": size,
+            "code_fingerprint": args.code_fingerprint}
+    return train(cfg, corpus, spec, args.out_model, args.out_history, args.checkpoint, meta=meta,
+                 stop_after_steps=args.stop_after_steps)
+
+
+def add_select_dropout_arguments(parser):
+    parser.add_argument("--trials", nargs="+", required=True, help="model.pt of every dropout trial")
+    parser.add_argument("--out-model", required=True)
+    parser.add_argument("--out-history", required=True)
+    parser.add_argument("--out-selection", required=True)
+
+
+def run_select_dropout(args):
+    select_dropout(args.trials, args.out_model, args.out_history, args.out_selection)
+    return 0
