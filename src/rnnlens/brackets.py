@@ -103,7 +103,7 @@ def scope_boundaries(data, scope):
         blank[ok2] |= (data[after1[ok2]] == CR) & (data[after2[ok2]] == NEWLINE)
         first = newlines[blank]
         return np.where(data[np.minimum(first + 1, n - 1)] == NEWLINE, first + 1, first + 2)
-    raise ValueError(f"unknown quote scope {scope!r}; choose one of {', '.join(QUOTE_SCOPES)}")
+    raise InputError(f"unknown quote scope {scope!r}; choose one of {', '.join(QUOTE_SCOPES)}")
 
 
 def match_quotes(data, quote=ord('"'), scope="paragraph"):
@@ -170,7 +170,7 @@ def bin_curves(distances, probabilities, bin_width=20):
     probabilities: {label: p array aligned with distances}. -> DataFrame, one row per (bin, model),
     only bins that hold at least one closer."""
     if bin_width < 1:
-        raise ValueError("the bin width must be >= 1 character")
+        raise InputError("the bin width must be >= 1 character")
     distances = np.asarray(distances, dtype=np.int64)
     rows = []
     if len(distances) == 0:
@@ -247,10 +247,10 @@ def plot_curves(df, corpus, name, families, out_base, bin_width, min_count=10, m
 def load_test_p(path, test_len, test_bytes):
     df, meta = read_predictions(path, columns=["pos", "target", "p"])
     if len(df) != test_len:
-        raise ValueError(f"{path} has {len(df)} positions but the test split has {test_len}; "
+        raise InputError(f"{path} has {len(df)} positions but the test split has {test_len}; "
                          "was it made on another corpus or split?")
     if not np.array_equal(df["target"].to_numpy(), test_bytes):
-        raise ValueError(f"{path}: its targets differ from the corpus test split; wrong --data for this file?")
+        raise InputError(f"{path}: its targets differ from the corpus test split; wrong --data for this file?")
     return df["p"].to_numpy(), meta
 
 
@@ -260,13 +260,13 @@ def brackets(data_json, prediction_paths, labels=None, delimiters=tuple(DELIMITE
     corpus = PreparedCorpus.load(data_json)
     test_bytes = corpus.split("test")
     if labels and len(labels) != len(prediction_paths):
-        raise ValueError(f"{len(labels)} labels for {len(prediction_paths)} predictions files; give one each")
+        raise InputError(f"{len(labels)} labels for {len(prediction_paths)} predictions files; give one each")
     probs, families, unconverged = {}, {}, []
     for i, path in enumerate(prediction_paths):
         p, meta = load_test_p(path, len(test_bytes), test_bytes)
         label = labels[i] if labels else meta.get("model") or Path(path).stem
         if label in probs:
-            raise ValueError(f"label {label!r} is used twice; give distinct --labels")
+            raise InputError(f"label {label!r} is used twice; give distinct --labels")
         probs[label], families[label] = p, family_of(label, meta)
         if convergence.is_unconverged(meta):
             unconverged.append(label)

@@ -281,7 +281,7 @@ def best_cells(tables):
     whose raw best cell scores highest for the feature on the corpus."""
     frame = pd.concat([t for t in tables if len(t)], ignore_index=True) if tables else pd.DataFrame()
     if frame.empty:
-        raise ValueError("no cell scores given; run `rnnlens internals` for the models first")
+        raise InputError("no cell scores given; run `rnnlens internals` for the models first")
     frame = _with_strength(frame)
     explained = explain_cells(frame)
     frame = frame.merge(explained[CELL_KEYS + ["best_feature", "best_strength", "margin"]], on=CELL_KEYS)

@@ -267,7 +267,7 @@ def draw_model_cells(out_dir, scores, excerpts_path, feature_table=None, user_ce
         stale.unlink()
     frame, values, meta = read_excerpts(excerpts_path)
     if len(frame) == 0:
-        raise ValueError(f"{excerpts_path} holds no excerpt positions; rerun internals with --windows >= 1")
+        raise InputError(f"{excerpts_path} holds no excerpt positions; rerun internals with --windows >= 1")
     cell_state = meta.get("cell_state", "c")
     data = frame.byte.to_numpy()
     feats_at = feature_table.iloc[frame.pos.to_numpy()].reset_index(drop=True) if feature_table is not None else None

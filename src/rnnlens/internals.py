@@ -89,7 +89,7 @@ class LayerwiseRunner:
         self.weights = [tuple(w.detach() for w in layer_weights(model.rnn, k)) for k in range(spec.layers)]
         device = self.weights[0][0].device
         if method not in ("auto", "loop", "fused"):
-            raise ValueError(f"internals method {method!r}: use auto, loop or fused")
+            raise InputError(f"internals method {method!r}: use auto, loop or fused")
         if method == "auto":
             method = "loop" if device.type == "cpu" and torch.get_num_threads() <= 4 else "fused"
         self.method = "fused" if self.arch == "rnn" else method
@@ -297,7 +297,7 @@ def stream_test_internals(model, corpus, streams=50, warmup=1000, chunk=100, spl
 
     n = corpus.split_size(split)
     if n <= 0:
-        raise ValueError(f"the {split} split of corpus {corpus.name!r} is empty; re-prepare the corpus with a {split} fraction")
+        raise InputError(f"the {split} split of corpus {corpus.name!r} is empty; re-prepare the corpus with a {split} fraction")
     runner = runner or LayerwiseRunner(model)
     rows = batch_rows(corpus.pieces[split], streams)
     starts = np.array([a for a, _ in rows], dtype=np.int64)
@@ -306,7 +306,7 @@ def stream_test_internals(model, corpus, streams=50, warmup=1000, chunk=100, spl
     warm = int(min(warmup, starts.min()))
     encoded = corpus.encode(corpus.data)
     if (encoded < 0).any():
-        raise ValueError("the corpus holds bytes outside its own vocabulary; re-prepare it (rnnlens prepare)")
+        raise InputError("the corpus holds bytes outside its own vocabulary; re-prepare it (rnnlens prepare)")
     padded = np.concatenate([encoded, np.zeros(width, dtype=np.int64)])
     x_rows = np.stack([padded[a - warm: a + width] for a in starts])
     # index in the split of each row's first byte: rows follow the split's order, each its own length
@@ -364,7 +364,7 @@ def analyse_model(model, corpus, model_id, out_dir, cells=(), max_positions=100_
     spec = model.spec
     for layer, unit in cells:
         if not (1 <= layer <= spec.layers and 0 <= unit < spec.hidden):
-            raise ValueError(f"cell {layer}:{unit} is outside {model_id} ({spec.layers} layers of {spec.hidden} units; "
+            raise InputError(f"cell {layer}:{unit} is outside {model_id} ({spec.layers} layers of {spec.hidden} units; "
                              "layers count from 1, units from 0)")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

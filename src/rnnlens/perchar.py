@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from rnnlens.errors import InputError
 from rnnlens.io import atomic_write_text
 from rnnlens.predictions import read_predictions
 from rnnlens import convergence
@@ -34,7 +35,7 @@ def load_pair(path_a, path_b):
     a, meta_a = read_predictions(path_a, columns=["pos", "target", "p"])
     b, meta_b = read_predictions(path_b, columns=["pos", "target", "p"])
     if len(a) != len(b) or not np.array_equal(a["target"].to_numpy(), b["target"].to_numpy()):
-        raise ValueError(f"{path_a} and {path_b} do not cover the same test characters "
+        raise InputError(f"{path_a} and {path_b} do not cover the same test characters "
                          f"({len(a)} vs {len(b)} positions); compare predictions of the same corpus and split")
     return a["target"].to_numpy(), a["p"].to_numpy(np.float64), b["p"].to_numpy(np.float64), meta_a, meta_b
 

@@ -47,7 +47,7 @@ class SaturationCounter:
 
     def __init__(self, arch, layers, hidden, left=LEFT, right=RIGHT):
         if arch not in GATE_NAMES:
-            raise ValueError(f"{arch} has no gates; saturation applies to {', '.join(GATE_NAMES)}")
+            raise InputError(f"{arch} has no gates; saturation applies to {', '.join(GATE_NAMES)}")
         self.arch, self.layers, self.hidden, self.left, self.right = arch, layers, hidden, left, right
         self.gates = GATE_NAMES[arch]
         self.left_counts = {(k, g): torch.zeros(hidden, dtype=torch.int64) for k in range(layers) for g in self.gates}
@@ -131,7 +131,7 @@ def draw_saturation(frames, title=None, corpus=None):
 
     frame = pd.concat([f for f in frames if not f.empty], ignore_index=True) if frames else pd.DataFrame()
     if frame.empty:
-        raise ValueError("no gate saturation rows to plot (RNN models have no gates); give LSTM or GRU tables")
+        raise InputError("no gate saturation rows to plot (RNN models have no gates); give LSTM or GRU tables")
     models = list(dict.fromkeys(frame.model))
     gates_by_model = {m: [g for g in GATE_ORDER if g in set(frame.gate[frame.model == m])] for m in models}
     ncols = max(len(g) for g in gates_by_model.values())

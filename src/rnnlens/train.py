@@ -67,7 +67,7 @@ class TrainConfig:
         known = {k: v for k, v in settings.items() if k in cls.__dataclass_fields__}
         unknown = sorted(set(settings) - set(known))
         if unknown:
-            raise ValueError(f"unknown training settings {unknown}; allowed: {sorted(cls.__dataclass_fields__)}")
+            raise InputError(f"unknown training settings {unknown}; allowed: {sorted(cls.__dataclass_fields__)}")
         return cls(**known)
 
 
@@ -95,7 +95,7 @@ def tbptt_streams(indices, batch_size):
     position 1..B*L is a target exactly once per epoch; the last (len-1) % B positions are dropped."""
     length = (len(indices) - 1) // batch_size
     if length < 1:
-        raise ValueError(f"{len(indices)} tokens are too few for {batch_size} streams")
+        raise InputError(f"{len(indices)} tokens are too few for {batch_size} streams")
     inputs = indices[: batch_size * length].reshape(batch_size, length)
     targets = indices[1 : batch_size * length + 1].reshape(batch_size, length)
     return inputs, targets
@@ -111,9 +111,9 @@ PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 def mixed_precision(precision, device):
     """-> (autocast context factory, GradScaler or None) for training.precision on `device`."""
     if precision not in PRECISIONS:
-        raise ValueError(f"training.precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+        raise InputError(f"training.precision {precision!r}: use one of {', '.join(PRECISIONS)}")
     if precision == "fp16" and device.type != "cuda":
-        raise ValueError(f"training.precision fp16 needs a CUDA device (this run is on {device}); use bf16 or fp32")
+        raise InputError(f"training.precision fp16 needs a CUDA device (this run is on {device}); use bf16 or fp32")
     dtype = PRECISIONS[precision]
     if dtype is None:
         return contextlib.nullcontext, None

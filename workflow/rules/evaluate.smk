@@ -10,13 +10,13 @@ rule evaluate:
         "results/benchmarks/{corpus}/evaluate/{model}.tsv"
     conda:
         "../../envs/rnnlens.yaml"
-    threads: RES.get("train_threads", 2)
+    threads: RES["train_threads"]
     resources:
         mem_mb=4000,
         runtime=60,
     params:
-        streams=EVAL.get("streams", 100),
-        warmup=EVAL.get("warmup", 2000),
+        streams=EVAL["streams"],
+        warmup=EVAL["warmup"],
         code=code_fingerprint("model", "evaluate", "predictions", "corpus"),
     shell:
         "python -m rnnlens evaluate --model {input.model} --data {input.data} --out {output}"
