@@ -253,7 +253,7 @@ def build_parser():
     p = sub.add_parser("table2", help="Table 2 from n-gram and n-NN predictions and Table 1")
     p.add_argument("--ngram", nargs="*", default=[])
     p.add_argument("--nnn", nargs="*", default=[])
-    p.add_argument("--table1", required=True)
+    p.add_argument("--table1", help="Table 1 CSV, for the best RNN of each corpus beside the baselines")
     p.add_argument("--out-csv", required=True)
     p.add_argument("--out-md", required=True)
     p.set_defaults(func=cmd_table2)
