@@ -77,11 +77,11 @@ def main(argv=None):
 
         seconds = best_of(pipeline, args.repeats)
     counts = {name: d["matched_closers"] for name, d in summary["delimiters"].items()}
-    report = {"corpus": label, "corpus_bytes": len(raw), "test_bytes": int(end - start), "models": args.models,
+    report = {"corpus": label, "corpus_bytes": len(raw), "test_bytes": len(test), "models": args.models,
               "quote_scope": args.quote_scope, "repeats": args.repeats, "pipeline_s": round(seconds, 4),
               "matching_s": {k: round(v, 4) for k, v in per_delimiter.items()}, "matched_closers_in_test": counts,
               "python": platform.python_version()}
-    print(f"{label}: {len(raw):,} bytes, test split {end - start:,}; brackets() with {args.models} models: "
+    print(f"{label}: {len(raw):,} bytes, test split {len(test):,}; brackets() with {args.models} models: "
           f"{seconds:.2f} s (best of {args.repeats})", flush=True)
     for name, s in per_delimiter.items():
         print(f"  matching {name:8s} over the whole corpus: {s:.3f} s; {counts[name]:,} matched closers in test",
