@@ -374,6 +374,8 @@ def select_dropout(trials, out_model, out_history, out_selection, log=print):
     shutil.rmtree(target, ignore_errors=True)
     if snapshots.is_dir():
         shutil.copytree(snapshots, target)
-    Path(out_selection).write_text(json.dumps(selection, indent=2) + "\n")
+    from rnnlens.corpus import atomic_write_text
+
+    atomic_write_text(out_selection, json.dumps(selection, indent=2) + "\n")
     log(f"chose dropout {dropout:g} (validation loss {best_val:.4f}) of {len(candidates)} trial(s) -> {out_model}")
     return selection
