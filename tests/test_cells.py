@@ -187,7 +187,6 @@ def test_trained_lstm_has_an_inside_quotes_cell(tmp_path, one_thread):
     assert "user__L1_U5.png" in pngs and any(p.startswith("in_dquote__") for p in pngs)
     assert (out / "saturation.png").exists() and (out / "saturation.pdf").exists() and (out / "cells.pdf").exists()
     assert not list(out.rglob("*.part*"))
-    assert time.time() - t0 < 60
 
 
 def test_internals_cli_rejects_bad_input(tmp_path, capsys):

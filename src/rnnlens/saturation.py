@@ -3,7 +3,9 @@ left-saturated (activation < 0.1) and right-saturated (> 0.9).
 
 Gates are the sigmoid gates as PyTorch defines them: LSTM input i, forget f, output o; GRU reset r and update
 z, where PyTorch's z weighs the *previous* state (h = (1-z)*n + z*h_prev), so a right-saturated GRU update
-gate keeps its memory (the paper's z is 1 - PyTorch's z).
+gate keeps its memory. The paper's z weighs the candidate: it is 1 - PyTorch's z. Tables keep PyTorch's z; the
+figure plots the paper's (its left and right fractions are PyTorch's right and left), labelled so. PyTorch's
+reset gate also differs from the paper's: it multiplies the recurrent matrix product, not h_prev before it.
 
 Table (Parquet): model, layer (from 1), gate, unit (from 0), frac_left, frac_right, steps.
 Figure: one scatter per gate type, x = fraction right-saturated, y = fraction left-saturated, coloured by
@@ -29,7 +31,8 @@ LEFT, RIGHT = 0.1, 0.9
 # activation key in the internals -> gate name in tables and figures
 GATE_NAMES = {"lstm": {"i": "input", "f": "forget", "o": "output"}, "gru": {"r": "reset", "z": "update"}}
 GATE_TITLES = {"input": "LSTM input gate", "forget": "LSTM forget gate", "output": "LSTM output gate",
-               "reset": "GRU reset gate (PyTorch r)", "update": "GRU update gate (PyTorch z, weight of h_prev)"}
+               "reset": "GRU reset gate (PyTorch r, after the matrix product)",
+               "update": "GRU update gate, paper's z = 1 - PyTorch z"}
 GATE_ORDER = ("input", "forget", "output", "reset", "update")
 SCHEMA = pa.schema([("model", pa.string()), ("layer", pa.int16()), ("gate", pa.string()), ("unit", pa.int32()),
                     ("frac_left", pa.float64()), ("frac_right", pa.float64()), ("steps", pa.int64())])
@@ -122,8 +125,17 @@ def plot_saturation(frames, out_png, title=None, corpus=None):
     return out_png
 
 
+def paper_convention(frame):
+    """The table with the GRU update gate as the paper defines it (z' = 1 - PyTorch's z: a step left-saturated
+    by one is right-saturated by the other, so the two fractions swap)."""
+    frame = frame.copy()
+    update = frame.gate == "update"
+    frame.loc[update, ["frac_left", "frac_right"]] = frame.loc[update, ["frac_right", "frac_left"]].to_numpy()
+    return frame
+
+
 def draw_saturation(frames, title=None, corpus=None):
-    """The saturation figure (unsaved)."""
+    """The saturation figure (unsaved); GRU update gates in the paper's convention (paper_convention)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -132,6 +144,7 @@ def draw_saturation(frames, title=None, corpus=None):
     frame = pd.concat([f for f in frames if not f.empty], ignore_index=True) if frames else pd.DataFrame()
     if frame.empty:
         raise InputError("no gate saturation rows to plot (RNN models have no gates); give LSTM or GRU tables")
+    frame = paper_convention(frame)
     models = list(dict.fromkeys(frame.model))
     gates_by_model = {m: [g for g in GATE_ORDER if g in set(frame.gate[frame.model == m])] for m in models}
     ncols = max(len(g) for g in gates_by_model.values())

@@ -159,8 +159,8 @@ def table2(ngram_paths, nnn_paths, table1_csv):
     for col in ("ngram_test_loss", "nnn_test_loss", "nnn_hidden"):
         if col not in df:
             df[col] = None
-    t1 = pd.read_csv(table1_csv)
-    best = t1.loc[t1.groupby("corpus").test_loss.idxmin()].set_index("corpus")
+    t1 = pd.read_csv(table1_csv) if table1_csv else pd.DataFrame(columns=["corpus", "model", "test_loss"])
+    best = t1.loc[t1.groupby("corpus").test_loss.idxmin()].set_index("corpus") if len(t1) else t1.set_index("corpus")
     df["paper_ngram_test_loss"] = [NGRAM_TEST_LOSS.get(c, {}).get(n) for c, n in zip(df.corpus, df.n)]
     df["paper_confirmed"] = [(c, n) in NGRAM_CONFIRMED for c, n in zip(df.corpus, df.n)]
     df["best_rnn"] = df.corpus.map(best.model)
@@ -182,7 +182,9 @@ def table2_markdown(df, paper_names=None):
                                                      else "*")
             lines.append(f"| {r.n} | {_fmt(r.ngram_test_loss)} | {_fmt(r.nnn_test_loss)} | "
                          f"{'' if pd.isna(r.nnn_hidden) else int(r.nnn_hidden)} | {paper} |")
-        lines += ["", f"Reference: best RNN of Table 1, {best}, {best_loss:.3f} nats/char.", ""]
+        if isinstance(best, str):
+            lines += ["", f"Reference: best RNN of Table 1, {best}, {best_loss:.3f} nats/char."]
+        lines.append("")
     return "\n".join(lines)
 
 
@@ -236,7 +238,7 @@ def run_table1(args):
 def add_table2_arguments(parser):
     parser.add_argument("--ngram", nargs="*", default=[])
     parser.add_argument("--nnn", nargs="*", default=[])
-    parser.add_argument("--table1", required=True)
+    parser.add_argument("--table1", help="Table 1 CSV, for the best RNN of each corpus beside the baselines")
     _add_table_outputs(parser)
 
 

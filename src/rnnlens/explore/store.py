@@ -36,7 +36,7 @@ FORMAT = 1
 KINDS = {"lstm": ("c", "h", "i", "f", "o", "g"), "gru": ("h", "r", "z", "n"), "rnn": ("h",)}
 KIND_LABELS = {"c": "tanh(c) cell", "h": "h hidden", "i": "i input gate", "f": "f forget gate",
                "o": "o output gate", "g": "g candidate", "r": "r reset gate (PyTorch)",
-               "z": "z update gate (PyTorch: weight of h_prev)", "n": "n candidate"}
+               "z": "z update gate, the paper's (1 - PyTorch's z: weight of the candidate)", "n": "n candidate"}
 GATES = {"i", "f", "o", "r", "z"}  # sigmoid: [0, 1]; every other kind is a tanh: [-1, 1]
 TOP_K = 5
 NOT_ANALYSED, NOT_ERROR = -2, -1
@@ -206,7 +206,9 @@ def _fill_from_model(model, corpus, streams, warmup, chunk, log):
             pos = chunk_acts.pos
             for k, kind in enumerate(kinds):
                 for layer, layer_acts in enumerate(chunk_acts.acts):
-                    levels = quantise(layer_acts[kind], kind).cpu().numpy()  # (streams, time, hidden)
+                    # the GRU's z as the paper defines it (weight of the candidate): 1 - PyTorch's z
+                    values = 1 - layer_acts[kind] if kind == "z" else layer_acts[kind]
+                    levels = quantise(values, kind).cpu().numpy()  # (streams, time, hidden)
                     first = (k * spec.layers + layer) * H
                     for b in range(pos.shape[0]):
                         keep = pos[b] >= 0
