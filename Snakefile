@@ -1,7 +1,7 @@
 # rnnlens: Karpathy, Johnson & Fei-Fei (2015) "Visualizing and Understanding Recurrent Networks" as a workflow.
 # The stages live in workflow/rules/*.smk; all logic is in the rnnlens package (src/rnnlens), called by its CLI.
 
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
 min_version("9.0")
 

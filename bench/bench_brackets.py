@@ -25,7 +25,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 from rnnlens.brackets import DELIMITERS, brackets, match_delimiter  # noqa: E402
-from rnnlens.corpus import atomic_write_bytes, atomic_write_text, prepare  # noqa: E402
+from rnnlens.corpus import prepare  # noqa: E402
+from rnnlens.io import atomic_write_bytes, atomic_write_text  # noqa: E402
 from rnnlens.predictions import write_predictions  # noqa: E402
 from synthetic import synthetic_code  # noqa: E402
 
@@ -77,11 +78,11 @@ def main(argv=None):
 
         seconds = best_of(pipeline, args.repeats)
     counts = {name: d["matched_closers"] for name, d in summary["delimiters"].items()}
-    report = {"corpus": label, "corpus_bytes": len(raw), "test_bytes": int(end - start), "models": args.models,
+    report = {"corpus": label, "corpus_bytes": len(raw), "test_bytes": len(test), "models": args.models,
               "quote_scope": args.quote_scope, "repeats": args.repeats, "pipeline_s": round(seconds, 4),
               "matching_s": {k: round(v, 4) for k, v in per_delimiter.items()}, "matched_closers_in_test": counts,
               "python": platform.python_version()}
-    print(f"{label}: {len(raw):,} bytes, test split {end - start:,}; brackets() with {args.models} models: "
+    print(f"{label}: {len(raw):,} bytes, test split {len(test):,}; brackets() with {args.models} models: "
           f"{seconds:.2f} s (best of {args.repeats})", flush=True)
     for name, s in per_delimiter.items():
         print(f"  matching {name:8s} over the whole corpus: {s:.3f} s; {counts[name]:,} matched closers in test",

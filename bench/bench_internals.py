@@ -8,14 +8,13 @@ same streams and chunks, side by side in one run. The goal is a ratio internals/
 """
 
 import argparse
-import json
 import os
 import platform
 from pathlib import Path
 
 import torch
 
-from common import now, set_clock
+from common import now, set_clock, write_json
 from rnnlens.internals import LayerwiseRunner
 from rnnlens.model import CharRNN, ModelSpec
 
@@ -93,11 +92,7 @@ def main(argv=None):
               f"{row['ratio']:6.2f}  ({row['method']})", flush=True)
     result = {"device": args.device, "threads": torch.get_num_threads(), "clock": clock, "torch": torch.__version__,
               "machine": platform.machine(), "processor": platform.processor(), "results": rows}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".part")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp, out)
+    out = write_json(args.out, result)
     print(f"wrote {out}", flush=True)
 
 

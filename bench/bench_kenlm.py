@@ -29,7 +29,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 from rnnlens import ngram  # noqa: E402
-from rnnlens.corpus import atomic_write_text, split_bounds  # noqa: E402
+from rnnlens.corpus import split_bounds  # noqa: E402
+from rnnlens.io import atomic_write_text
 from synthetic import synthetic_prose  # noqa: E402
 
 RESULTS = Path(os.environ.get("BENCH_RESULTS") or ROOT / "results" / "bench")

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rnnlens.corpus import atomic_write_text, split_bounds
+from rnnlens.corpus import split_bounds
+from rnnlens.io import atomic_write_text
 from rnnlens.oracles import OracleConfig, TextFacts, analyse, load_model_predictions, load_ngrams, oracle_steps, peel
 from rnnlens.predictions import write_predictions
 from synthetic import synthetic_prose

@@ -84,13 +84,10 @@ def plot(result, path):
     ax.set_title(f"Training cost vs size on {result.get('device_name') or result.get('device')}", fontsize=9)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".part" + path.suffix)
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    from rnnlens.io import save_figures
+
+    save_figures(fig, [path], dpi=120, bbox_inches=None)
+    return Path(path)
 
 
 def main(argv=None):

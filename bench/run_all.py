@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from common import RESULTS, ROOT, human_seconds, write_json
+from rnnlens.io import atomic_write_text
 
 BENCH = Path(__file__).resolve().parent
 CPU_BUDGET_S = 15 * 60
@@ -360,9 +361,7 @@ def main(argv=None):
     device_label = "cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu"
     text = summary(runs, total, device_label)
     path = RESULTS / "summary.md"
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_text(text)
-    tmp.replace(path)
+    atomic_write_text(path, text)
     print(f"\n{text}\nwrote {path} ({human_seconds(total)} in all)", flush=True)
     failed = [k for k, v in runs.items() if v["status"] != "ok"]
     return 1 if failed else 0

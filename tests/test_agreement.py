@@ -2,7 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rnnlens.agreement import AgreementError, agreement_matrix, cli, embed, tsne_perplexity
+from rnnlens.cli import main
+from rnnlens.agreement import AgreementError, agreement_matrix, embed, tsne_perplexity
 from rnnlens.predictions import write_predictions
 
 
@@ -77,7 +78,7 @@ def test_cli_skips_ngrams_and_writes_matrix_embedding_and_figure(tmp_path, capsy
                       p_argmax=np.full(500, 0.4), meta={"model": "nnn-2"})
     paths += [str(tmp_path / "ngram-3.parquet"), str(tmp_path / "nnn-2.parquet")]
     out = tmp_path / "out"
-    rc = cli(["--predictions", *paths, "--csv-out", str(out / "agreement.csv"),
+    rc = main(["agreement", "--predictions", *paths, "--csv-out", str(out / "agreement.csv"),
               "--embedding-out", str(out / "tsne.csv"), "--fig-out", str(out / "tsne.png"), str(out / "tsne.pdf")])
     assert rc == 0
     assert "skipped ngram-3" in capsys.readouterr().out

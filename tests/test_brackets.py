@@ -6,8 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rnnlens.brackets import bin_curves, cli, closers_in_test, match_pairs, match_quotes
-from rnnlens.corpus import atomic_write_bytes, atomic_write_text
+from rnnlens.cli import run
+from rnnlens.brackets import bin_curves, closers_in_test, match_pairs, match_quotes
+from rnnlens.io import atomic_write_bytes, atomic_write_text
 from rnnlens.predictions import write_predictions
 
 
@@ -123,7 +124,7 @@ def test_cli_writes_csv_summary_and_a_figure_per_delimiter(tmp_path):
     write_predictions(tmp_path / "ng.parquet", target, np.where(closers, 0.2, 0.5).astype(np.float32),
                       meta={"model": "ngram-3", "family": "ngram"})
     figs = tmp_path / "figs"
-    rc = cli(["--data", str(data_json), "--predictions", str(tmp_path / "rnn.parquet"), str(tmp_path / "ng.parquet"),
+    rc = run(["brackets", "--data", str(data_json), "--predictions", str(tmp_path / "rnn.parquet"), str(tmp_path / "ng.parquet"),
               "--labels", "lstm", "ngram-3", "--bin", "10", "--quote-scope", "line", "--min-count", "1",
               "--csv-out", str(tmp_path / "brackets.csv"), "--summary-out", str(tmp_path / "summary.json"),
               "--fig-dir", str(figs)])
@@ -149,5 +150,5 @@ def test_cli_rejects_predictions_of_another_split(tmp_path):
     data_json = make_corpus(tmp_path, b"{ab}" * 10, {"train": [0, 20], "val": [20, 30], "test": [30, 40]})
     write_predictions(tmp_path / "short.parquet", np.frombuffer(b"{ab}", np.uint8), np.full(4, 0.5, np.float32))
     with pytest.raises(ValueError, match="test split has 10"):
-        cli(["--data", str(data_json), "--predictions", str(tmp_path / "short.parquet"),
+        run(["brackets", "--data", str(data_json), "--predictions", str(tmp_path / "short.parquet"),
              "--csv-out", str(tmp_path / "x.csv"), "--fig-dir", str(tmp_path)])

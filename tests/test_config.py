@@ -136,3 +136,33 @@ def test_convergence_and_bracket_settings_are_validated(config):
     bad = copy.deepcopy(config)
     bad["analysis"]["bracket_max_distance"] = "far"
     assert "analysis.bracket_max_distance" in _error(bad)
+
+
+def test_a_default_changed_in_the_schema_reaches_the_job_that_uses_it(tmp_path):
+    """Defaults live in the schema alone: change evaluation.streams' default there, leave it out of the config, and
+    the evaluate job's command carries the new value (a real dry run of a copy of the workflow)."""
+    import shutil
+    import subprocess
+    import sys
+
+    from conftest import markov_text, run_env
+
+    for name in ("Snakefile", "workflow", "src", "profiles", "envs"):
+        (shutil.copytree if (ROOT / name).is_dir() else shutil.copy)(ROOT / name, tmp_path / name)
+    schema = tmp_path / "workflow" / "schemas" / "config.schema.yaml"
+    text = schema.read_text()
+    old = 'streams: {$ref: "#/definitions/positive_int", default: 100}'
+    assert text.count(old) == 1
+    schema.write_text(text.replace(old, 'streams: {$ref: "#/definitions/positive_int", default: 37}'))
+    (tmp_path / "corpus.txt").write_bytes(markov_text(12000))
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump({
+        "corpora": {"toy": {"path": "corpus.txt", "split": {"train": 0.8, "val": 0.1, "test": 0.1}}},
+        "grid": {"arch": ["lstm"], "layers": [1], "size": [8]},
+        "training": {"batch_size": 8, "seq_len": 20, "max_epochs": 1, "device": "cpu"},
+    }))
+    proc = subprocess.run([str(Path(sys.executable).parent / "snakemake"), "results/toy/predictions/lstm-1x8.parquet",
+                           "-n", "-p", "--cores", "1", "--configfile", "tiny.yaml"],
+                          cwd=tmp_path, env=run_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    evaluate = [line for line in proc.stdout.splitlines() if "rnnlens evaluate" in line]
+    assert evaluate and "--streams 37 " in evaluate[0], proc.stdout[-3000:]

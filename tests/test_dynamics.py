@@ -2,7 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rnnlens.dynamics import DynamicsError, cli, compare, mean_loss, symmetric_kl
+from rnnlens.cli import main
+from rnnlens.dynamics import DynamicsError, compare, mean_loss, symmetric_kl
 
 
 def _random_distributions(rng, n, v, sharpness=1.0):
@@ -66,7 +67,7 @@ def test_cli_reads_npy_and_writes_csv_and_figure(tmp_path):
         np.save(snaps[-1], _random_distributions(rng, 100, 6))
     np.save(tmp_path / "targets.npy", rng.integers(0, 6, 100))
     out = tmp_path / "out"
-    rc = cli(["--snapshots", *map(str, snaps), "--progress", "0.25", "0.5", "1", "--nnn", str(paths[2]), str(paths[1]),
+    rc = main(["dynamics", "--snapshots", *map(str, snaps), "--progress", "0.25", "0.5", "1", "--nnn", str(paths[2]), str(paths[1]),
               "--targets", str(tmp_path / "targets.npy"), "--model", "lstm-3x512",
               "--csv-out", str(out / "dynamics.csv"), "--fig-out", str(out / "dynamics.png"), str(out / "dynamics.pdf")])
     assert rc == 0

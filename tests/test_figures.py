@@ -7,12 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rnnlens.agreement import cli as agreement_cli
+from rnnlens.cli import main
 from rnnlens.agreement import plot_embedding
 from rnnlens.brackets import bin_curves, plot_curves
 from rnnlens.dynamics import plot_dynamics
-from rnnlens.oracles import cli as oracles_cli
-from rnnlens.oracles import cli_small_vs_large
 from rnnlens.perchar import per_character, plot_per_character
 from rnnlens.predictions import write_predictions
 from rnnlens.saturation import draw_saturation
@@ -141,7 +139,7 @@ def test_tsne_legend_beside_the_map_and_title_names_the_corpus(tmp_path, svg_tex
                           argmax=rng.integers(0, 20, 400).astype(np.uint8), p_argmax=np.full(400, 0.4),
                           meta={"model": mid, "corpus": "demo"})
         paths.append(str(tmp_path / f"{mid}.parquet"))
-    assert agreement_cli(["--predictions", *paths, "--csv-out", str(tmp_path / "a.csv"), "--embedding-out",
+    assert main(["agreement", "--predictions", *paths, "--csv-out", str(tmp_path / "a.csv"), "--embedding-out",
                           str(tmp_path / "e.csv"), "--fig-out", str(tmp_path / "tsne.svg")]) == 0
     assert "demo: t-SNE of 4 models" in svg_text(tmp_path / "tsne.svg")
     embedding = pd.read_csv(tmp_path / "e.csv")
@@ -176,10 +174,10 @@ def test_error_breakdown_titles_name_corpus_and_mark_an_unconverged_pick(tmp_pat
                       meta={"model": "lstm-1x64", "corpus": "demo", "converged": True})
     write_predictions(tmp_path / "ngram-2.parquet", target, rng.random(len(target)), meta={"model": "ngram-2", "n": 2})
     common = ["--data", str(tmp_path / "data.json"), "--ngram", str(tmp_path / "ngram-2.parquet")]
-    assert oracles_cli([*common, "--predictions", str(tmp_path / "small.parquet"), "--csv-out",
+    assert main(["oracles", *common, "--predictions", str(tmp_path / "small.parquet"), "--csv-out",
                         str(tmp_path / "o.csv"), "--fig-out", str(tmp_path / "o.svg")]) == 0
     assert "demo: lstm-1x8 (unconverged):" in svg_text(tmp_path / "o.svg")
-    assert cli_small_vs_large([*common, "--small", str(tmp_path / "small.parquet"), "--large",
+    assert main(["small-vs-large", *common, "--small", str(tmp_path / "small.parquet"), "--large",
                                str(tmp_path / "large.parquet"), "--csv-out", str(tmp_path / "s.csv"),
                                "--fig-out", str(tmp_path / "s.svg")]) == 0
     assert "demo: small lstm-1x8 (unconverged) vs large lstm-1x64" in svg_text(tmp_path / "s.svg")

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from rnnlens import ngram
+from rnnlens.cli import main
 from rnnlens.corpus import PreparedCorpus, prepare
 from rnnlens.predictions import SCHEMA, read_predictions
 
@@ -93,7 +94,7 @@ def test_bad_order_is_a_clear_error(tmp_path, capsys):
     (tmp_path / "data.json").write_text("{}")  # never read: the order is checked first
     args = ["--data", str(tmp_path / "data.json"), "--n", "21", "--model-out", str(tmp_path / "m.binary"),
             "--predictions-out", str(tmp_path / "p.parquet"), "--stats-out", str(tmp_path / "s.json")]
-    assert ngram.cli(args) == 2
+    assert main(["ngram", *args]) == 2
     assert "maximum order 21" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data.json"]
 
@@ -150,7 +151,7 @@ def test_cli_writes_predictions_model_and_stats(corpus, tmp_path):
     args = ["--data", str(data_json), "--n", "2", "--model-out", str(out / "ngram-2.binary"),
             "--predictions-out", str(tmp_path / "predictions" / "ngram-2.parquet"),
             "--stats-out", str(out / "ngram-2.json"), "--memory", "64M"]
-    assert ngram.cli(args) == 0
+    assert main(["ngram", *args]) == 0
     df, meta = read_predictions(tmp_path / "predictions" / "ngram-2.parquet")
     import pyarrow.parquet as pq
 

@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from rnnlens.corpus import PreparedCorpus, atomic_write_bytes, atomic_write_text, prepare
-from rnnlens.nnn import (NNN, NNNConfig, NNNSpec, cli, count_parameters, load_nnn, nnn_distributions,
+from rnnlens.corpus import PreparedCorpus, prepare
+from rnnlens.io import atomic_write_bytes, atomic_write_text
+from rnnlens.cli import main
+from rnnlens.nnn import (NNN, NNNConfig, NNNSpec, count_parameters, load_nnn, nnn_distributions,
                          predict_positions, train_nnn)
 from rnnlens.predictions import read_predictions
 
@@ -89,7 +91,7 @@ def test_seeded_training_is_deterministic(tmp_path):
 def test_cli_picks_hidden_size_writes_predictions_model_and_stats(tmp_path):
     data_json = make_corpus(tmp_path, order2_source(8_000))
     out = tmp_path / "out"
-    rc = cli(["--data", str(data_json), "--n", "2", "--hidden", "2,16", "--epochs", "3", "--batch-size", "50",
+    rc = main(["nnn", "--data", str(data_json), "--n", "2", "--hidden", "2,16", "--epochs", "3", "--batch-size", "50",
               "--max-train-chars", "3000", "--threads", "1", "--model-out", str(out / "nnn-2.pt"),
               "--predictions-out", str(out / "nnn-2.parquet"), "--stats-out", str(out / "nnn-2.json")])
     assert rc == 0

@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 
 from rnnlens.corpus import prepare
-from rnnlens.oracles import (OracleConfig, OracleError, TextFacts, analyse, cli, peel, small_vs_large,
-                             cli_small_vs_large)
+from rnnlens.cli import main
+from rnnlens.oracles import (OracleConfig, OracleError, TextFacts, analyse, peel, small_vs_large)
 from rnnlens.predictions import write_predictions
 from rnnlens.words import segment, word_byte_mask, word_texts
 
@@ -214,7 +214,7 @@ def test_cli_writes_csv_and_figures(tmp_path):
     config = tmp_path / "config.yaml"
     config.write_text("oracles:\n  memory_windows: [60, 20]\n  rare_counts: [0, 1, 2]\n")
     out = tmp_path / "out"
-    rc = cli(["--data", str(data_json), "--predictions", str(tmp_path / "lstm-2x64.parquet"), "--ngram", *ngram_files,
+    rc = main(["oracles", "--data", str(data_json), "--predictions", str(tmp_path / "lstm-2x64.parquet"), "--ngram", *ngram_files,
               "--config", str(config), "--csv-out", str(out / "oracles.csv"),
               "--fig-out", str(out / "oracles.png"), str(out / "oracles.pdf")])
     assert rc == 0
@@ -228,7 +228,7 @@ def test_cli_writes_csv_and_figures(tmp_path):
     p_large = p.copy()
     p_large[_at(b"ran", 1)] = 0.9
     write_predictions(tmp_path / "lstm-2x512.parquet", target, p_large, meta={"model": "lstm-2x512"})
-    rc = cli_small_vs_large(["--data", str(data_json), "--small", str(tmp_path / "lstm-2x64.parquet"),
+    rc = main(["small-vs-large", "--data", str(data_json), "--small", str(tmp_path / "lstm-2x64.parquet"),
                              "--large", str(tmp_path / "lstm-2x512.parquet"), "--ngram", *ngram_files,
                              "--config", str(config), "--csv-out", str(out / "svl.csv"), "--fig-out", str(out / "svl.png")])
     assert rc == 0
@@ -241,7 +241,7 @@ def test_cli_writes_csv_and_figures(tmp_path):
 def test_cli_rejects_predictions_of_another_corpus(tmp_path, capsys):
     data_json, target = _prepared(tmp_path)
     write_predictions(tmp_path / "short.parquet", target[:-1], np.full(len(target) - 1, 0.5), meta={"model": "x"})
-    rc = cli(["--data", str(data_json), "--predictions", str(tmp_path / "short.parquet"),
+    rc = main(["oracles", "--data", str(data_json), "--predictions", str(tmp_path / "short.parquet"),
               "--csv-out", str(tmp_path / "o.csv"), "--fig-out", str(tmp_path / "o.png")])
     assert rc == 2 and "test split" in capsys.readouterr().err
     assert not (tmp_path / "o.csv").exists()
@@ -269,7 +269,7 @@ def test_command_line_options_override_the_config_file(tmp_path):
     write_predictions(tmp_path / "m.parquet", target, p, meta={"model": "lstm-1x64"})
     config = tmp_path / "config.yaml"
     config.write_text("analysis:\n  oracles:\n    memory_windows: [20, 60]\n    rare_counts: [0]\n")
-    rc = cli(["--data", str(data_json), "--predictions", str(tmp_path / "m.parquet"), "--config", str(config),
+    rc = main(["oracles", "--data", str(data_json), "--predictions", str(tmp_path / "m.parquet"), "--config", str(config),
               "--rare-counts", "0", "2", "--csv-out", str(tmp_path / "o.csv"), "--fig-out", str(tmp_path / "o.png")])
     assert rc == 0
     table = pd.read_csv(tmp_path / "o.csv")

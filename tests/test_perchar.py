@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rnnlens.perchar import cli, error_overlap, per_character, readable_byte
+from rnnlens.cli import run
+from rnnlens.perchar import error_overlap, per_character, readable_byte
 from rnnlens.predictions import write_predictions
 
 TARGET = np.frombuffer(b"ab\n a}b\n}a", np.uint8)
@@ -45,7 +46,7 @@ def test_cli_writes_csv_figure_and_overlap(tmp_path):
     p_a, p_b = rng.random(2000).astype(np.float32), rng.random(2000).astype(np.float32)
     write_predictions(tmp_path / "a.parquet", target, p_a, meta={"model": "lstm-3x512", "corpus": "toy"})
     write_predictions(tmp_path / "b.parquet", target, p_b, meta={"model": "ngram-20", "corpus": "toy"})
-    rc = cli(["--a", str(tmp_path / "a.parquet"), "--b", str(tmp_path / "b.parquet"), "--label-b", "20-gram",
+    rc = run(["perchar", "--a", str(tmp_path / "a.parquet"), "--b", str(tmp_path / "b.parquet"), "--label-b", "20-gram",
               "--min-count", "10", "--csv-out", str(tmp_path / "perchar.csv"), "--fig-out", str(tmp_path / "pc.png"),
               "--overlap-out", str(tmp_path / "overlap.json")])
     assert rc == 0
@@ -63,5 +64,5 @@ def test_cli_rejects_files_of_different_test_sets(tmp_path):
     write_predictions(tmp_path / "a.parquet", TARGET, P_A)
     write_predictions(tmp_path / "b.parquet", TARGET[:5], P_B[:5])
     with pytest.raises(ValueError, match="same test characters"):
-        cli(["--a", str(tmp_path / "a.parquet"), "--b", str(tmp_path / "b.parquet"), "--csv-out",
+        run(["perchar", "--a", str(tmp_path / "a.parquet"), "--b", str(tmp_path / "b.parquet"), "--csv-out",
              str(tmp_path / "x.csv"), "--fig-out", str(tmp_path / "x.png"), "--overlap-out", str(tmp_path / "o.json")])

@@ -88,3 +88,20 @@ def test_summary_shares():
     assert s.loc[1, "share_right_over_90"] == 0.5 and s.loc[1, "share_left_over_90"] == 0.25
     assert s.loc[2, "share_right_over_90"] == 0.5 and s.loc[2, "share_rarely_saturated"] == 0.5
     assert s.loc[1, "mean_frac_left"] == pytest.approx((0.0 + 0.02 + 0.5 + 0.95) / 4)
+
+
+def test_gru_figure_plots_the_papers_update_gate():
+    """PyTorch's z weighs h_prev; the paper's z weighs the candidate: the figure plots 1 - z, labelled."""
+    from rnnlens.saturation import draw_saturation
+
+    table = pd.DataFrame({
+        "model": "gru-1x4", "layer": 1, "gate": ["reset", "update"], "unit": [0, 0],
+        "frac_left": [0.02, 0.03], "frac_right": [0.01, 0.96], "steps": 100})
+    fig = draw_saturation([table], corpus="toy")
+    reset_ax, update_ax = fig.axes[:2]
+    # a PyTorch z right-saturated 96% of the time (keeps h_prev) is a paper z left-saturated 96% of the time
+    x, y = update_ax.collections[0].get_offsets()[0]
+    assert (x, y) == pytest.approx((0.03, 0.96))
+    assert "paper's z = 1 - PyTorch z" in update_ax.get_title()
+    assert tuple(reset_ax.collections[0].get_offsets()[0]) == pytest.approx((0.01, 0.02))
+    assert "after the matrix product" in reset_ax.get_title()

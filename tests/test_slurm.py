@@ -34,8 +34,8 @@ def targets(corpora=("toy", "news")):
             *(f"results/tables/models_{c}.csv" for c in corpora)]
 
 
-RULES = ["fetch_corpus", "prepare_corpus", "models_table", "models_report", "train", "evaluate", "training_curves",
-         "table1"]
+RULES = ["fetch_corpus", "prepare_corpus", "models_table", "models_report", "train", "select_dropout", "evaluate",
+         "training_curves", "table1"]
 
 
 def cluster_answers():
@@ -123,7 +123,7 @@ def planned_jobs(workdir):
 
 def cancel_training_when_started(workdir, proc, deadline):
     """Wait until the trainer runs, then `scancel` its Slurm job as preemption or a time limit would. -> job id"""
-    log = workdir / "results/logs/toy/train/lstm-1x8.log"
+    log = workdir / "results/logs/toy/train/lstm-1x8/dropout-0.log"
     while time.time() < deadline and proc.poll() is None:
         if log.exists() and "training lstm" in log.read_text():
             running = subprocess.run(["squeue", "-h", "-t", "RUNNING", "-o", "%i %k"], capture_output=True,
@@ -185,26 +185,27 @@ def test_every_rule_runs_as_a_slurm_job_and_training_asks_for_a_gpu(runs):
         info = scontrol(job_id)
         state = {runs["cancelled"]: "CANCELLED", failed: "FAILED"}.get(job_id, "COMPLETED")
         assert info["JobState"] == state, (job_id, info["Comment"], info["JobState"])
-        # training and evaluation (alone, or together as the group job rule_model_evaluate_train) ask for a GPU
+        # training and evaluation (evaluation runs with the dropout pick as the group job rule_model_...) ask for a GPU
         gpu_job = info["Comment"].startswith(("rule_train_", "rule_evaluate_", "rule_model_"))
         asks_gpu = re.search(r"gres[:/]gpu[:=]1\b", info.get("TresPerJob", "")) is not None
         assert asks_gpu == gpu_job, (info["Comment"], info.get("TresPerJob"))
     # toy: the cancelled training job (it finished no rule) and its retry; news: one training job
     assert runs["cancelled"] not in jobs["train"] and len(jobs["train"]) == 2
-    assert set(jobs["train"]) == set(jobs["evaluate"])  # evaluation runs in the training job (group `model`)
+    # the dropout pick and the evaluation of the picked model run as one job (group `model`)
+    assert set(jobs["select_dropout"]) == set(jobs["evaluate"]) and len(jobs["evaluate"]) == 2
 
 
 def test_cancelled_training_resumes_on_retry_and_ends_like_an_uninterrupted_run(runs):
     cluster, local = runs["cluster"], runs["local"]
     # Snakemake empties a job's log before the retry, so the retry's log is all there is: it resumed mid-epoch,
     # from the checkpoint written on SIGTERM (the periodic one is due only after checkpoint_seconds = 60 s)
-    train_log = (cluster / "results/logs/toy/train/lstm-1x8.log").read_text()
+    train_log = (cluster / "results/logs/toy/train/lstm-1x8/dropout-0.log").read_text()
     resumed = re.search(r"resuming from checkpoint: epoch 1 step (\d+)/200", train_log)
     assert resumed and int(resumed.group(1)) > 0, train_log
     assert "done: best val" in train_log
-    assert not (cluster / "results/toy/models/lstm-1x8/checkpoint.pt").exists()
+    assert not (cluster / "results/toy/models/lstm-1x8/dropout-0/checkpoint.pt").exists()
     retry = runs["first_out"].split(f"SLURM jobid {runs['cancelled']} ")[1]
-    assert "Error in group model" in retry and "Trying to restart job" in retry
+    assert "Error in rule train" in retry and "Trying to restart job" in retry
 
     model = "results/toy/models/lstm-1x8/model.pt"
     ours, theirs = (torch.load(d / model, weights_only=False)["state_dict"] for d in (cluster, local))

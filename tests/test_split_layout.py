@@ -131,7 +131,7 @@ def test_no_ngram_spans_a_seam(tmp_path):
     pieces = [b"ab" * 200 + b"X", b"Y" + b"ba" * 200]
     ngram.train(pieces, 2, tmp_path / "m.binary", memory="64M", log=lambda *a, **k: None)
     model = ngram.load(tmp_path / "m.binary")
-    (_, used_x, _), (_, used_y, _) = list(model.full_scores("X Y", bos=False, eos=False))
+    (_, _, _), (_, used_y, _) = list(model.full_scores("X Y", bos=False, eos=False))
     assert used_y == 1  # KenLM backed off to the unigram of Y: no "X Y" bigram was counted
     ngram.train([b"".join(pieces)], 2, tmp_path / "joined.binary", memory="64M", log=lambda *a, **k: None)
     joined = ngram.load(tmp_path / "joined.binary")

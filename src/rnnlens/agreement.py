@@ -8,14 +8,13 @@ perplexity is min(30, (n - 1) / 3), at least 0.5; one model is drawn at the orig
 Models without an argmax column (n-grams, whose predictions only give p of the target) are skipped with a note.
 """
 
-import argparse
-import sys
 
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from rnnlens.corpus import atomic_write_text
+from rnnlens.errors import RnnlensError
+from rnnlens.io import atomic_write_text
 from rnnlens.model import parse_model_id
 from rnnlens.oracles import model_id_of
 from rnnlens.plots import pyplot, save_figures
@@ -26,8 +25,8 @@ ARCH_COLORMAPS = {"rnn": "Reds", "lstm": "Blues", "gru": "Greens", "transformer"
 OTHER_MARKER, OTHER_COLOR = "D", "#555555"
 
 
-class AgreementError(Exception):
-    """Bad agreement input; the message names the problem and the fix."""
+class AgreementError(RnnlensError):
+    """Predictions that cannot be compared (different test sets, repeated or missing models)."""
 
 
 def agreement_matrix(argmaxes, ids):
@@ -159,26 +158,23 @@ def load_argmaxes(paths):
     return ids, argmaxes, skipped
 
 
-def cli(argv=None) -> int:
-    """rnnlens agreement: agreement matrix CSV, t-SNE embedding CSV and figure."""
-    parser = argparse.ArgumentParser(prog="rnnlens agreement", description=__doc__.splitlines()[0])
+def add_agreement_arguments(parser):
     parser.add_argument("--predictions", nargs="+", required=True, help="predictions Parquets of one corpus")
     parser.add_argument("--csv-out", required=True, help="agreement matrix CSV (model ids as index and columns)")
     parser.add_argument("--embedding-out", required=True, help="t-SNE coordinates CSV (model, x, y)")
     parser.add_argument("--fig-out", nargs="+", required=True, metavar="PATH", help="figure paths (png, pdf)")
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    try:
-        ids, argmaxes, skipped = load_argmaxes(args.predictions)
-        if skipped:
-            print(f"agreement: skipped {', '.join(skipped)} (no argmax, e.g. n-gram predictions)", flush=True)
-        if not ids:
-            raise AgreementError("none of the given predictions has an argmax; pass neural models' predictions")
-        agreement = agreement_matrix(argmaxes, ids)
-        embedding = embed(agreement, seed=args.seed)
-    except AgreementError as err:
-        print(f"rnnlens agreement: {err}", file=sys.stderr)
-        return 2
+
+
+def run_agreement(args):
+    """rnnlens agreement: agreement matrix CSV, t-SNE embedding CSV and figure."""
+    ids, argmaxes, skipped = load_argmaxes(args.predictions)
+    if skipped:
+        print(f"agreement: skipped {', '.join(skipped)} (no argmax, e.g. n-gram predictions)", flush=True)
+    if not ids:
+        raise AgreementError("none of the given predictions has an argmax; pass neural models' predictions")
+    agreement = agreement_matrix(argmaxes, ids)
+    embedding = embed(agreement, seed=args.seed)
     print(f"agreement: {len(ids)} models, perplexity {tsne_perplexity(len(ids)):.2f}", flush=True)
     atomic_write_text(args.csv_out, agreement.to_csv(index_label="model", float_format="%.6f"))
     atomic_write_text(args.embedding_out, embedding.to_csv(index=False, float_format="%.6f"))
@@ -187,7 +183,3 @@ def cli(argv=None) -> int:
                    "(each point labelled with its model)")
     print(f"agreement: wrote {args.csv_out}, {args.embedding_out}, {', '.join(args.fig_out)}", flush=True)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(cli())

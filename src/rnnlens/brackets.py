@@ -20,7 +20,6 @@ characters, [0, 20), [20, 40), ...) and for every predictions file the mean prob
 taken per bin.
 """
 
-import argparse
 import json
 import time
 from pathlib import Path
@@ -29,7 +28,10 @@ import numpy as np
 import pandas as pd
 
 from rnnlens import convergence
-from rnnlens.corpus import PreparedCorpus, atomic_write_text
+from rnnlens.log import progress
+from rnnlens.errors import InputError
+from rnnlens.corpus import PreparedCorpus
+from rnnlens.io import atomic_write_text
 from rnnlens.predictions import read_predictions
 from rnnlens.plots import save_figures
 
@@ -101,7 +103,7 @@ def scope_boundaries(data, scope):
         blank[ok2] |= (data[after1[ok2]] == CR) & (data[after2[ok2]] == NEWLINE)
         first = newlines[blank]
         return np.where(data[np.minimum(first + 1, n - 1)] == NEWLINE, first + 1, first + 2)
-    raise ValueError(f"unknown quote scope {scope!r}; choose one of {', '.join(QUOTE_SCOPES)}")
+    raise InputError(f"unknown quote scope {scope!r}; choose one of {', '.join(QUOTE_SCOPES)}")
 
 
 def match_quotes(data, quote=ord('"'), scope="paragraph"):
@@ -168,7 +170,7 @@ def bin_curves(distances, probabilities, bin_width=20):
     probabilities: {label: p array aligned with distances}. -> DataFrame, one row per (bin, model),
     only bins that hold at least one closer."""
     if bin_width < 1:
-        raise ValueError("the bin width must be >= 1 character")
+        raise InputError("the bin width must be >= 1 character")
     distances = np.asarray(distances, dtype=np.int64)
     rows = []
     if len(distances) == 0:
@@ -252,26 +254,26 @@ def plot_curves(df, corpus, name, families, out_base, bin_width, min_count=10, m
 def load_test_p(path, test_len, test_bytes):
     df, meta = read_predictions(path, columns=["pos", "target", "p"])
     if len(df) != test_len:
-        raise ValueError(f"{path} has {len(df)} positions but the test split has {test_len}; "
+        raise InputError(f"{path} has {len(df)} positions but the test split has {test_len}; "
                          "was it made on another corpus or split?")
     if not np.array_equal(df["target"].to_numpy(), test_bytes):
-        raise ValueError(f"{path}: its targets differ from the corpus test split; wrong --data for this file?")
+        raise InputError(f"{path}: its targets differ from the corpus test split; wrong --data for this file?")
     return df["p"].to_numpy(), meta
 
 
 def brackets(data_json, prediction_paths, labels=None, delimiters=tuple(DELIMITERS), bin_width=20,
-             quote_scope="paragraph", log=print):
+             quote_scope="paragraph", log=progress(__name__)):
     """-> (curves DataFrame for all delimiters, summary dict, families {label: family})."""
     corpus = PreparedCorpus.load(data_json)
     test_bytes = corpus.split("test")
     if labels and len(labels) != len(prediction_paths):
-        raise ValueError(f"{len(labels)} labels for {len(prediction_paths)} predictions files; give one each")
+        raise InputError(f"{len(labels)} labels for {len(prediction_paths)} predictions files; give one each")
     probs, families, unconverged, windows = {}, {}, [], {}
     for i, path in enumerate(prediction_paths):
         p, meta = load_test_p(path, len(test_bytes), test_bytes)
         label = labels[i] if labels else meta.get("model") or Path(path).stem
         if label in probs:
-            raise ValueError(f"label {label!r} is used twice; give distinct --labels")
+            raise InputError(f"label {label!r} is used twice; give distinct --labels")
         probs[label], families[label] = p, family_of(label, meta)
         if meta.get("window"):
             windows[label] = int(meta["window"])
@@ -299,8 +301,7 @@ def brackets(data_json, prediction_paths, labels=None, delimiters=tuple(DELIMITE
     return pd.concat(frames, ignore_index=True), summary, families
 
 
-def cli(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="rnnlens brackets", description=__doc__.split("\n\n")[0])
+def add_brackets_arguments(parser):
     parser.add_argument("--data", required=True, help="prepared corpus results/{corpus}/data.json")
     parser.add_argument("--predictions", nargs="+", required=True, help="predictions Parquet files, one per model")
     parser.add_argument("--labels", nargs="+", help="one label per predictions file (default: the model id in it)")
@@ -315,13 +316,15 @@ def cli(argv=None) -> int:
     parser.add_argument("--summary-out", help="JSON with matched/unmatched counts per delimiter")
     parser.add_argument("--fig-dir", required=True,
                         help="writes brackets-{corpus}-{delimiter}.png and .pdf for every delimiter")
-    args = parser.parse_args(argv)
+
+
+def run_brackets(args):
     delimiters = [d for d in args.delimiters.split(",") if d]
     unknown = [d for d in delimiters if d not in DELIMITERS]
     if unknown or not delimiters:
-        parser.error(f"unknown delimiters {unknown}; choose from {','.join(DELIMITERS)}")
+        raise InputError(f"unknown delimiters {unknown}; choose from {','.join(DELIMITERS)}")
     if args.bin < 1:
-        parser.error("--bin must be >= 1")
+        raise InputError("--bin must be >= 1")
     t0 = time.time()
     curves, summary, families = brackets(args.data, args.predictions, args.labels, delimiters, args.bin,
                                          args.quote_scope)
@@ -336,7 +339,3 @@ def cli(argv=None) -> int:
     print(f"brackets on {corpus}: {len(args.predictions)} models, {len(delimiters)} delimiters in "
           f"{time.time() - t0:.2f}s -> {args.csv_out}, {args.fig_dir}", flush=True)
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(cli())

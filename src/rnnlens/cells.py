@@ -20,10 +20,7 @@ runner-up; `best_cells` joins several tables into the best cell per feature and 
 feature.
 """
 
-import argparse
 import json
-import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -33,9 +30,9 @@ import pyarrow.parquet as pq
 import torch
 from scipy.stats import rankdata
 
-from rnnlens.corpus import atomic_csv
+from rnnlens.errors import InputError
 from rnnlens.features import CHARACTER_CLASSES, FEATURE_KINDS
-from rnnlens.predictions import write_table
+from rnnlens.io import atomic_csv, atomic_write_text, write_table
 
 META_KEY = b"rnnlens"
 SCORE_COLUMNS = ["layer", "unit", "feature", "kind", "value", "score", "sign", "rank", "prevalence", "positions",
@@ -284,7 +281,7 @@ def best_cells(tables):
     whose raw best cell scores highest for the feature on the corpus."""
     frame = pd.concat([t for t in tables if len(t)], ignore_index=True) if tables else pd.DataFrame()
     if frame.empty:
-        raise ValueError("no cell scores given; run `rnnlens internals` for the models first")
+        raise InputError("no cell scores given; run `rnnlens internals` for the models first")
     frame = _with_strength(frame)
     explained = explain_cells(frame)
     frame = frame.merge(explained[CELL_KEYS + ["best_feature", "best_strength", "margin"]], on=CELL_KEYS)
@@ -312,34 +309,26 @@ BEST_COLUMNS = ["corpus", "feature", "kind", "model", "layer", "unit", "score", 
                 "best_in_corpus"]
 
 
-def cli(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="rnnlens best-cells",
-                                 description="Cross-model table of the best cell per feature from per-model cell tables.")
-    ap.add_argument("--tables", nargs="+", required=True, help="cells.parquet files written by `rnnlens internals`")
-    ap.add_argument("--out", required=True, help="output table (.csv, .parquet or .md)")
-    ap.add_argument("--explanations-out", default=None,
+def add_best_cells_arguments(parser):
+    parser.add_argument("--tables", nargs="+", required=True, help="cells.parquet files written by `rnnlens internals`")
+    parser.add_argument("--out", required=True, help="output table (.csv, .parquet or .md)")
+    parser.add_argument("--explanations-out", default=None,
                     help="CSV with every cell's best feature, runner-up and margin (all models)")
-    args = ap.parse_args(argv)
+
+
+def run_best_cells(args):
     missing = [p for p in args.tables if not Path(p).is_file()]
     if missing:
-        print(f"error: missing cell tables {missing}; run `rnnlens internals` for those models", file=sys.stderr)
-        return 2
-    try:
-        tables = [read_scores(p) for p in args.tables]
-        best = best_cells(tables)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        raise InputError(f"missing cell tables {missing}; run `rnnlens internals` for those models")
+    tables = [read_scores(p) for p in args.tables]
+    best = best_cells(tables)
     out = Path(args.out)
     if out.suffix == ".parquet":
         _atomic_parquet(best, out, {"tables": [str(p) for p in args.tables]})
     elif out.suffix == ".md":
         shown = best[best.best_in_corpus].drop(columns="best_in_corpus")
         text = shown.to_markdown(index=False, floatfmt=".3f") if _has_tabulate() else shown.to_string(index=False)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(out.name + ".part")
-        tmp.write_text(text + "\n")
-        os.replace(tmp, out)
+        atomic_write_text(out, text + "\n")
     else:
         _atomic_csv(best, out)
     if args.explanations_out:
@@ -353,15 +342,9 @@ def cli(argv=None) -> int:
           f"{int(winners.confounded.sum())} of {len(winners)} features' best cells are better explained by "
           "another feature (column confounded)", flush=True)
     return 0
-
-
 def _has_tabulate():
     try:
         import tabulate  # noqa: F401
     except ImportError:
         return False
     return True
-
-
-if __name__ == "__main__":
-    sys.exit(cli())

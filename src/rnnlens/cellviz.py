@@ -11,14 +11,14 @@ Outputs per model: cells/<feature>__L<layer>_U<unit>.png for each picture, cells
 cells.html (self-contained: inline CSS, a section per cell with its caption, the value on hover).
 """
 
-import argparse
 import html
-import os
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from rnnlens.errors import InputError
+from rnnlens.io import atomic_path, atomic_write_text
 
 RED = np.array([0.84, 0.19, 0.15])
 BLUE = np.array([0.13, 0.40, 0.76])
@@ -31,6 +31,18 @@ def glyph(byte):
     if byte in GLYPHS:
         return GLYPHS[byte]
     return chr(byte) if 33 <= byte < 127 else "\u00b7"
+
+
+def parse_cells(text):
+    """'1:17,2:5' -> [(1, 17), (2, 5)] (layer from 1, unit from 0)."""
+    cells = []
+    for item in filter(None, (s.strip() for s in (text or "").split(","))):
+        try:
+            layer, unit = (int(v) for v in item.split(":"))
+        except ValueError:
+            raise InputError(f"cell {item!r} is not LAYER:UNIT (layer from 1, unit from 0), e.g. --cells 1:17,2:5") from None
+        cells.append((layer, unit))
+    return cells
 
 
 def colour(values):
@@ -199,13 +211,6 @@ def caption_of(pick, model_id):
     return f"{model_id} {where} (user's cell)"
 
 
-def _atomic_savefig(fig, path, **kwargs):
-    path = Path(path)
-    tmp = path.with_name(path.stem + ".part" + path.suffix)
-    fig.savefig(tmp, **kwargs)
-    os.replace(tmp, path)
-
-
 def html_section(data, values, raw, caption, cell_state, layer, unit, scale_note=""):
     spans = []
     for byte, v, r in zip(data, values, raw):
@@ -262,7 +267,7 @@ def draw_model_cells(out_dir, scores, excerpts_path, feature_table=None, user_ce
         stale.unlink()
     frame, values, meta = read_excerpts(excerpts_path)
     if len(frame) == 0:
-        raise ValueError(f"{excerpts_path} holds no excerpt positions; rerun internals with --windows >= 1")
+        raise InputError(f"{excerpts_path} holds no excerpt positions; rerun internals with --windows >= 1")
     cell_state = meta.get("cell_state", "c")
     data = frame.byte.to_numpy()
     feats_at = feature_table.iloc[frame.pos.to_numpy()].reset_index(drop=True) if feature_table is not None else None
@@ -274,9 +279,8 @@ def draw_model_cells(out_dir, scores, excerpts_path, feature_table=None, user_ce
     label = f"{model_id} on {corpus}" if corpus else model_id
     sections = [HTML_HEAD.format(title=html.escape(f"Cells of {label}"), what=what, legend=legend)]
     pdf_path = out_dir / "cells.pdf"
-    pdf_tmp = out_dir / "cells.part.pdf"
     written = []
-    with PdfPages(pdf_tmp) as pdf:
+    with atomic_path(pdf_path) as pdf_tmp, PdfPages(pdf_tmp) as pdf:
         for pick in picks:
             raw = values[:, pick["layer"] - 1, pick["unit"]]
             scale, scale_note = colour_scale(raw, cell_state)  # over every excerpt: one scale per cell
@@ -291,54 +295,42 @@ def draw_model_cells(out_dir, scores, excerpts_path, feature_table=None, user_ce
             caption = caption_of(pick, label)
             fig = draw_cell_figure(data[mask], shown[mask], caption, width, scale_note)
             name = f"{pick['feature'] or 'user'}__L{pick['layer']}_U{pick['unit']}.png"
-            _atomic_savefig(fig, png_dir / name, dpi=110)
+            with atomic_path(png_dir / name) as png_tmp:
+                fig.savefig(png_tmp, dpi=110)
             pdf.savefig(fig)
             plt.close(fig)
             written.append(png_dir / name)
             sections.append(html_section(data[mask], shown[mask], raw[mask], caption, cell_state, pick["layer"],
                                          pick["unit"], scale_note))
-    os.replace(pdf_tmp, pdf_path)
     sections.append("</body></html>\n")
     html_path = out_dir / "cells.html"
-    tmp = html_path.with_name(html_path.name + ".part")
-    tmp.write_text("".join(sections), encoding="utf-8")
-    os.replace(tmp, html_path)
+    atomic_write_text(html_path, "".join(sections))
     return {"cells_html": html_path, "cells_pdf": pdf_path, "cells_png_dir": png_dir}
 
 
-def cli(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="rnnlens cell-pictures", description="Redraw one model's cell pictures from "
-                                 "the outputs of `rnnlens internals` (no model run).")
-    ap.add_argument("--dir", required=True, help="the model's internals output directory (cells.parquet, excerpts.parquet)")
-    ap.add_argument("--data", default=None, help="data.json, to pick each feature's most telling excerpt window")
-    ap.add_argument("--cells", default="", help="extra cells LAYER:UNIT (layer from 1, unit from 0), e.g. 1:17,2:5")
-    ap.add_argument("--model-id", default=None)
-    ap.add_argument("--width", type=int, default=100, help="characters per row")
-    args = ap.parse_args(argv)
+def add_cell_pictures_arguments(parser):
+    parser.add_argument("--dir", required=True, help="the model's internals output directory (cells.parquet, excerpts.parquet)")
+    parser.add_argument("--data", default=None, help="data.json, to pick each feature's most telling excerpt window")
+    parser.add_argument("--cells", default="", help="extra cells LAYER:UNIT (layer from 1, unit from 0), e.g. 1:17,2:5")
+    parser.add_argument("--model-id", default=None)
+    parser.add_argument("--width", type=int, default=100, help="characters per row")
+
+
+def run_cell_pictures(args):
     from rnnlens.cells import read_scores
-    from rnnlens.internals import parse_cells
 
     d = Path(args.dir)
     for name in ("cells.parquet", "excerpts.parquet"):
         if not (d / name).is_file():
-            print(f"error: {d / name} is missing; run `rnnlens internals --out-dir {d}` first", file=sys.stderr)
-            return 2
+            raise InputError(f"{d / name} is missing; run `rnnlens internals --out-dir {d}` first")
     scores = read_scores(d / "cells.parquet")
     feature_table = None
     if args.data:
         from rnnlens.corpus import PreparedCorpus
-        from rnnlens.internals import split_features
+        from rnnlens.features import split_features
 
         feature_table = split_features(PreparedCorpus.load(args.data), "test")
     model_id = args.model_id or (scores.model.iloc[0] if len(scores) else d.name)
-    try:
-        draw_model_cells(d, scores, d / "excerpts.parquet", feature_table, parse_cells(args.cells), model_id,
-                         width=args.width)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    draw_model_cells(d, scores, d / "excerpts.parquet", feature_table, parse_cells(args.cells), model_id,
+                     width=args.width)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(cli())

@@ -5,13 +5,13 @@ architecture (lstm+dyn), side by side, and how many of the LSTM's errors of each
 Reads only Table 1 and the per-model oracle CSVs (results/{corpus}/oracles/{model}.csv).
 """
 
-import argparse
-import sys
 from pathlib import Path
 
 import pandas as pd
 
-from rnnlens.corpus import atomic_csv
+from rnnlens.errors import InputError
+from rnnlens.io import atomic_csv
+from rnnlens.log import progress
 from rnnlens.oracles import CATEGORIES, CATEGORY_COLORS, CATEGORY_LABELS, category_totals
 from rnnlens.plots import legend_outside, pyplot, save_figures
 from rnnlens.tables import ARCH_ORDER
@@ -26,7 +26,7 @@ def compare(table1_csv, corpus, oracle_csvs, reference="lstm"):
     by_model = {Path(p).stem: p for p in oracle_csvs}
     t1 = t1[t1.model.isin(by_model)]
     if t1.empty:
-        raise ValueError(f"no model of Table 1 for corpus {corpus!r} has an oracle CSV among the {len(oracle_csvs)} given")
+        raise InputError(f"no model of Table 1 for corpus {corpus!r} has an oracle CSV among the {len(oracle_csvs)} given")
     rows = []
     for arch, group in t1.groupby("arch"):
         best = group.loc[group.test_loss.idxmin()]
@@ -72,30 +72,26 @@ def plot(df, out_png, corpus):
     save_figures(fig, [out_png, Path(out_png).with_suffix(".pdf")])
 
 
-def cli(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="rnnlens compare-archs", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--table1", required=True)
-    ap.add_argument("--corpus", required=True)
-    ap.add_argument("--oracles", nargs="+", required=True, help="per-model oracle CSVs ({model}.csv)")
-    ap.add_argument("--reference", default="lstm", help="architecture the others are compared with")
-    ap.add_argument("--csv-out", required=True)
-    ap.add_argument("--fig-out", required=True)
-    args = ap.parse_args(argv)
-    try:
-        df = compare(args.table1, args.corpus, args.oracles, args.reference)
-    except ValueError as err:
-        print(f"rnnlens compare-archs: error: {err}", file=sys.stderr)
-        return 2
+def add_compare_archs_arguments(parser):
+    parser.add_argument("--table1", required=True)
+    parser.add_argument("--corpus", required=True)
+    parser.add_argument("--oracles", nargs="+", required=True, help="per-model oracle CSVs ({model}.csv)")
+    parser.add_argument("--reference", default="lstm", help="architecture the others are compared with")
+    parser.add_argument("--csv-out", required=True)
+    parser.add_argument("--fig-out", required=True)
+
+
+def run_compare_archs(args):
+    """Error breakdown by oracle category of the best model of each architecture, and the share of the reference
+    architecture's errors in each category that each one removes."""
+    log = progress(__name__)
+    df = compare(args.table1, args.corpus, args.oracles, args.reference)
     atomic_csv(df, args.csv_out, float_format="%.6g")
     plot(df, args.fig_out, args.corpus)
     for row in df.itertuples():
         removed = getattr(row, "removed_vs_reference", None)
-        print(f"  {row.arch:16s} {row.model:20s} {row.category:13s} {row.errors:8,d}"
-              + (f"  {100 * removed:+6.1f}% removed vs {args.reference}" if removed is not None and removed == removed
-                 else ""), flush=True)
-    print(f"compare-archs: {df.arch.nunique()} architectures -> {args.csv_out}, {args.fig_out}", flush=True)
+        log(f"  {row.arch:16s} {row.model:20s} {row.category:13s} {row.errors:8,d}"
+            + (f"  {100 * removed:+6.1f}% removed vs {args.reference}" if removed is not None and removed == removed
+               else ""))
+    log(f"compare-archs: {df.arch.nunique()} architectures -> {args.csv_out}, {args.fig_out}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(cli())

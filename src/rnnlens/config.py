@@ -1,17 +1,22 @@
 """Config checks that run before any job: the JSON schema, with one clear line per problem (key, value, what is
-allowed), plus what a schema cannot say (splits sum to 1, files exist, corpus large enough)."""
+allowed), plus what a schema cannot say (splits sum to 1, files exist, corpus large enough).
 
+The schema is also where the defaults live (`default:` keywords): validation fills them in, once, so the rules and
+the Snakefile's helpers read `config[...]` without repeating a default."""
+
+import copy
 import json
 from pathlib import Path
 
 import jsonschema
 import yaml
 
-KENLM_MAX_ORDER = 21  # scripts/setup_kenlm.sh; the paper's n-gram with n context bytes is order n + 1
+from rnnlens.errors import RnnlensError
+from rnnlens.ngram import MAX_ORDER as KENLM_MAX_ORDER  # the paper's n-gram with n context bytes is order n + 1
 
 
-class ConfigError(Exception):
-    pass
+class ConfigError(RnnlensError):
+    """The workflow configuration breaks the schema or a rule the schema cannot express."""
 
 
 def _key(path):
@@ -44,9 +49,27 @@ def _explain(error):
     return f"{key}: value {value} is not allowed; expected {allowed}"
 
 
+def _filling_defaults(validator_class):
+    """The validator class, extended to set every missing property that has a `default:` before checking it."""
+    check_properties = validator_class.VALIDATORS["properties"]
+
+    def properties(validator, props, instance, schema):
+        if isinstance(instance, dict):
+            for name, sub in props.items():
+                if isinstance(sub, dict) and "default" in sub:
+                    instance.setdefault(name, copy.deepcopy(sub["default"]))
+        yield from check_properties(validator, props, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": properties})
+
+
+# the dialect the schema declares ($schema: draft 2020-12)
+DefaultsValidator = _filling_defaults(jsonschema.Draft202012Validator)
+
+
 def schema_problems(config, schema_path):
-    schema = yaml.safe_load(Path(schema_path).read_text())
-    validator = jsonschema.Draft7Validator(schema)
+    """Fill in the schema's defaults (in place) and list every problem of `config`, one line each."""
+    validator = DefaultsValidator(load_schema(schema_path))
     return [_explain(e) for e in sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))]
 
 
@@ -152,7 +175,7 @@ def load_schema(schema_path):
 
 
 def check_config(config, schema_path, base_dir="."):
-    """Raise ConfigError listing every problem, or return quietly."""
+    """Fill in the schema's defaults (in place), then raise ConfigError listing every problem, or return quietly."""
     problems = schema_problems(config, schema_path)
     if not problems:
         problems = semantic_problems(config, base_dir)

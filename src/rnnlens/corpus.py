@@ -17,82 +17,19 @@ Stages never join text across a seam between pieces: a piece is read (and scored
 import hashlib
 import json
 import math
-import os
-import shutil
 import sys
 import sysconfig
-import urllib.request
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
+from rnnlens.errors import CorpusError  # noqa: F401 - its home for callers: rnnlens.corpus.CorpusError
+from rnnlens.io import atomic_copy, atomic_write_bytes, download, sha256_of, verify_sha256, write_json
+from rnnlens.log import progress
+
 SPLITS = ("train", "val", "test")
 LAYOUTS = ("contiguous", "rows")
-
-
-class CorpusError(Exception):
-    """Bad corpus input; the message names the problem and the fix."""
-
-
-def sha256_of(path, chunk=1 << 20):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def atomic_write_bytes(path, data):
-    """Write to a temporary name, then rename: a killed job never leaves a finished-looking file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
-def atomic_write_text(path, text):
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_csv(frame, path, **to_csv):
-    """A pandas DataFrame as CSV, written under a temporary name and renamed."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    frame.to_csv(tmp, index=False, **to_csv)
-    os.replace(tmp, path)
-    return path
-
-
-def verify_sha256(path, expected, what):
-    actual = sha256_of(path)
-    if expected and actual != expected.lower():
-        raise CorpusError(
-            f"{what}: sha256 mismatch for {path}\n  expected {expected}\n  got      {actual}\n"
-            "The file is corrupt or a different version. Fix the file, or set the corpus's sha256 in the "
-            "config to the hash of the file you mean to use."
-        )
-    return actual
-
-
-def download(url, dest, log=print):
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(dest.name + ".part")
-    log(f"downloading {url}")
-    try:
-        with urllib.request.urlopen(url, timeout=60) as response, open(tmp, "wb") as out:
-            shutil.copyfileobj(response, out, length=1 << 20)
-    except OSError as err:
-        tmp.unlink(missing_ok=True)
-        raise CorpusError(
-            f"could not download {url}: {err}\n"
-            "Check the address and the network, or download the file yourself and give it as `path:` in the config."
-        ) from err
-    os.replace(tmp, dest)
-    return dest
 
 
 def stdlib_corpus(max_bytes):
@@ -112,7 +49,7 @@ def stdlib_corpus(max_bytes):
     return b"".join(chunks)[:max_bytes]
 
 
-def acquire(spec, dest, log=print):
+def acquire(spec, dest, log=progress(__name__)):
     """Materialise one configured corpus as raw bytes at `dest` and return a provenance dict.
 
     spec keys: path | url (+ sha256) | stdlib (+ max_bytes) | tarball (kernel-style source builder)."""
@@ -123,14 +60,10 @@ def acquire(spec, dest, log=print):
         if not src.is_file():
             raise CorpusError(f"corpus file {src} does not exist. Fix `path:` in the config or put the file there.")
         actual = verify_sha256(src, spec.get("sha256"), f"corpus {src}")
-        tmp = dest.with_name(dest.name + ".part")
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dest)
+        atomic_copy(src, dest)
         provenance = {"source": str(src), "sha256": actual}
     elif "url" in spec:
-        download(spec["url"], dest.with_name(dest.name + ".download"), log)
-        fetched = dest.with_name(dest.name + ".download")
+        fetched = download(spec["url"], dest.with_name(dest.name + ".download"))
         try:
             actual = verify_sha256(fetched, spec.get("sha256"), f"download of {spec['url']}")
         except CorpusError:
@@ -139,7 +72,7 @@ def acquire(spec, dest, log=print):
         if not spec.get("sha256"):
             log(f"WARNING: no sha256 given for {spec['url']}; recorded the downloaded file's sha256 {actual}. "
                 "Put it in the config to pin this version.")
-        os.replace(fetched, dest)
+        fetched.replace(dest)  # same folder: an atomic rename
         provenance = {"source": spec["url"], "sha256": actual, "sha256_pinned": bool(spec.get("sha256"))}
     elif "stdlib" in spec:
         data = stdlib_corpus(int(spec.get("max_bytes", 1_000_000)))
@@ -336,3 +269,39 @@ class PreparedCorpus:
             kept.append((a, min(b, a + left)))
             left -= kept[-1][1] - a
         return replace(self, pieces={**self.pieces, name: kept})
+
+
+# --- commands -------------------------------------------------------------------------------------------------------
+
+def add_fetch_arguments(parser):
+    parser.add_argument("--corpus", required=True)
+    parser.add_argument("--spec", required=True, help="the corpus's config entry as JSON")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--provenance", required=True)
+
+
+def run_fetch(args):
+    log = progress(__name__)
+    provenance = acquire(json.loads(args.spec), args.out, log=log)
+    provenance["corpus"] = args.corpus
+    write_json(args.provenance, provenance)
+    log(f"corpus {args.corpus}: {Path(args.out).stat().st_size} bytes, sha256 {provenance['sha256']}")
+    return 0
+
+
+def add_prepare_arguments(parser):
+    parser.add_argument("--corpus", required=True)
+    parser.add_argument("--corpus-bin", required=True)
+    parser.add_argument("--provenance")
+    parser.add_argument("--split", required=True, help='JSON, e.g. {"train": 0.8, "val": 0.1, "test": 0.1}')
+    parser.add_argument("--min-train-bytes", type=int, default=2)
+    parser.add_argument("--out", required=True)
+
+
+def run_prepare(args):
+    summary = prepare(args.corpus, args.corpus_bin, json.loads(args.split), args.min_train_bytes)
+    summary["provenance"] = json.loads(Path(args.provenance).read_text()) if args.provenance else None
+    write_json(args.out, summary, indent=1)
+    progress(__name__)(f"corpus {args.corpus}: {summary['size']} bytes, vocabulary {summary['vocab_size']}, "
+                       f"splits {summary['split_sizes']}")
+    return 0

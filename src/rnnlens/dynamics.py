@@ -11,23 +11,22 @@ The driver works on plain numpy arrays: distributions are (positions, V) float a
 (rows sum to 1, column j = the j-th vocabulary byte), targets are vocabulary indices (int, length positions).
 """
 
-import argparse
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from rnnlens.corpus import atomic_write_text
+from rnnlens.errors import InputError, RnnlensError
+from rnnlens.io import atomic_write_text
 from rnnlens.plots import legend_outside, pyplot, save_figures
 
 EPS = 1e-8
 ROWS_PER_CHUNK = 1 << 16
 
 
-class DynamicsError(Exception):
-    """Bad dynamics input; the message names the problem and the fix."""
+class DynamicsError(RnnlensError):
+    """Snapshot or n-NN distributions that do not fit together."""
 
 
 def _clip_normalise(P, eps):
@@ -122,7 +121,18 @@ def _order_from_name(path):
     return int(match.group(1)) if match else None
 
 
-def cli(argv=None) -> int:
+def add_dynamics_arguments(parser):
+    parser.add_argument("--snapshots", nargs="+", required=True)
+    parser.add_argument("--progress", nargs="+", type=float)
+    parser.add_argument("--nnn", nargs="+", required=True)
+    parser.add_argument("--nnn-orders", nargs="+", type=int)
+    parser.add_argument("--targets", required=True)
+    parser.add_argument("--model", default="", help="model id for the figure title")
+    parser.add_argument("--csv-out", required=True)
+    parser.add_argument("--fig-out", nargs="+", required=True, metavar="PATH", help="figure paths (png, pdf)")
+
+
+def run_dynamics(args):
     """rnnlens dynamics: compare training snapshots with n-NN models (CSV + figure).
 
     Expects .npy files, all over the same test positions (in the same order) and vocabulary:
@@ -132,31 +142,16 @@ def cli(argv=None) -> int:
                     file name, else 1, 2, ...
       --targets     (positions,) int array of target vocabulary indices
     """
-    parser = argparse.ArgumentParser(prog="rnnlens dynamics", description=cli.__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--snapshots", nargs="+", required=True)
-    parser.add_argument("--progress", nargs="+", type=float)
-    parser.add_argument("--nnn", nargs="+", required=True)
-    parser.add_argument("--nnn-orders", nargs="+", type=int)
-    parser.add_argument("--targets", required=True)
-    parser.add_argument("--model", default="", help="model id for the figure title")
-    parser.add_argument("--csv-out", required=True)
-    parser.add_argument("--fig-out", nargs="+", required=True, metavar="PATH", help="figure paths (png, pdf)")
-    args = parser.parse_args(argv)
-    try:
-        progress = args.progress if args.progress is not None else list(range(len(args.snapshots)))
-        orders = args.nnn_orders or [_order_from_name(p) for p in args.nnn]
-        if None in orders:
-            orders = list(range(1, len(args.nnn) + 1))
-        if len(orders) != len(args.nnn) or len(set(orders)) != len(orders):
-            raise DynamicsError(f"--nnn-orders {orders} must give one distinct n per --nnn file")
-        nnn = {n: np.load(path, mmap_mode="r") for n, path in zip(orders, args.nnn)}
-        targets = np.load(args.targets)
-        snapshots = [np.load(path, mmap_mode="r") for path in args.snapshots]
-        table = compare(snapshots, progress, nnn, targets)
-    except DynamicsError as err:
-        print(f"rnnlens dynamics: {err}", file=sys.stderr)
-        return 2
+    progress = args.progress if args.progress is not None else list(range(len(args.snapshots)))
+    orders = args.nnn_orders or [_order_from_name(p) for p in args.nnn]
+    if None in orders:
+        orders = list(range(1, len(args.nnn) + 1))
+    if len(orders) != len(args.nnn) or len(set(orders)) != len(orders):
+        raise DynamicsError(f"--nnn-orders {orders} must give one distinct n per --nnn file")
+    nnn = {n: np.load(path, mmap_mode="r") for n, path in zip(orders, args.nnn)}
+    targets = np.load(args.targets)
+    snapshots = [np.load(path, mmap_mode="r") for path in args.snapshots]
+    table = compare(snapshots, progress, nnn, targets)
     atomic_write_text(args.csv_out, table.to_csv(index=False, float_format="%.6g"))
     title = f"{args.model}: snapshots vs n-NN" if args.model else None
     plot_dynamics(table, args.fig_out, title=title)
@@ -164,24 +159,7 @@ def cli(argv=None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(cli())
-
-
-def cli_dynamics_models(argv=None) -> int:
-    """rnnlens dynamics-models: load the training snapshots of one model and the trained n-NN models, compute their
-    predictive distributions on the first --positions test positions, and compare them (CSV + figure)."""
-    import json
-    from pathlib import Path
-
-    import torch
-
-    from rnnlens.corpus import PreparedCorpus
-    from rnnlens.evaluate import predict_test
-    from rnnlens.model import load_model
-    from rnnlens.nnn import load_nnn, nnn_distributions
-
-    parser = argparse.ArgumentParser(prog="rnnlens dynamics-models", description=cli_dynamics_models.__doc__)
+def add_dynamics_models_arguments(parser):
     parser.add_argument("--data", required=True)
     parser.add_argument("--model", required=True, help="the trained model.pt; its snapshots/ folder is read")
     parser.add_argument("--nnn", nargs="+", required=True, help="n-NN model files (nnn-N.pt)")
@@ -190,16 +168,27 @@ def cli_dynamics_models(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--csv-out", required=True)
     parser.add_argument("--fig-out", nargs="+", required=True)
-    args = parser.parse_args(argv)
+
+
+def run_dynamics_models(args):
+    """rnnlens dynamics-models: load the training snapshots of one model and the trained n-NN models, compute their
+    predictive distributions on the first --positions test positions, and compare them (CSV + figure)."""
+    import json
+    from pathlib import Path
+    import torch
+    from rnnlens.corpus import PreparedCorpus
+    from rnnlens.evaluate import predict_test
+    from rnnlens.model import load_model
+    from rnnlens.nnn import load_nnn, nnn_distributions
+
     if args.threads:
         torch.set_num_threads(args.threads)
     # about --positions test positions, taken from the start of every test piece so they sample the whole split
     corpus = PreparedCorpus.load(args.data).with_split_spread("test", args.positions)
     snapshot_paths = sorted((Path(args.model).parent / "snapshots").glob("step*.pt"))
     if not snapshot_paths:
-        print(f"rnnlens dynamics-models: no snapshots beside {args.model}; set analysis.dynamics.snapshot_epochs "
-              "(and analysis.dynamics.model) in the config and retrain that model", file=sys.stderr)
-        return 2
+        raise InputError(f"no snapshots beside {args.model}; set analysis.dynamics.snapshot_epochs "
+                         "(and analysis.dynamics.model) in the config and retrain that model")
     snapshots, progress = [], []
     for path in snapshot_paths:
         model, extra = load_model(path)

@@ -12,8 +12,6 @@ text before it, as in evaluation); the transformer reads each segment with the w
 The result is a predictor `{model}+dyn` with the same Parquet schema as any model.
 """
 
-import argparse
-import sys
 import time
 from pathlib import Path
 
@@ -21,6 +19,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from rnnlens.errors import InputError
+from rnnlens.log import progress
 from rnnlens.model import DYNAMIC_SUFFIX
 from rnnlens.predictions import write_predictions
 
@@ -39,7 +39,7 @@ def dynamic_predict(model, corpus, lr=1e-4, decay=0.0, segment=100, warmup=2000,
     p_argmax. The model's weights are adapted in place (reload it to get the trained weights back)."""
     window = getattr(model, "window", 0)
     if window and segment > window:
-        raise ValueError(f"evaluation.dynamic.segment {segment} is longer than the transformer's window {window}")
+        raise InputError(f"evaluation.dynamic.segment {segment} is longer than the transformer's window {window}")
     model = model.to(device).eval()  # no dropout while adapting
     params = [p for p in model.parameters()]
     trained = [p.detach().clone() for p in params]
@@ -50,7 +50,7 @@ def dynamic_predict(model, corpus, lr=1e-4, decay=0.0, segment=100, warmup=2000,
     out, t0, steps = 0, time.time(), 0
     for a, b in pieces:
         if a < 1:
-            raise ValueError("a piece starting at the corpus's first byte has no input to predict it from")
+            raise InputError("a piece starting at the corpus's first byte has no input to predict it from")
         state = None
         if not window:
             warm = min(warmup, a - 1)
@@ -87,38 +87,34 @@ def dynamic_predict(model, corpus, lr=1e-4, decay=0.0, segment=100, warmup=2000,
     return {"logp": logp, "argmax": argmax, "p_argmax": p_argmax, "updates": steps}
 
 
-def cli(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="rnnlens dyneval", description="Test predictions of a trained model under "
-                                 "dynamic evaluation (adapting on each test segment after predicting it).")
-    ap.add_argument("--model", required=True, help="model.pt written by training")
-    ap.add_argument("--data", required=True, help="prepared corpus data.json")
-    ap.add_argument("--out", required=True, help="predictions Parquet of the {model}+dyn predictor")
-    ap.add_argument("--model-id", required=True, help="the trained model's id (the predictor is ID+dyn)")
-    ap.add_argument("--lr", type=float, default=1e-4)
-    ap.add_argument("--decay", type=float, default=0.0)
-    ap.add_argument("--segment", type=int, default=100)
-    ap.add_argument("--warmup", type=int, default=2000)
-    ap.add_argument("--threads", type=int, default=0)
-    ap.add_argument("--device", default="cpu")
-    args = ap.parse_args(argv)
+def add_dyneval_arguments(parser):
+    parser.add_argument("--model", required=True, help="model.pt written by training")
+    parser.add_argument("--data", required=True, help="prepared corpus data.json")
+    parser.add_argument("--out", required=True, help="predictions Parquet of the {model}+dyn predictor")
+    parser.add_argument("--model-id", required=True, help="the trained model's id (the predictor is ID+dyn)")
+    parser.add_argument("--lr", type=float, required=True, help="SGD learning rate of the adaptation")
+    parser.add_argument("--decay", type=float, default=0.0, help="pull back towards the trained weights per step")
+    parser.add_argument("--segment", type=int, default=100, help="bytes predicted before each update")
+    parser.add_argument("--warmup", type=int, default=2000)
+    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--device", default="cpu")
 
+
+def run_dyneval(args):
+    """Test predictions of a trained model under dynamic evaluation (adapting on each test segment after
+    predicting it), written as the predictor {model}+dyn."""
     from rnnlens.corpus import PreparedCorpus
     from rnnlens.model import load_model
 
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.segment < 1 or args.lr <= 0 or not 0 <= args.decay < 1:
-        print("rnnlens dyneval: error: need --segment >= 1, --lr > 0 and 0 <= --decay < 1", file=sys.stderr)
-        return 2
+        raise InputError("need --segment >= 1, --lr > 0 and 0 <= --decay < 1 (evaluation.dynamic in the config)")
     model, extra = load_model(args.model, map_location=args.device)
     corpus = PreparedCorpus.load(args.data)
     t0 = time.time()
-    try:
-        result = dynamic_predict(model, corpus, args.lr, args.decay, args.segment, args.warmup, device=args.device,
-                                 log=lambda m: print(m, flush=True))
-    except ValueError as err:
-        print(f"rnnlens dyneval: error: {err}", file=sys.stderr)
-        return 2
+    result = dynamic_predict(model, corpus, args.lr, args.decay, args.segment, args.warmup, device=args.device,
+                             log=progress(__name__))
     predictor = args.model_id + DYNAMIC_SUFFIX
     spec = model.spec
     meta = {"model": predictor, "base_model": args.model_id, "corpus": corpus.name, "family": spec.arch,
@@ -131,10 +127,6 @@ def cli(argv=None) -> int:
                         "updates": result["updates"], "seconds": round(time.time() - t0, 1)}}
     meta = write_predictions(Path(args.out), corpus.split("test"), np.exp(result["logp"]).astype(np.float32),
                              corpus.vocab[result["argmax"]], result["p_argmax"], meta)
-    print(f"{predictor} on {corpus.name}: test loss {meta['test_loss']:.4f} nats/char over {meta['n_positions']} "
-          f"positions, {result['updates']} updates in {time.time() - t0:.0f} s", flush=True)
+    progress(__name__)(f"{predictor} on {corpus.name}: test loss {meta['test_loss']:.4f} nats/char over "
+                       f"{meta['n_positions']} positions, {result['updates']} updates in {time.time() - t0:.0f} s")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(cli())

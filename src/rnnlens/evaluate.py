@@ -14,6 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from rnnlens.log import progress
 from rnnlens.corpus import PreparedCorpus
 from rnnlens.predictions import write_predictions
 
@@ -99,7 +100,7 @@ def predict_rows(model, encoded, rows, warmup=2000, chunk=2000, device="cpu", ke
     return result
 
 
-def predict_test(model, corpus: PreparedCorpus, streams=100, warmup=2000, chunk=2000, device="cpu", log=print,
+def predict_test(model, corpus: PreparedCorpus, streams=100, warmup=2000, chunk=2000, device="cpu", log=progress(__name__),
                  keep_probs=False, split="test"):
     """-> dict of numpy arrays (target, p, argmax, p_argmax) over the split, in position order (piece after
     piece); with keep_probs also `probs`, the full (positions, V) distributions (small subsets: dynamics)."""
@@ -117,7 +118,7 @@ def split_loss(model, encoded, rows, warmup, device="cpu"):
     return float(-predict_rows(model, encoded, rows, warmup=warmup, device=device)["logp"].mean())
 
 
-def evaluate(model, extra, corpus, out_path, model_id, streams=100, warmup=2000, device="cpu", log=print):
+def evaluate(model, extra, corpus, out_path, model_id, streams=100, warmup=2000, device="cpu", log=progress(__name__)):
     result = predict_test(model, corpus, streams=streams, warmup=warmup, device=device, log=log)
     meta = {
         "model": model_id,
@@ -139,3 +140,29 @@ def evaluate(model, extra, corpus, out_path, model_id, streams=100, warmup=2000,
     meta = write_predictions(out_path, result["target"], result["p"], result["argmax"], result["p_argmax"], meta)
     log(f"{model_id} on {corpus.name}: test loss {meta['test_loss']:.4f} nats/char over {meta['n_positions']} positions")
     return meta
+
+
+def add_evaluate_arguments(parser):
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--model-id")
+    parser.add_argument("--streams", type=int, default=100)
+    parser.add_argument("--warmup", type=int, default=2000)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int, default=0)
+
+
+def run_evaluate(args):
+    from pathlib import Path
+
+    from rnnlens.model import load_model, pick_device
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model, extra = load_model(args.model)
+    corpus = PreparedCorpus.load(args.data)
+    model_id = args.model_id or extra.get("model_id", Path(args.model).parent.name)
+    evaluate(model, extra, corpus, args.out, model_id, streams=args.streams, warmup=args.warmup,
+             device=pick_device(args.device))
+    return 0

@@ -25,6 +25,8 @@ import string
 import numpy as np
 import pandas as pd
 
+from rnnlens.errors import InputError
+
 COUNT_FEATURES = ("line_pos", "word_pos", "indent", "paren_depth", "bracket_depth", "brace_depth", "line_words")
 BINARY_FEATURES = ("in_dquote", "in_squote", "in_comment", "is_letter", "is_upper", "is_digit", "is_space",
                    "is_newline", "is_punct", "is_lower", "upper_recent", "in_indent")
@@ -62,7 +64,7 @@ def detect_comment_style(raw):
 def lexical_modes(raw, style="c"):
     """Per byte, the lexical mode after reading it: CODE, DQUOTE, SQUOTE, LINE_COMMENT or BLOCK_COMMENT."""
     if style not in ("c", "hash", "none"):
-        raise ValueError(f"comment style {style!r}: use one of c, hash, none (or auto via compute_features)")
+        raise InputError(f"comment style {style!r}: use one of c, hash, none (or auto via compute_features)")
     data = bytes(raw)
     n = len(data)
     modes = bytearray(n)
@@ -184,12 +186,23 @@ def compute_features(data, start, end, context=20_000, style="auto"):
     that strings, comments and brackets opened earlier are known. Rows are positions 0..end-start-1."""
     data = np.asarray(data, dtype=np.uint8)
     if not 0 <= start <= end <= len(data):
-        raise ValueError(f"feature range [{start}, {end}) is outside the corpus of {len(data)} bytes")
+        raise InputError(f"feature range [{start}, {end}) is outside the corpus of {len(data)} bytes")
     if style not in COMMENT_STYLES:
-        raise ValueError(f"comment style {style!r}: use one of {', '.join(COMMENT_STYLES)}")
+        raise InputError(f"comment style {style!r}: use one of {', '.join(COMMENT_STYLES)}")
     lo = max(0, start - context)
     if style == "auto":
         style = detect_comment_style(data[lo:end])
     frame = features_of(data[lo:end], style).iloc[start - lo:].reset_index(drop=True)
+    frame.attrs["comment_style"] = style
+    return frame
+
+
+def split_features(corpus, split="test", context=20_000, style="auto"):
+    """Text features of a split, piece after piece, each piece read after `context` bytes of the real text
+    before it (so strings, comments and brackets opened earlier are known). One comment style for all."""
+    if style == "auto":
+        style = detect_comment_style(corpus.split(split))
+    frames = [compute_features(corpus.data, a, b, context=context, style=style) for a, b in corpus.pieces[split]]
+    frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     frame.attrs["comment_style"] = style
     return frame

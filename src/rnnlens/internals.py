@@ -21,16 +21,17 @@ Command line (`rnnlens internals`): one streaming pass that writes the saturatio
 table, activation excerpts and the cell pictures of one model.
 """
 
-import argparse
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 import torch.nn.functional as F
+
+from rnnlens.errors import InputError
+from rnnlens.cellviz import parse_cells
+from rnnlens.features import split_features
 
 # names of what `LayerwiseRunner.run` returns per layer, in order
 ACTIVATIONS = {"lstm": ("i", "f", "o", "g", "c", "h"), "gru": ("r", "z", "n", "h"), "rnn": ("h",)}
@@ -91,7 +92,7 @@ class LayerwiseRunner:
         self.weights = [tuple(w.detach() for w in layer_weights(model.rnn, k)) for k in range(spec.layers)]
         device = self.weights[0][0].device
         if method not in ("auto", "loop", "fused"):
-            raise ValueError(f"internals method {method!r}: use auto, loop or fused")
+            raise InputError(f"internals method {method!r}: use auto, loop or fused")
         if method == "auto":
             method = "loop" if device.type == "cpu" and torch.get_num_threads() <= 4 else "fused"
         self.method = "fused" if self.arch == "rnn" else method
@@ -299,7 +300,7 @@ def stream_test_internals(model, corpus, streams=50, warmup=1000, chunk=100, spl
 
     n = corpus.split_size(split)
     if n <= 0:
-        raise ValueError(f"the {split} split of corpus {corpus.name!r} is empty; re-prepare the corpus with a {split} fraction")
+        raise InputError(f"the {split} split of corpus {corpus.name!r} is empty; re-prepare the corpus with a {split} fraction")
     runner = runner or LayerwiseRunner(model)
     rows = batch_rows(corpus.pieces[split], streams)
     starts = np.array([a for a, _ in rows], dtype=np.int64)
@@ -308,7 +309,7 @@ def stream_test_internals(model, corpus, streams=50, warmup=1000, chunk=100, spl
     warm = int(min(warmup, starts.min()))
     encoded = corpus.encode(corpus.data)
     if (encoded < 0).any():
-        raise ValueError("the corpus holds bytes outside its own vocabulary; re-prepare it (rnnlens prepare)")
+        raise InputError("the corpus holds bytes outside its own vocabulary; re-prepare it (rnnlens prepare)")
     padded = np.concatenate([encoded, np.zeros(width, dtype=np.int64)])
     x_rows = np.stack([padded[a - warm: a + width] for a in starts])
     # index in the split of each row's first byte: rows follow the split's order, each its own length
@@ -335,19 +336,6 @@ def stream_test_internals(model, corpus, streams=50, warmup=1000, chunk=100, spl
             log(f"  internals: {done:6.1%} of {n} positions ({time.time() - t0:.0f} s)")
 
 
-def split_features(corpus, split="test", context=20_000, style="auto"):
-    """Text features of a split, piece after piece, each piece read after `context` bytes of the real text
-    before it (so strings, comments and brackets opened earlier are known). One comment style for all."""
-    from rnnlens import features as feats
-
-    if style == "auto":
-        style = feats.detect_comment_style(corpus.split(split))
-    frames = [feats.compute_features(corpus.data, a, b, context=context, style=style) for a, b in corpus.pieces[split]]
-    frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-    frame.attrs["comment_style"] = style
-    return frame
-
-
 def excerpt_windows(n, count, width, piece_starts=None):
     """`count` evenly spaced, non-overlapping windows [a, a+width) inside a split of n positions (narrower when
     the split is too short for `count` full windows). With `piece_starts` (indices where the split's pieces
@@ -370,25 +358,12 @@ def excerpt_windows(n, count, width, piece_starts=None):
     return [w for i, w in enumerate(windows) if i == 0 or w[0] >= windows[i - 1][1]]
 
 
-def parse_cells(text):
-    """'1:17,2:5' -> [(1, 17), (2, 5)] (layer from 1, unit from 0)."""
-    cells = []
-    for item in filter(None, (s.strip() for s in (text or "").split(","))):
-        try:
-            layer, unit = (int(v) for v in item.split(":"))
-        except ValueError:
-            raise ValueError(f"cell {item!r} is not LAYER:UNIT (layer from 1, unit from 0), e.g. --cells 1:17,2:5") from None
-        cells.append((layer, unit))
-    return cells
-
-
 def analyse_model(model, corpus, model_id, out_dir, cells=(), max_positions=100_000, streams=50, warmup=1000,
                   chunk=100, windows=4, window_chars=500, comment_style="auto", feature_context=20_000,
                   pictures=True, method="auto", log=None):
     """The whole per-model analysis in one streaming pass over the test split; returns the output paths."""
     log = log or (lambda message: print(message, flush=True))
     from rnnlens import cells as cellscore
-    from rnnlens import features as feats
     from rnnlens import saturation as sat
 
     spec = model.spec
@@ -410,7 +385,7 @@ def analyse_model(model, corpus, model_id, out_dir, cells=(), max_positions=100_
         stream = stream_test_internals(model, corpus, streams, warmup, chunk, runner=runner, log=log)
     for layer, unit in cells:
         if not (1 <= layer <= spec.layers and 0 <= unit < units):
-            raise ValueError(f"cell {layer}:{unit} is outside {model_id} ({spec.layers} layers of {units} units; "
+            raise InputError(f"cell {layer}:{unit} is outside {model_id} ({spec.layers} layers of {units} units; "
                              "layers count from 1, units from 0)")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -484,31 +459,30 @@ def model_id_for(path, extra, given=None):
     return path.parent.name if path.stem == "model" else path.stem
 
 
-def cli(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="rnnlens internals", description="Exact cell and gate activations of one "
-                                 "model over the test split: gate saturation, cell-feature scores, excerpts, pictures.")
-    ap.add_argument("--model", required=True, help="model.pt written by training")
-    ap.add_argument("--data", required=True, help="prepared corpus data.json")
-    ap.add_argument("--out-dir", required=True, help="directory for this model's outputs")
-    ap.add_argument("--model-id", default=None, help="id written into the tables (default: from the model file)")
-    ap.add_argument("--cells", default="", help="extra cells to draw, LAYER:UNIT (layer from 1, unit from 0), e.g. 1:17,2:5")
-    ap.add_argument("--max-positions", type=int, default=100_000,
+def add_internals_arguments(parser):
+    parser.add_argument("--model", required=True, help="model.pt written by training")
+    parser.add_argument("--data", required=True, help="prepared corpus data.json")
+    parser.add_argument("--out-dir", required=True, help="directory for this model's outputs")
+    parser.add_argument("--model-id", default=None, help="id written into the tables (default: from the model file)")
+    parser.add_argument("--cells", default="", help="extra cells to draw, LAYER:UNIT (layer from 1, unit from 0), e.g. 1:17,2:5")
+    parser.add_argument("--max-positions", type=int, default=100_000,
                     help="evenly spaced test positions used to score cells (bounds memory; default 100000)")
-    ap.add_argument("--streams", type=int, default=50, help="contiguous test streams run as one batch")
-    ap.add_argument("--warmup", type=int, default=1000, help="characters each stream reads before its piece")
-    ap.add_argument("--chunk", type=int, default=100, help="time steps per streamed chunk")
-    ap.add_argument("--windows", type=int, default=4, help="excerpt windows kept for pictures")
-    ap.add_argument("--window-chars", type=int, default=500, help="characters per excerpt window")
-    ap.add_argument("--comment-style", choices=("auto", "c", "hash", "none"), default="auto",
+    parser.add_argument("--streams", type=int, default=50, help="contiguous test streams run as one batch")
+    parser.add_argument("--warmup", type=int, default=1000, help="characters each stream reads before its piece")
+    parser.add_argument("--chunk", type=int, default=100, help="time steps per streamed chunk")
+    parser.add_argument("--windows", type=int, default=4, help="excerpt windows kept for pictures")
+    parser.add_argument("--window-chars", type=int, default=500, help="characters per excerpt window")
+    parser.add_argument("--comment-style", choices=("auto", "c", "hash", "none"), default="auto",
                     help="comment syntax for the in_comment feature (auto: C if the text has /* ... */)")
-    ap.add_argument("--no-pictures", action="store_true", help="tables only")
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default; 1-4 run the "
+    parser.add_argument("--no-pictures", action="store_true", help="tables only")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default; 1-4 run the "
                     "exact internals at >= half the fused model's speed)")
-    ap.add_argument("--method", choices=("auto", "loop", "fused"), default="auto",
+    parser.add_argument("--method", choices=("auto", "loop", "fused"), default="auto",
                     help="how the internals are computed (see LayerwiseRunner); same numbers either way")
-    args = ap.parse_args(argv)
 
+
+def run_internals(args):
     from rnnlens.corpus import PreparedCorpus
     from rnnlens.model import load_model
 
@@ -516,33 +490,18 @@ def cli(argv=None) -> int:
         torch.set_num_threads(args.threads)
     for what, path in (("model", args.model), ("data", args.data)):
         if not Path(path).is_file():
-            print(f"error: --{what} {path} does not exist; run the stage that makes it first", file=sys.stderr)
-            return 2
-    try:
-        cells = parse_cells(args.cells)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+            raise InputError(f"--{what} {path} does not exist; run the stage that makes it first")
+    cells = parse_cells(args.cells)
     model, extra = load_model(args.model, map_location=args.device)
     corpus = PreparedCorpus.load(args.data)
     if model.spec.vocab_size != corpus.vocab_size:
-        print(f"error: model {args.model} has a vocabulary of {model.spec.vocab_size}, corpus {args.data} of "
-              f"{corpus.vocab_size}; give the data.json the model was trained on", file=sys.stderr)
-        return 2
+        raise InputError(f"model {args.model} has a vocabulary of {model.spec.vocab_size}, corpus {args.data} of "
+                         f"{corpus.vocab_size}; give the data.json the model was trained on")
     if "vocab" in extra and list(extra["vocab"]) != corpus.vocab.tolist():
-        print(f"error: model {args.model} was trained on another vocabulary than {args.data}; give the data.json "
-              "the model was trained on", file=sys.stderr)
-        return 2
-    try:
-        analyse_model(model, corpus, model_id_for(args.model, extra, args.model_id), args.out_dir, cells=cells,
-                      max_positions=args.max_positions, streams=args.streams, warmup=args.warmup, chunk=args.chunk,
-                      windows=args.windows, window_chars=args.window_chars, comment_style=args.comment_style,
-                      pictures=not args.no_pictures, method=args.method)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        raise InputError(f"model {args.model} was trained on another vocabulary than {args.data}; give the data.json "
+                         "the model was trained on")
+    analyse_model(model, corpus, model_id_for(args.model, extra, args.model_id), args.out_dir, cells=cells,
+                  max_positions=args.max_positions, streams=args.streams, warmup=args.warmup, chunk=args.chunk,
+                  windows=args.windows, window_chars=args.window_chars, comment_style=args.comment_style,
+                  pictures=not args.no_pictures, method=args.method)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(cli())

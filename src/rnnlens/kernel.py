@@ -9,7 +9,9 @@ import fnmatch
 import tarfile
 from pathlib import Path
 
-from rnnlens.corpus import CorpusError, atomic_write_bytes, atomic_write_text, download, sha256_of, verify_sha256
+from rnnlens.log import progress
+from rnnlens.errors import CorpusError
+from rnnlens.io import atomic_write_bytes, atomic_write_text, download, sha256_of, verify_sha256
 
 
 def _strip_top(name):
@@ -29,7 +31,7 @@ def select_files(names, include_dirs, patterns):
     return chosen
 
 
-def build_corpus_from_tar(tar_path, include_dirs, patterns, max_bytes, log=print):
+def build_corpus_from_tar(tar_path, include_dirs, patterns, max_bytes, log=progress(__name__)):
     """-> (corpus bytes, list of files used)."""
     try:
         tar = tarfile.open(tar_path, "r:*")
@@ -56,7 +58,7 @@ def build_corpus_from_tar(tar_path, include_dirs, patterns, max_bytes, log=print
     return b"".join(chunks), used
 
 
-def build_from_tarball(spec, dest, log=print):
+def build_from_tarball(spec, dest, log=progress(__name__)):
     """spec: url or path, sha256 (of the tarball), include_dirs, patterns, max_bytes."""
     dest = Path(dest)
     if "path" in spec:
@@ -66,7 +68,7 @@ def build_from_tarball(spec, dest, log=print):
     else:
         tar_path = dest.with_name("kernel-source.tar")
         if not (tar_path.exists() and spec.get("sha256") and sha256_of(tar_path) == spec["sha256"]):
-            download(spec["url"], tar_path, log)
+            download(spec["url"], tar_path)
     actual = verify_sha256(tar_path, spec.get("sha256"), f"kernel tarball {spec.get('url', tar_path)}")
     if not spec.get("sha256"):
         log(f"WARNING: no sha256 given for the kernel tarball; recorded {actual}. Put it in the config to pin it.")

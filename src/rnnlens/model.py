@@ -13,6 +13,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from rnnlens.io import torch_load, torch_save
+from rnnlens.log import progress
+
 ARCHS = ("rnn", "lstm", "gru", "transformer", "lru")
 RNN_ARCHS = ("rnn", "lstm", "gru")
 DYNAMIC_SUFFIX = "+dyn"  # predictor id of a model under dynamic evaluation: lstm-2x128+dyn
@@ -150,6 +153,10 @@ def build_model(spec: ModelSpec):
 
         return ByteLRU(spec)
     return CharRNN(spec)
+def pick_device(name):
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
 
 
 def detach_state(state):
@@ -161,14 +168,38 @@ def detach_state(state):
 
 
 def save_model(path, model, extra=None):
-    payload = {"spec": model.spec.to_dict(), "state_dict": model.state_dict(), "extra": extra or {}}
-    torch.save(payload, path)
+    torch_save({"spec": model.spec.to_dict(), "state_dict": model.state_dict(), "extra": extra or {}}, path)
 
 
 def load_model(path, map_location="cpu"):
     """-> (model in eval mode, extra metadata dict)."""
-    payload = torch.load(path, map_location=map_location, weights_only=False)
+    payload = torch_load(path, map_location)
     model = build_model(ModelSpec(**payload["spec"]))
     model.load_state_dict(payload["state_dict"])
     model.eval()
     return model, payload.get("extra", {})
+
+
+def add_models_table_arguments(parser):
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--archs", default="rnn,lstm,gru")
+    parser.add_argument("--layers", default="1,2,3")
+    parser.add_argument("--sizes", default="64,128,256,512")
+    parser.add_argument("--out", required=True)
+
+
+def run_models_table(args):
+    import json
+    from pathlib import Path
+
+    import pandas as pd
+
+    from rnnlens.io import atomic_csv
+
+    meta = json.loads(Path(args.data).read_text())
+    df = pd.DataFrame(models_table(meta["corpus"], meta["vocab_size"], args.archs.split(","),
+                                   [int(x) for x in args.layers.split(",")], [int(x) for x in args.sizes.split(",")]))
+    atomic_csv(df, args.out)
+    progress(__name__)(f"models table for {meta['corpus']} (vocabulary {meta['vocab_size']}): {len(df)} models -> "
+                       f"{args.out}")
+    return 0

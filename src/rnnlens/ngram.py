@@ -24,7 +24,6 @@ Needs lmplz, build_binary and the kenlm Python module built with KENLM_MAX_ORDER
 scripts/setup_kenlm.sh (run by `make`) builds them with order 21.
 """
 
-import argparse
 import json
 import os
 import re
@@ -38,6 +37,10 @@ from pathlib import Path
 
 import numpy as np
 
+from rnnlens.log import progress
+from rnnlens.errors import RnnlensError
+from rnnlens.io import atomic_path
+
 MAX_ORDER = 21  # the KENLM_MAX_ORDER scripts/setup_kenlm.sh builds with; raise both together
 MAX_CONTEXT = MAX_ORDER - 1  # the largest paper n (context bytes)
 SETUP_HINT = "Run `make` (or scripts/setup_kenlm.sh) to build KenLM with maximum order 21 into the virtualenv."
@@ -48,8 +51,8 @@ def kenlm_order(n):
     return n + 1
 
 
-class NgramError(Exception):
-    """Bad n-gram input or a missing KenLM build; the message names the problem and the fix."""
+class NgramError(RnnlensError):
+    """A bad n-gram order or input, or a missing KenLM build."""
 
 
 # --- bytes <-> KenLM tokens ---------------------------------------------------------------------------------------
@@ -103,7 +106,7 @@ def import_kenlm():
     return kenlm
 
 
-def run_measured(command, stdin_path=None, stdout_path=None, log=print):
+def run_measured(command, stdin_path=None, stdout_path=None, log=progress(__name__)):
     """Run a program; its stderr goes to ours line by line and is returned. -> (seconds, peak RSS bytes, stderr).
 
     os.wait4 gives this child's own peak RSS (getrusage(RUSAGE_CHILDREN) would give the max over all children).
@@ -165,7 +168,7 @@ def add_empty_bigrams(arpa_path):
 
 # --- training -----------------------------------------------------------------------------------------------------
 
-def train(train_bytes, order, model_out, memory="1G", binary_type="trie", tmp_dir=None, log=print):
+def train(train_bytes, order, model_out, memory="1G", binary_type="trie", tmp_dir=None, log=progress(__name__)):
     """lmplz (unpruned modified Kneser-Ney, KenLM order `order`) on the training bytes, then build_binary.
     -> stats dict. `train_bytes`: bytes, or a list of pieces (each its own line: no n-gram spans a seam).
 
@@ -203,11 +206,10 @@ def train(train_bytes, order, model_out, memory="1G", binary_type="trie", tmp_di
         text_path.unlink()
         log(f"build_binary {binary_type}: {sum(counts.values()):,} n-grams, ARPA {arpa_bytes / 2**20:.1f} MiB",
             flush=True)
-        part = model_out.with_name(model_out.name + ".part")
         options = ["-T", str(work / "trie-"), "-S", memory] if binary_type == "trie" else []
-        build_s, build_rss, _ = run_measured([build_binary, *options, binary_type, str(arpa_path), str(part)],
-                                             log=log)
-        os.replace(part, model_out)
+        with atomic_path(model_out) as part:
+            build_s, build_rss, _ = run_measured([build_binary, *options, binary_type, str(arpa_path), str(part)],
+                                                 log=log)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return {
@@ -304,11 +306,7 @@ def held_out_mass(model, context, vocab):
 
 # --- the pipeline step ----------------------------------------------------------------------------------------------
 
-def cli(argv=None):
-    parser = argparse.ArgumentParser(
-        prog="rnnlens ngram",
-        description="Train a KenLM modified Kneser-Ney byte n-gram on the training split and write its test "
-                    "predictions.")
+def add_ngram_arguments(parser):
     parser.add_argument("--data", required=True, help="results/{corpus}/data.json of the prepared corpus")
     parser.add_argument("--n", type=int, required=True,
                         help=f"context bytes n, as in the paper (0..{MAX_CONTEXT}); the KenLM order is n + 1")
@@ -320,25 +318,23 @@ def cli(argv=None):
                         help="KenLM binary format (trie: smallest; probing: fastest queries)")
     parser.add_argument("--tmp-dir", default=None, help="directory for lmplz's temporary files "
                                                         "(default: beside --model-out)")
-    args = parser.parse_args(argv)
 
-    from rnnlens.corpus import PreparedCorpus, atomic_write_text
+
+def run_ngram(args):
+    from rnnlens.corpus import PreparedCorpus
+    from rnnlens.io import atomic_write_text
     from rnnlens.predictions import write_predictions
 
-    try:
-        order = kenlm_order(args.n)
-        check_order(order)
-        corpus = PreparedCorpus.load(args.data)
-        stats = train([corpus.data[a:b] for a, b in corpus.pieces["train"]], order, args.model_out,
-                      memory=args.memory, binary_type=args.binary_type, tmp_dir=args.tmp_dir,
-                      log=lambda *a, **k: print(*a, **{"flush": True, **k}))
-        test = corpus.split("test")
-        started = time.perf_counter()
-        model = load(args.model_out)
-        p = score_pieces(model, corpus, "test")
-    except NgramError as err:
-        print(f"rnnlens ngram: {err}", file=sys.stderr)
-        return 2
+    order = kenlm_order(args.n)
+    check_order(order)
+    corpus = PreparedCorpus.load(args.data)
+    stats = train([corpus.data[a:b] for a, b in corpus.pieces["train"]], order, args.model_out,
+                  memory=args.memory, binary_type=args.binary_type, tmp_dir=args.tmp_dir,
+                  log=lambda *a, **k: print(*a, **{"flush": True, **k}))
+    test = corpus.split("test")
+    started = time.perf_counter()
+    model = load(args.model_out)
+    p = score_pieces(model, corpus, "test")
     import resource
 
     stats.update({
@@ -360,7 +356,3 @@ def cli(argv=None):
           f"{stats['build_seconds']:.1f} s, peak {stats['peak_rss_bytes'] / 2**20:.0f} MiB, "
           f"model {stats['model_bytes'] / 2**20:.1f} MiB", flush=True)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(cli())

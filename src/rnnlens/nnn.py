@@ -14,17 +14,18 @@ bytes t-n .. t-1, so the first test positions read their context from the end of
 import argparse
 import json
 import math
-import os
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from rnnlens.corpus import PreparedCorpus, atomic_write_text
+from rnnlens.log import progress
+from rnnlens.corpus import PreparedCorpus
+from rnnlens.errors import InputError
+from rnnlens.io import atomic_write_text, torch_load, torch_save
 from rnnlens.predictions import write_predictions
 
 
@@ -106,7 +107,7 @@ def mean_loss(model, encoded, positions, chunk=16384):
     return total / max(1, len(positions))
 
 
-def train_one(spec, cfg, encoded, train_pos, val_pos, log=print):
+def train_one(spec, cfg, encoded, train_pos, val_pos, log=progress(__name__)):
     """Train one n-NN; returns (model with the best validation weights, summary dict)."""
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
@@ -177,7 +178,7 @@ def split_positions(corpus, name, n):
     return torch.cat([torch.arange(a + n, b, dtype=torch.int64) for a, b in corpus.pieces[name]])
 
 
-def train_nnn(corpus: PreparedCorpus, n, hidden_sizes, cfg: NNNConfig, log=print):
+def train_nnn(corpus: PreparedCorpus, n, hidden_sizes, cfg: NNNConfig, log=progress(__name__)):
     """Train one n-NN per hidden size, keep the best on validation. -> (model, stats dict)."""
     if not hidden_sizes:
         raise ValueError("give at least one hidden size (--hidden 64,128,256)")
@@ -231,19 +232,15 @@ def write_test_predictions(model, corpus, path, stats):
 
 
 def save_nnn(path, model, extra=None):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    torch.save({"kind": "nnn", "spec": model.spec.to_dict(), "state_dict": model.state_dict(),
-                "extra": extra or {}}, tmp)
-    os.replace(tmp, path)
+    torch_save({"kind": "nnn", "spec": model.spec.to_dict(), "state_dict": model.state_dict(), "extra": extra or {}},
+               path)
 
 
 def load_nnn(path, map_location="cpu"):
     """-> (NNN in eval mode, extra dict with at least `vocab` and `corpus`)."""
-    payload = torch.load(path, map_location=map_location, weights_only=False)
+    payload = torch_load(path, map_location)
     if payload.get("kind") != "nnn":
-        raise ValueError(f"{path} is not an n-NN model file (made by `rnnlens nnn --model-out`)")
+        raise InputError(f"{path} is not an n-NN model file (made by `rnnlens nnn --model-out`)")
     model = NNN(NNNSpec(**payload["spec"]))
     model.load_state_dict(payload["state_dict"])
     model.eval()
@@ -287,8 +284,7 @@ def parse_int_list(text):
     return values
 
 
-def cli(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="rnnlens nnn", description=__doc__.split("\n\n")[0])
+def add_nnn_arguments(parser):
     parser.add_argument("--data", required=True, help="prepared corpus results/{corpus}/data.json")
     parser.add_argument("--n", type=int, required=True, help="context length in bytes")
     parser.add_argument("--hidden", type=parse_int_list, default=[64, 128, 256],
@@ -310,11 +306,13 @@ def cli(argv=None) -> int:
     parser.add_argument("--model-out", required=True, help="trained model (.pt), read by load_nnn")
     parser.add_argument("--predictions-out", required=True, help="test predictions Parquet")
     parser.add_argument("--stats-out", required=True, help="JSON: chosen hidden size, val loss per candidate, times")
-    args = parser.parse_args(argv)
+
+
+def run_nnn(args):
     if args.n < 1:
-        parser.error("--n must be >= 1")
+        raise InputError("--n must be >= 1")
     if args.batch_size < 1 or args.epochs < 1 or args.patience < 1:
-        parser.error("--batch-size, --epochs and --patience must be >= 1")
+        raise InputError("--batch-size, --epochs and --patience must be >= 1")
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     cfg = NNNConfig(seed=args.seed, batch_size=args.batch_size, learning_rate=args.lr, max_epochs=args.epochs,
@@ -330,7 +328,3 @@ def cli(argv=None) -> int:
     print(f"nnn-{args.n} on {corpus.name}: hidden {stats['chosen_hidden']} (val {stats['best_val_loss']:.4f}), "
           f"test loss {meta['test_loss']:.4f} nats/char, {stats['train_seconds']:.0f}s", flush=True)
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(cli())

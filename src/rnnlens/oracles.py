@@ -28,15 +28,16 @@ import argparse
 import json
 import re
 import string
-import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from rnnlens.errors import RnnlensError
 from rnnlens import convergence
-from rnnlens.corpus import PreparedCorpus, atomic_write_text
+from rnnlens.corpus import PreparedCorpus
+from rnnlens.io import atomic_write_text
 from rnnlens.predictions import read_meta, read_predictions
 from rnnlens.words import as_bytes_array, segment
 from rnnlens.plots import pyplot, save_figures
@@ -64,8 +65,8 @@ TABLE_COLUMNS = ["model", "set", "order", "category", "subcategory", "param", "c
                  "share_of_test", "n_errors", "n_test"]
 
 
-class OracleError(Exception):
-    """Bad oracle input; the message names the problem and the fix."""
+class OracleError(RnnlensError):
+    """Bad oracle settings, or predictions that do not match the corpus's test split."""
 
 
 @dataclass
@@ -368,8 +369,8 @@ def plot_small_vs_large(table, paths, title=None):
 # ---------------------------------------------------------------------------------------------- command line
 
 
-def _config_parser():
-    parser = argparse.ArgumentParser(add_help=False)
+def _add_oracle_arguments(parser):
+    """The data and settings both oracle commands take."""
     g = parser.add_argument_group("oracle settings (override --config)")
     g.add_argument("--data", required=True, help="prepared corpus results/{corpus}/data.json (corpus.bin beside it)")
     g.add_argument("--ngram", nargs="*", default=[], metavar="PARQUET",
@@ -383,7 +384,6 @@ def _config_parser():
     g.add_argument("--boosts", type=float, nargs="+")
     g.add_argument("--csv-out", required=True)
     g.add_argument("--fig-out", nargs="+", required=True, metavar="PATH", help="figure paths, format by suffix (png, pdf)")
-    return parser
 
 
 def _read_config(args):
@@ -430,19 +430,16 @@ def _print_totals(table):
               f"  {100 * row['share_of_test']:5.1f}% of test", flush=True)
 
 
-def cli(argv=None) -> int:
-    """rnnlens oracles: one model's error breakdown (CSV + Fig. 6 style chart)."""
-    parser = argparse.ArgumentParser(prog="rnnlens oracles", parents=[_config_parser()],
-                                     description="Error analysis by oracles (peeling the onion) for one model.")
+def add_oracles_arguments(parser):
+    _add_oracle_arguments(parser)
     parser.add_argument("--predictions", required=True, help="the model's predictions Parquet")
-    args = parser.parse_args(argv)
-    try:
-        config, facts, ngram_ps = _prepare(args)
-        model, p = load_model_predictions(args.predictions, facts)
-        table, _, _ = analyse(facts, p, ngram_ps, config, model=model)
-    except OracleError as err:
-        print(f"rnnlens oracles: {err}", file=sys.stderr)
-        return 2
+
+
+def run_oracles(args):
+    """Error analysis by oracles (peeling the onion) for one model: CSV + Fig. 6 style chart."""
+    config, facts, ngram_ps = _prepare(args)
+    model, p = load_model_predictions(args.predictions, facts)
+    table, _, _ = analyse(facts, p, ngram_ps, config, model=model)
     _print_totals(table)
     _write_table(table, args.csv_out, config)
     meta = read_meta(args.predictions)
@@ -454,21 +451,18 @@ def cli(argv=None) -> int:
     return 0
 
 
-def cli_small_vs_large(argv=None) -> int:
-    """rnnlens small-vs-large: where the extra errors of a small model fall."""
-    parser = argparse.ArgumentParser(prog="rnnlens small-vs-large", parents=[_config_parser()],
-                                     description="Peel the errors a small model makes and a large one does not.")
+def add_small_vs_large_arguments(parser):
+    _add_oracle_arguments(parser)
     parser.add_argument("--small", required=True, help="predictions Parquet of the small model")
     parser.add_argument("--large", required=True, help="predictions Parquet of the large model")
-    args = parser.parse_args(argv)
-    try:
-        config, facts, ngram_ps = _prepare(args)
-        small, p_small = load_model_predictions(args.small, facts)
-        large, p_large = load_model_predictions(args.large, facts)
-        table, fixed_by_small = small_vs_large(facts, p_small, p_large, ngram_ps, config, small, large)
-    except OracleError as err:
-        print(f"rnnlens small-vs-large: {err}", file=sys.stderr)
-        return 2
+
+
+def run_small_vs_large(args):
+    """Peel the errors a small model makes and a large one does not: where its extra errors fall."""
+    config, facts, ngram_ps = _prepare(args)
+    small, p_small = load_model_predictions(args.small, facts)
+    large, p_large = load_model_predictions(args.large, facts)
+    table, fixed_by_small = small_vs_large(facts, p_small, p_large, ngram_ps, config, small, large)
     _print_totals(table)
     print(f"  ({fixed_by_small:,} positions are errors of {large} but not of {small})", flush=True)
     _write_table(table, args.csv_out, config)
@@ -486,6 +480,3 @@ def facts_corpus(args):
     """The corpus name of --data (for figure titles)."""
     return json.loads(Path(args.data).read_text()).get("corpus", Path(args.data).parent.name)
 
-
-if __name__ == "__main__":
-    sys.exit(cli())

@@ -6,14 +6,14 @@ overlap of their errors, an error being a test character whose probability is be
 definition): both wrong, only A wrong, only B wrong, neither.
 """
 
-import argparse
 import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from rnnlens.corpus import atomic_write_text
+from rnnlens.errors import InputError
+from rnnlens.io import atomic_write_text
 from rnnlens.predictions import read_predictions
 from rnnlens import convergence
 from rnnlens.plots import legend_outside, save_figures
@@ -35,7 +35,7 @@ def load_pair(path_a, path_b):
     a, meta_a = read_predictions(path_a, columns=["pos", "target", "p"])
     b, meta_b = read_predictions(path_b, columns=["pos", "target", "p"])
     if len(a) != len(b) or not np.array_equal(a["target"].to_numpy(), b["target"].to_numpy()):
-        raise ValueError(f"{path_a} and {path_b} do not cover the same test characters "
+        raise InputError(f"{path_a} and {path_b} do not cover the same test characters "
                          f"({len(a)} vs {len(b)} positions); compare predictions of the same corpus and split")
     return a["target"].to_numpy(), a["p"].to_numpy(np.float64), b["p"].to_numpy(np.float64), meta_a, meta_b
 
@@ -97,8 +97,7 @@ def plot_per_character(df, label_a, label_b, corpus, out_path, min_count):
     return fig
 
 
-def cli(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="rnnlens perchar", description=__doc__.split("\n\n")[0])
+def add_perchar_arguments(parser):
     parser.add_argument("--a", required=True, help="predictions Parquet of model A (e.g. the best LSTM)")
     parser.add_argument("--b", required=True, help="predictions Parquet of model B (e.g. ngram-20)")
     parser.add_argument("--label-a", help="default: the model id in the file")
@@ -109,7 +108,9 @@ def cli(argv=None) -> int:
     parser.add_argument("--csv-out", required=True)
     parser.add_argument("--fig-out", required=True, help=".png (a .pdf beside it is written too) or .pdf")
     parser.add_argument("--overlap-out", required=True, help=".json or .csv with the error-overlap counts")
-    args = parser.parse_args(argv)
+
+
+def run_perchar(args):
     target, p_a, p_b, meta_a, meta_b = load_pair(args.a, args.b)
     label_a = args.label_a or meta_a.get("model") or Path(args.a).stem
     label_b = args.label_b or meta_b.get("model") or Path(args.b).stem
@@ -133,7 +134,3 @@ def cli(argv=None) -> int:
     print(f"perchar {corpus}: {label_a} vs {label_b}; largest gains: {top}; errors both {overlap['both_wrong']}, "
           f"only {label_a} {overlap['only_a_wrong']}, only {label_b} {overlap['only_b_wrong']}", flush=True)
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(cli())

@@ -1,10 +1,9 @@
 """Figure helpers shared by every stage: a headless pyplot, saving a figure atomically in several formats, one
 style per model, legends kept off the data, y-axes fitted to the data, and a note where a plot would be empty."""
 
-import os
-from pathlib import Path
-
 import numpy as np
+
+from rnnlens.io import save_figures
 
 
 def pyplot():
@@ -14,20 +13,6 @@ def pyplot():
     import matplotlib.pyplot as plt
 
     return plt
-
-
-def save_figures(fig, paths, dpi=150):
-    """Save one figure under each path (format from the suffix) under a temporary name, then rename, so a killed
-    job never leaves a finished-looking figure; closes the figure."""
-    import matplotlib.pyplot as plt
-
-    for path in paths:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".part")
-        fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=dpi, bbox_inches="tight")
-        os.replace(tmp, path)
-    plt.close(fig)
 
 
 # One hue per architecture (a baseline gets a neutral one), a shade per model within it, a line style per depth:

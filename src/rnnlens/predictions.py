@@ -6,12 +6,12 @@ argmax uint8 (nullable), p_argmax float32 (nullable). File metadata under the ke
 """
 
 import json
-import os
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from rnnlens.io import META_KEY, write_table
 
 SCHEMA = pa.schema(
     [
@@ -22,7 +22,6 @@ SCHEMA = pa.schema(
         ("p_argmax", pa.float32()),
     ]
 )
-META_KEY = b"rnnlens"
 
 
 def mean_nats(p):
@@ -54,17 +53,6 @@ def write_predictions(path, target, p, argmax=None, p_argmax=None, meta=None):
     meta["n_positions"] = n
     write_table(pa.table(columns, schema=SCHEMA), path, meta)
     return meta
-
-
-def write_table(table, path, meta=None):
-    """An Arrow table with rnnlens metadata (JSON under META_KEY), written under a temporary name and renamed."""
-    table = table.replace_schema_metadata({**(table.schema.metadata or {}), META_KEY: json.dumps(meta or {}).encode()})
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
-    return path
 
 
 def read_meta(path):

@@ -3,15 +3,15 @@ left-saturated (activation < 0.1) and right-saturated (> 0.9).
 
 Gates are the sigmoid gates as PyTorch defines them: LSTM input i, forget f, output o; GRU reset r and update
 z, where PyTorch's z weighs the *previous* state (h = (1-z)*n + z*h_prev), so a right-saturated GRU update
-gate keeps its memory (the paper's z is 1 - PyTorch's z).
+gate keeps its memory. The paper's z weighs the candidate: it is 1 - PyTorch's z. Tables keep PyTorch's z; the
+figure plots the paper's (its left and right fractions are PyTorch's right and left), labelled so. PyTorch's
+reset gate also differs from the paper's: it multiplies the recurrent matrix product, not h_prev before it.
 
 Table (Parquet): model, layer (from 1), gate, unit (from 0), frac_left, frac_right, steps.
 Figure: one scatter per gate type, x = fraction right-saturated, y = fraction left-saturated, coloured by
 layer, with the diagonal x + y = 1 (gates on it are always saturated one way or the other).
 """
 
-import argparse
-import sys
 import textwrap
 from pathlib import Path
 
@@ -21,16 +21,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from rnnlens.corpus import atomic_csv
+from rnnlens.errors import InputError
+from rnnlens.io import atomic_csv
 from rnnlens.predictions import read_meta
-from rnnlens.predictions import write_table as write_arrow_table
+from rnnlens.io import write_table as write_arrow_table
 from rnnlens.plots import save_figures
 
 LEFT, RIGHT = 0.1, 0.9
 # activation key in the internals -> gate name in tables and figures
 GATE_NAMES = {"lstm": {"i": "input", "f": "forget", "o": "output"}, "gru": {"r": "reset", "z": "update"}}
 GATE_TITLES = {"input": "LSTM input gate", "forget": "LSTM forget gate", "output": "LSTM output gate",
-               "reset": "GRU reset gate (PyTorch r)", "update": "GRU update gate (PyTorch z, weight of h_prev)"}
+               "reset": "GRU reset gate (PyTorch r, after the matrix product)",
+               "update": "GRU update gate, paper's z = 1 - PyTorch z"}
 GATE_ORDER = ("input", "forget", "output", "reset", "update")
 SCHEMA = pa.schema([("model", pa.string()), ("layer", pa.int16()), ("gate", pa.string()), ("unit", pa.int32()),
                     ("frac_left", pa.float64()), ("frac_right", pa.float64()), ("steps", pa.int64())])
@@ -48,7 +50,7 @@ class SaturationCounter:
 
     def __init__(self, arch, layers, hidden, left=LEFT, right=RIGHT):
         if arch not in GATE_NAMES:
-            raise ValueError(f"{arch} has no gates; saturation applies to {', '.join(GATE_NAMES)}")
+            raise InputError(f"{arch} has no gates; saturation applies to {', '.join(GATE_NAMES)}")
         self.arch, self.layers, self.hidden, self.left, self.right = arch, layers, hidden, left, right
         self.gates = GATE_NAMES[arch]
         self.left_counts = {(k, g): torch.zeros(hidden, dtype=torch.int64) for k in range(layers) for g in self.gates}
@@ -123,8 +125,17 @@ def plot_saturation(frames, out_png, title=None, corpus=None):
     return out_png
 
 
+def paper_convention(frame):
+    """The table with the GRU update gate as the paper defines it (z' = 1 - PyTorch's z: a step left-saturated
+    by one is right-saturated by the other, so the two fractions swap)."""
+    frame = frame.copy()
+    update = frame.gate == "update"
+    frame.loc[update, ["frac_left", "frac_right"]] = frame.loc[update, ["frac_right", "frac_left"]].to_numpy()
+    return frame
+
+
 def draw_saturation(frames, title=None, corpus=None):
-    """The saturation figure (unsaved)."""
+    """The saturation figure (unsaved); GRU update gates in the paper's convention (paper_convention)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -132,7 +143,8 @@ def draw_saturation(frames, title=None, corpus=None):
 
     frame = pd.concat([f for f in frames if not f.empty], ignore_index=True) if frames else pd.DataFrame()
     if frame.empty:
-        raise ValueError("no gate saturation rows to plot (RNN models have no gates); give LSTM or GRU tables")
+        raise InputError("no gate saturation rows to plot (RNN models have no gates); give LSTM or GRU tables")
+    frame = paper_convention(frame)
     models = list(dict.fromkeys(frame.model))
     gates_by_model = {m: [g for g in GATE_ORDER if g in set(frame.gate[frame.model == m])] for m in models}
     ncols = max(len(g) for g in gates_by_model.values())
@@ -185,29 +197,20 @@ def plot_no_gates(model_id, out_png, arch="rnn"):
     return out_png
 
 
-def cli(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="rnnlens saturation-figure",
-                                 description="The gate saturation figure (and summary) of one or more models.")
-    ap.add_argument("--inputs", nargs="+", required=True, help="saturation.parquet files written by `rnnlens internals`")
-    ap.add_argument("--out", required=True, help="figure path (.png; a .pdf is written beside it)")
-    ap.add_argument("--summary", default=None, help="optional CSV with the per-model, gate and layer summary")
-    ap.add_argument("--title", default=None)
-    args = ap.parse_args(argv)
+def add_saturation_figure_arguments(parser):
+    parser.add_argument("--inputs", nargs="+", required=True, help="saturation.parquet files written by `rnnlens internals`")
+    parser.add_argument("--out", required=True, help="figure path (.png; a .pdf is written beside it)")
+    parser.add_argument("--summary", default=None, help="optional CSV with the per-model, gate and layer summary")
+    parser.add_argument("--title", default=None)
+
+
+def run_saturation_figure(args):
     missing = [p for p in args.inputs if not Path(p).is_file()]
     if missing:
-        print(f"error: missing saturation tables {missing}; run `rnnlens internals` for those models", file=sys.stderr)
-        return 2
+        raise InputError(f"missing saturation tables {missing}; run `rnnlens internals` for those models")
     frames = [read_table(p) for p in args.inputs]
     corpus = read_meta(args.inputs[0]).get("corpus")
-    try:
-        plot_saturation(frames, args.out, args.title, corpus)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    plot_saturation(frames, args.out, args.title, corpus)
     if args.summary:
         write_summary(summarize(pd.concat(frames, ignore_index=True)), args.summary)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(cli())

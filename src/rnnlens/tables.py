@@ -1,16 +1,21 @@
 """Table 1 (test cross-entropy grid beside the paper's), the models table, and training curves."""
 
+import json
 import math
+import sys
 
 import pandas as pd
 
+from rnnlens.errors import InputError
+from rnnlens.io import atomic_csv, atomic_write_text
+from rnnlens.log import progress
 from rnnlens.model import DYNAMIC_SUFFIX
 from rnnlens.paper import table1_value
+from rnnlens.predictions import read_meta
+from rnnlens.plots import save_figures
 
 # Table 1's column order: the paper's, then the architectures beyond it, each followed by its dynamic evaluation
 ARCH_ORDER = tuple(a + suffix for a in ("lstm", "rnn", "gru", "transformer", "lru") for suffix in ("", DYNAMIC_SUFFIX))
-from rnnlens.predictions import read_meta
-from rnnlens.plots import save_figures
 
 RECALLED_NOTE = ("Paper values are recalled from Karpathy, Johnson & Fei-Fei (2015), Table 1, not re-checked "
                  "against the PDF.")
@@ -164,8 +169,8 @@ def table2(ngram_paths, nnn_paths, table1_csv):
     for col in ("ngram_test_loss", "nnn_test_loss", "nnn_hidden"):
         if col not in df:
             df[col] = None
-    t1 = pd.read_csv(table1_csv)
-    best = t1.loc[t1.groupby("corpus").test_loss.idxmin()].set_index("corpus")
+    t1 = pd.read_csv(table1_csv) if table1_csv else pd.DataFrame(columns=["corpus", "model", "test_loss"])
+    best = t1.loc[t1.groupby("corpus").test_loss.idxmin()].set_index("corpus") if len(t1) else t1.set_index("corpus")
     df["paper_ngram_test_loss"] = [NGRAM_TEST_LOSS.get(c, {}).get(n) for c, n in zip(df.corpus, df.n)]
     df["paper_confirmed"] = [(c, n) in NGRAM_CONFIRMED for c, n in zip(df.corpus, df.n)]
     df["best_rnn"] = df.corpus.map(best.model)
@@ -187,7 +192,9 @@ def table2_markdown(df, paper_names=None):
                                                      else "*")
             lines.append(f"| {r.n} | {_fmt(r.ngram_test_loss)} | {_fmt(r.nnn_test_loss)} | "
                          f"{'' if pd.isna(r.nnn_hidden) else int(r.nnn_hidden)} | {paper} |")
-        lines += ["", f"Reference: best RNN of Table 1, {best}, {best_loss:.3f} nats/char.", ""]
+        if isinstance(best, str):
+            lines += ["", f"Reference: best RNN of Table 1, {best}, {best_loss:.3f} nats/char."]
+        lines.append("")
     return "\n".join(lines)
 
 
@@ -203,7 +210,7 @@ def pick_model(table1_csv, corpus, arch=None, size="any", layers=None):
     if size in ("min", "max"):
         df = df[df["size"] == (df["size"].min() if size == "min" else df["size"].max())]
     if df.empty:
-        raise ValueError(f"no model of corpus {corpus!r} matches arch={arch} size={size} layers={layers} in {table1_csv}")
+        raise InputError(f"no model of corpus {corpus!r} matches arch={arch} size={size} layers={layers} in {table1_csv}")
     return df.loc[df.test_loss.idxmin(), "model"]
 
 
@@ -214,3 +221,82 @@ def unconverged_models(table1_csv, corpus, models):
         return []
     flags = df[df.corpus == corpus].set_index("model")["converged"].astype(str)
     return [m for m in models if flags.get(m) == "False"]
+
+
+# --- commands -------------------------------------------------------------------------------------------------------
+
+def _add_table_outputs(parser):
+    parser.add_argument("--out-csv", required=True)
+    parser.add_argument("--out-md", required=True)
+
+
+def add_table1_arguments(parser):
+    parser.add_argument("--predictions", nargs="+", required=True)
+    parser.add_argument("--models", nargs="+", required=True)
+    parser.add_argument("--paper-names", default="{}", help="JSON corpus -> paper corpus (warpeace, linux)")
+    _add_table_outputs(parser)
+
+
+def run_table1(args):
+    df = table1(args.predictions, args.models, json.loads(args.paper_names))
+    atomic_csv(df, args.out_csv)
+    atomic_write_text(args.out_md, table1_markdown(df))
+    progress(__name__)(f"Table 1: {len(df)} models -> {args.out_csv}, {args.out_md}")
+    return 0
+
+
+def add_table2_arguments(parser):
+    parser.add_argument("--ngram", nargs="*", default=[])
+    parser.add_argument("--nnn", nargs="*", default=[])
+    parser.add_argument("--table1", help="Table 1 CSV, for the best RNN of each corpus beside the baselines")
+    _add_table_outputs(parser)
+
+
+def run_table2(args):
+    df = table2(args.ngram, args.nnn, args.table1)
+    atomic_csv(df, args.out_csv)
+    atomic_write_text(args.out_md, table2_markdown(df))
+    progress(__name__)(f"Table 2: {len(df)} rows -> {args.out_csv}, {args.out_md}")
+    return 0
+
+
+def add_pick_arguments(parser):
+    parser.add_argument("--table1", required=True)
+    parser.add_argument("--corpus", required=True)
+    parser.add_argument("--arch")
+    parser.add_argument("--size", default="any", choices=["any", "min", "max"])
+    parser.add_argument("--layers", type=int)
+    parser.add_argument("--every-arch", action="store_true", help="best of each arch and each depth at the largest size")
+    parser.add_argument("--template", default="results/{corpus}/predictions/{model}.parquet")
+
+
+def run_pick(args):
+    """Print the predictions path of the chosen model (used by analysis rules that need 'the best LSTM')."""
+    models = [pick_model(args.table1, args.corpus, args.arch, args.size, args.layers)]
+    if args.every_arch:
+        # best of each arch, plus each depth of the main arch at the largest size
+        df = pd.read_csv(args.table1)
+        df = df[df.corpus == args.corpus]
+        models = [pick_model(args.table1, args.corpus, a) for a in sorted(df.arch.unique())]
+        main = args.arch or "lstm"
+        models += [pick_model(args.table1, args.corpus, main, "max", l) for l in sorted(df.layers.unique())
+                   if ((df.arch == main) & (df.layers == l)).any()]
+        models = list(dict.fromkeys(models))
+    for m in unconverged_models(args.table1, args.corpus, models):
+        # stderr: the analysis command that reads stdout gets only paths; its own log and figure say it too
+        print(f"note: {m}, picked from Table 1 for {args.corpus}, has not converged (stopped at training.max_epochs "
+              "while still improving); raise training.max_epochs", file=sys.stderr)
+    print(" ".join(args.template.format(corpus=args.corpus, model=m) for m in models))
+    return 0
+
+
+def add_curves_arguments(parser):
+    parser.add_argument("--histories", nargs="+", required=True)
+    parser.add_argument("--labels", nargs="+", required=True)
+    parser.add_argument("--title")
+    parser.add_argument("--out", required=True)
+
+
+def run_curves(args):
+    training_curves(args.histories, args.labels, args.out, args.title)
+    return 0

@@ -8,9 +8,9 @@ time limit or scancel). A rerun resumes from it and ends with the same weights a
 
 import contextlib
 import csv
+import argparse
 import json
 import math
-import os
 import random
 import signal
 import time
@@ -21,16 +21,20 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from rnnlens.log import progress
+from rnnlens.errors import InputError, RnnlensError
 from rnnlens import convergence
 from rnnlens.corpus import PreparedCorpus
 from rnnlens.evaluate import batch_rows, split_loss
-from rnnlens.model import ModelSpec, build_model, detach_state, save_model
+from rnnlens.io import atomic_copy, atomic_path, torch_load, torch_save, write_json
+from rnnlens.model import ModelSpec, build_model, detach_state, pick_device, save_model
 
 EXIT_INTERRUPTED = 75  # EX_TEMPFAIL: stopped on request with a checkpoint; rerun to resume
 
 
-class TrainingDiverged(RuntimeError):
-    pass
+class TrainingDiverged(RnnlensError):
+    exit_code = 3  # the rule log says why; distinct from a bad argument (2)
+    """The loss became NaN or infinite; the message names the settings to lower."""
 
 
 @dataclass
@@ -69,7 +73,7 @@ class TrainConfig:
         known = {k: v for k, v in settings.items() if k in cls.__dataclass_fields__}
         unknown = sorted(set(settings) - set(known))
         if unknown:
-            raise ValueError(f"unknown training settings {unknown}; allowed: {sorted(cls.__dataclass_fields__)}")
+            raise InputError(f"unknown training settings {unknown}; allowed: {sorted(cls.__dataclass_fields__)}")
         return cls(**known)
 
 
@@ -97,7 +101,7 @@ def tbptt_streams(indices, batch_size):
     position 1..B*L is a target exactly once per epoch; the last (len-1) % B positions are dropped."""
     length = (len(indices) - 1) // batch_size
     if length < 1:
-        raise ValueError(f"{len(indices)} tokens are too few for {batch_size} streams")
+        raise InputError(f"{len(indices)} tokens are too few for {batch_size} streams")
     inputs = indices[: batch_size * length].reshape(batch_size, length)
     targets = indices[1 : batch_size * length + 1].reshape(batch_size, length)
     return inputs, targets
@@ -113,9 +117,9 @@ PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 def mixed_precision(precision, device):
     """-> (autocast context factory, GradScaler or None) for training.precision on `device`."""
     if precision not in PRECISIONS:
-        raise ValueError(f"training.precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+        raise InputError(f"training.precision {precision!r}: use one of {', '.join(PRECISIONS)}")
     if precision == "fp16" and device.type != "cuda":
-        raise ValueError(f"training.precision fp16 needs a CUDA device (this run is on {device}); use bf16 or fp32")
+        raise InputError(f"training.precision fp16 needs a CUDA device (this run is on {device}); use bf16 or fp32")
     dtype = PRECISIONS[precision]
     if dtype is None:
         return contextlib.nullcontext, None
@@ -128,13 +132,7 @@ def make_optimizer(cfg, model):
         return torch.optim.RMSprop(model.parameters(), lr=cfg.learning_rate, alpha=cfg.rmsprop_alpha)
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    raise ValueError(f"training.optimizer {cfg.optimizer!r}: use rmsprop or adamw")
-
-
-def pick_device(name):
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    raise InputError(f"training.optimizer {cfg.optimizer!r}: use rmsprop or adamw")
 
 
 def clip_gradients(model, mode, limit):
@@ -145,7 +143,10 @@ def clip_gradients(model, mode, limit):
 
 
 def rng_state(device):
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    # numpy's key as a list, so the checkpoint holds only what torch.load(weights_only=True) reads
+    name, key, pos, has_gauss, cached = np.random.get_state()
+    state = {"torch": torch.get_rng_state(), "numpy": [name, key.tolist(), pos, has_gauss, cached],
+             "python": random.getstate()}
     if device.type == "cuda":
         state["cuda"] = torch.cuda.get_rng_state(device)
     return state
@@ -153,25 +154,18 @@ def rng_state(device):
 
 def set_rng_state(state, device):
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
+    name, key, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, np.asarray(key, dtype=np.uint32), pos, has_gauss, cached))
     random.setstate(state["python"])
     if device.type == "cuda" and "cuda" in state:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
-def atomic_torch_save(obj, path):
-    tmp = Path(str(path) + ".part")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def write_history(path, rows):
-    tmp = Path(str(path) + ".part")
-    with open(tmp, "w", newline="") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0].keys()) if rows else ["epoch"])
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(tmp, path)
 
 
 class StopFlag:
@@ -189,7 +183,7 @@ class StopFlag:
 
 
 def train(cfg, corpus: PreparedCorpus, spec: ModelSpec, out_model, out_history, checkpoint_path,
-          meta=None, stop_after_steps=None, log=print):
+          meta=None, stop_after_steps=None, log=progress(__name__)):
     """Train (or resume) one model. Writes out_model (best validation weights) and out_history only on success.
 
     `stop_after_steps` simulates a preemption after that many optimizer steps of this process (tests)."""
@@ -222,7 +216,7 @@ def train(cfg, corpus: PreparedCorpus, spec: ModelSpec, out_model, out_history, 
     state = None
 
     if checkpoint_path.exists():
-        ckpt = torch.load(checkpoint_path, map_location=device, weights_only=False)
+        ckpt = torch_load(checkpoint_path, map_location=device)
         if ckpt.get("run_key") != run_key:
             log(f"ignoring checkpoint {checkpoint_path}: it was made with other settings or code; starting afresh")
         else:
@@ -238,7 +232,7 @@ def train(cfg, corpus: PreparedCorpus, spec: ModelSpec, out_model, out_history, 
                 f"(checkpoint reason: {ckpt.get('reason', 'periodic')})")
 
     def save_checkpoint(reason):
-        atomic_torch_save({"run_key": run_key, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+        torch_save({"run_key": run_key, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                            "best_state": best_state, "progress": progress, "state": state,
                            "rng": rng_state(device), "reason": reason,
                            "scaler": scaler.state_dict() if scaler is not None else None}, checkpoint_path)
@@ -365,20 +359,20 @@ def train(cfg, corpus: PreparedCorpus, spec: ModelSpec, out_model, out_history, 
              "grad_clip_rule": f"{cfg.grad_clip_mode} {cfg.grad_clip}"}
     write_history(out_history, progress["history"])
     model.cpu()
-    atomic_torch_save({"spec": spec.to_dict(), "state_dict": model.state_dict(), "extra": extra}, out_model)
+    torch_save({"spec": spec.to_dict(), "state_dict": model.state_dict(), "extra": extra}, out_model)
     checkpoint_path.unlink(missing_ok=True)
     log(f"done: best val {progress['best_val']:.4f} after {len(progress['history'])} epochs -> {out_model}")
     return 0
 
 
-def select_dropout(trials, out_model, out_history, out_selection, log=print):
+def select_dropout(trials, out_model, out_history, out_selection, log=progress(__name__)):
     """The model of a grid point from its dropout trials: the one with the best validation loss, as the paper
     chose dropout on validation. Copies its model (with the choice recorded), history and snapshots."""
     import shutil
 
     candidates = []
     for path in map(Path, trials):
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        payload = torch_load(path)
         extra = payload["extra"]
         candidates.append((extra["best_val_loss"], extra["train_config"]["dropout"], path, payload))
         log(f"trial {path.parent.name}: best validation loss {extra['best_val_loss']:.4f}")
@@ -387,13 +381,60 @@ def select_dropout(trials, out_model, out_history, out_selection, log=print):
                  "val_loss_by_dropout": {f"{c[1]:g}": c[0] for c in candidates}}
     payload["extra"]["dropout_selection"] = selection
     out_model = Path(out_model)
-    atomic_torch_save(payload, out_model)
-    shutil.copyfile(path.with_name("history.csv"), Path(str(out_history) + ".part"))
-    os.replace(Path(str(out_history) + ".part"), out_history)
+    torch_save(payload, out_model)
+    atomic_copy(path.with_name("history.csv"), out_history)
     snapshots, target = path.with_name("snapshots"), out_model.with_name("snapshots")
     shutil.rmtree(target, ignore_errors=True)
     if snapshots.is_dir():
         shutil.copytree(snapshots, target)
-    Path(out_selection).write_text(json.dumps(selection, indent=2) + "\n")
+    write_json(out_selection, selection)
     log(f"chose dropout {dropout:g} (validation loss {best_val:.4f}) of {len(candidates)} trial(s) -> {out_model}")
     return selection
+
+
+# --- commands -------------------------------------------------------------------------------------------------------
+
+def add_train_arguments(parser):
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--models-table", required=True)
+    parser.add_argument("--model", required=True, help="model id, e.g. lstm-2x128")
+    parser.add_argument("--settings", default="{}", help="training settings as JSON (see TrainConfig)")
+    parser.add_argument("--out-model", required=True)
+    parser.add_argument("--out-history", required=True)
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--code-fingerprint", default="")
+    parser.add_argument("--stop-after-steps", type=int, default=None, help=argparse.SUPPRESS)
+
+
+def run_train(args):
+    import pandas as pd
+
+    from rnnlens.model import parse_model_id
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = TrainConfig.from_dict(json.loads(args.settings))
+    corpus = PreparedCorpus.load(args.data)
+    arch, layers, size = parse_model_id(args.model)
+    table = pd.read_csv(args.models_table).set_index("model")
+    if args.model not in table.index:
+        raise InputError(f"model {args.model} is not in {args.models_table}; add its arch/layers/size to the grid")
+    spec = ModelSpec(arch, layers, int(table.loc[args.model, "hidden"]), corpus.vocab_size, cfg.dropout,
+                     **({"window": cfg.window, "heads": cfg.heads} if arch == "transformer" else {}))
+    meta = {"model_id": args.model, "corpus": corpus.name, "size_label": size,
+            "code_fingerprint": args.code_fingerprint}
+    return train(cfg, corpus, spec, args.out_model, args.out_history, args.checkpoint, meta=meta,
+                 stop_after_steps=args.stop_after_steps)
+
+
+def add_select_dropout_arguments(parser):
+    parser.add_argument("--trials", nargs="+", required=True, help="model.pt of every dropout trial")
+    parser.add_argument("--out-model", required=True)
+    parser.add_argument("--out-history", required=True)
+    parser.add_argument("--out-selection", required=True)
+
+
+def run_select_dropout(args):
+    select_dropout(args.trials, args.out_model, args.out_history, args.out_selection)
+    return 0

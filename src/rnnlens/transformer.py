@@ -18,6 +18,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from rnnlens.errors import InputError
+
 MLP_RATIO = 4
 WIDTH_MULTIPLE = 8  # widths are multiples of 8, so 1, 2, 4 (and for multiples of 16, 8) heads of even size fit
 
@@ -74,10 +76,10 @@ class ByteTransformer(nn.Module):
     def __init__(self, spec):
         super().__init__()
         if spec.window < 1:
-            raise ValueError("a transformer needs a context window: set training.window (e.g. in "
+            raise InputError("a transformer needs a context window: set training.window (e.g. in "
                              "training_overrides.transformer)")
         if spec.hidden % spec.heads or (spec.hidden // spec.heads) % 2:
-            raise ValueError(f"transformer width {spec.hidden} is not a multiple of 2 x heads ({spec.heads}); "
+            raise InputError(f"transformer width {spec.hidden} is not a multiple of 2 x heads ({spec.heads}); "
                              "use training.heads 1, 2 or 4")
         self.spec = spec
         self.window = spec.window
@@ -131,7 +133,7 @@ def window_blocks(rows, window, stride):
             end = min(p + stride, start + length)  # targets p .. end-1, read from inputs a .. end-2
             a = max(0, end - 1 - window)
             if p - 1 < a or p < 1:
-                raise ValueError("a row starting at the corpus's first byte has no input to predict it from")
+                raise InputError("a row starting at the corpus's first byte has no input to predict it from")
             blocks.append((a, end - 1 - a, p - 1 - a, end - p, offset + p - start))
         offset += length
     return blocks

@@ -106,7 +106,7 @@ rule perchar:
         mem_mb=2000,
         runtime=10,
     params:
-        min_count=ANALYSIS.get("perchar_min_count", 100),
+        min_count=ANALYSIS["perchar_min_count"],
         code=code_fingerprint("perchar", "plots", "convergence"),
     shell:
         "python -m rnnlens perchar --a "
@@ -141,10 +141,10 @@ rule brackets:
         mem_mb=3000,
         runtime=10,
     params:
-        bin=ANALYSIS.get("bracket_bin", 20),
-        min_count=ANALYSIS.get("bracket_min_count", 10),
-        max_distance=ANALYSIS.get("bracket_max_distance", 400),
-        scope=lambda wc: config["corpora"][wc.corpus].get("quote_scope", "paragraph"),
+        bin=ANALYSIS["bracket_bin"],
+        min_count=ANALYSIS["bracket_min_count"],
+        max_distance=ANALYSIS["bracket_max_distance"],
+        scope=lambda wc: config["corpora"][wc.corpus]["quote_scope"],
         code=code_fingerprint("brackets", "plots", "convergence"),
     shell:
         "python -m rnnlens brackets --data {input.data} --predictions "
@@ -185,7 +185,7 @@ rule agreement:
 rule dynamics:
     input:
         data="results/{corpus}/data.json",
-        model=f"results/{{corpus}}/models/{DYNAMICS.get('model', 'lstm-3x512')}/model.pt",
+        model=f"results/{{corpus}}/models/{DYNAMICS['model']}/model.pt",
         nnn=expand("results/{{corpus}}/nnn/nnn-{n}.pt", n=DYNAMICS_NNN),
     output:
         png=report(
@@ -199,12 +199,12 @@ rule dynamics:
         "results/logs/{corpus}/dynamics.log",
     conda:
         "../../envs/rnnlens.yaml"
-    threads: RES.get("train_threads", 2)
+    threads: RES["train_threads"]
     resources:
         mem_mb=4000,
         runtime=30,
     params:
-        positions=DYNAMICS.get("positions", 20000),
+        positions=DYNAMICS["positions"],
         code=code_fingerprint("dynamics", "evaluate", "nnn", "plots"),
     shell:
         "python -m rnnlens dynamics-models --data {input.data} --model {input.model} --nnn {input.nnn}"

@@ -24,10 +24,11 @@ from rnnlens.config import (
 SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
 config.update(coerce_strings(config, load_schema(SCHEMA)))
 try:
-    check_config(config, SCHEMA)
+    check_config(
+        config, SCHEMA
+    )  # the one validation: also fills in the schema's defaults
 except ConfigError as err:
     raise WorkflowError(str(err))
-validate(config, SCHEMA)
 
 SRC = Path(workflow.basedir) / "src" / "rnnlens"
 CORPORA = list(config["corpora"])
@@ -38,27 +39,25 @@ MODELS = [
     for layers in GRID["layers"]
     for size in GRID["size"]
 ]
-RES = config.get("resources", {})
-EVAL = config.get("evaluation", {})
+RES = config["resources"]
+EVAL = config["evaluation"]
 # dynamic evaluation: a predictor {model}+dyn for each of evaluation.dynamic.models (default: every model)
 DYNAMIC = EVAL.get("dynamic") or {}
 DYNAMIC_MODELS = [f"{m}+dyn" for m in DYNAMIC.get("models", MODELS)] if DYNAMIC else []
 PREDICTORS = MODELS + DYNAMIC_MODELS
-NGRAM = config.get("ngram") or {}
-NGRAM_ORDERS = NGRAM.get("orders", [])
-NNN = config.get("nnn") or {}
-NNN_ORDERS = NNN.get("orders", [])
-ANALYSIS = config.get("analysis") or {}
-ORACLES = ANALYSIS.get("oracles") or {}
-INTERNALS = ANALYSIS.get("internals") or {}
+NGRAM = config["ngram"]
+NGRAM_ORDERS = NGRAM.get("orders", [])  # none: no n-gram baselines
+NNN = config["nnn"]
+NNN_ORDERS = NNN.get("orders", [])  # none: no n-NN baselines
+ANALYSIS = config["analysis"]
+ORACLES = ANALYSIS["oracles"]
+INTERNALS = ANALYSIS["internals"]
 # the transformer and the LRU have no gates: the saturation figure leaves them out (their internals say so)
 GATED_MODELS = [m for m in MODELS if m.startswith(("lstm-", "gru-"))]
-DYNAMICS = ANALYSIS.get("dynamics") or {}
+DYNAMICS = ANALYSIS["dynamics"]
 REFERENCE_NGRAM = ANALYSIS.get("reference_ngram", max(NGRAM_ORDERS, default=0))
-ORACLE_NGRAMS = [
-    n for n in ORACLES.get("ngram_orders", range(1, 10)) if n in NGRAM_ORDERS
-]
-DYNAMICS_NNN = [n for n in DYNAMICS.get("nnn_orders", range(1, 6)) if n in NNN_ORDERS]
+ORACLE_NGRAMS = [n for n in ORACLES["ngram_orders"] if n in NGRAM_ORDERS]
+DYNAMICS_NNN = [n for n in DYNAMICS["nnn_orders"] if n in NNN_ORDERS]
 HAS_LSTM = "lstm" in GRID["arch"]
 
 
@@ -103,7 +102,7 @@ def dropout_trials(wildcards):
 def train_runtime(wildcards, attempt):
     size = int(wildcards.model.split("x")[1])
     layers = int(wildcards.model.split("-")[1].split("x")[0])
-    table = {int(k): v for k, v in RES.get("train_runtime_minutes", {}).items()}
+    table = {int(k): v for k, v in RES["train_runtime_minutes"].items()}
     base = table.get(size) or max(table.values(), default=60)
     return int(base * (1 + 0.25 * (layers - 1)) * 2 ** (attempt - 1))
 
@@ -125,7 +124,6 @@ def all_targets():
         "results/tables/table1.md",
     ]
     targets += expand("results/tables/models_{corpus}.csv", corpus=CORPORA)
-    targets += []
     targets += expand("results/{corpus}/models.csv", corpus=CORPORA)
     targets += expand("results/figures/training_curves_{corpus}.png", corpus=CORPORA)
     return targets + analysis_targets()
@@ -133,17 +131,17 @@ def all_targets():
 
 def oracle_args():
     spec = {
-        "--error-threshold": [ORACLES.get("error_threshold", 0.5)],
-        "--ngram-threshold": [ORACLES.get("ngram_threshold", 0.5)],
-        "--memory-windows": ORACLES.get("memory_windows", [100, 500, 1000, 5000]),
-        "--rare-counts": ORACLES.get("rare_counts", [0, 1, 2, 3, 4, 5]),
-        "--boosts": ORACLES.get("boosts", [0.1, 0.2, 0.3, 0.4]),
+        "--error-threshold": [ORACLES["error_threshold"]],
+        "--ngram-threshold": [ORACLES["ngram_threshold"]],
+        "--memory-windows": ORACLES["memory_windows"],
+        "--rare-counts": ORACLES["rare_counts"],
+        "--boosts": ORACLES["boosts"],
     }
     return " ".join(f"{k} {' '.join(map(str, v))}" for k, v in spec.items())
 
 
 def user_cells(wildcards):
-    cells = (INTERNALS.get("cells") or {}).get(wildcards.model, [])
+    cells = INTERNALS["cells"].get(wildcards.model, [])
     return f"--cells {','.join(cells)}" if cells else ""
 
 
@@ -192,7 +190,7 @@ def analysis_targets():
             targets.append(f"{fig}/tsne.png")
         if len({m.split("-")[0] + m.partition("+")[1] for m in PREDICTORS}) > 1:
             targets.append(f"{fig}/arch_errors.png")
-        if DYNAMICS.get("model") in MODELS and DYNAMICS_NNN:
+        if DYNAMICS["model"] in MODELS and DYNAMICS_NNN:
             targets.append(f"{fig}/dynamics.png")
     return targets
 

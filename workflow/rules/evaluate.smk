@@ -12,13 +12,13 @@ rule evaluate:
         model=TRAINED_MODEL,
     conda:
         "../../envs/rnnlens.yaml"
-    threads: RES.get("train_threads", 2)
+    threads: RES["train_threads"]
     resources:
         mem_mb=4000,
         runtime=60,
     params:
-        streams=EVAL.get("streams", 100),
-        warmup=EVAL.get("warmup", 2000),
+        streams=EVAL["streams"],
+        warmup=EVAL["warmup"],
         code=code_fingerprint(
             "model", "evaluate", "predictions", "corpus", "transformer", "lru"
         ),
@@ -42,15 +42,15 @@ rule evaluate_dynamic:
         "results/benchmarks/{corpus}/evaluate_dynamic/{base}.tsv"
     conda:
         "../../envs/rnnlens.yaml"
-    threads: RES.get("train_threads", 2)
+    threads: RES["train_threads"]
     resources:
         mem_mb=4000,
         runtime=120,
     params:
-        lr=DYNAMIC.get("lr", 1e-4),
-        decay=DYNAMIC.get("decay", 0.0),
-        segment=DYNAMIC.get("segment", 100),
-        warmup=EVAL.get("warmup", 2000),
+        lr=DYNAMIC.get("lr"),
+        decay=DYNAMIC.get("decay"),
+        segment=DYNAMIC.get("segment"),
+        warmup=EVAL["warmup"],
         code=code_fingerprint(
             "model", "dyneval", "predictions", "corpus", "transformer", "lru"
         ),

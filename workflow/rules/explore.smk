@@ -22,15 +22,15 @@ rule explore_store:
         "results/benchmarks/{corpus}/explore/{model}.tsv"
     conda:
         "../../envs/rnnlens.yaml"
-    threads: EXPLORE.get("threads", 2)
+    threads: EXPLORE["threads"]
     resources:
-        mem_mb=EXPLORE.get("mem_mb", 6000),
+        mem_mb=EXPLORE["mem_mb"],
         runtime=120,
     params:
         out_dir=subpath(output.store, parent=True),
         ngram=explore_ngram_arg,
         oracles=json_arg(EXPLORE_ORACLES),
-        evaluation=f"--eval-streams {EVAL.get('streams', 100)} --eval-warmup {EVAL.get('warmup', 2000)}",
+        evaluation=f"--eval-streams {EVAL['streams']} --eval-warmup {EVAL['warmup']}",
         code=code_fingerprint(
             "explore/store", "internals", "evaluate", "oracles", "words"
         ),

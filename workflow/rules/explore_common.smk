@@ -1,8 +1,8 @@
 # The activation explorer's stores (rnnlens.explore): one per model listed under analysis.explore.models.
 # `rnnlens explore {corpus}` serves them; `snakemake explore` builds every configured one.
 
-EXPLORE = ANALYSIS.get("explore") or {}
-EXPLORE_MODELS = [m for m in EXPLORE.get("models", []) if m in MODELS]
+EXPLORE = ANALYSIS["explore"]
+EXPLORE_MODELS = [m for m in EXPLORE["models"] if m in MODELS]
 # the oracle settings the oracles rule uses (less the n-gram orders, which come as files)
 EXPLORE_ORACLES = {k: v for k, v in ORACLES.items() if k != "ngram_orders"}
 

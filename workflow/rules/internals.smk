@@ -22,13 +22,13 @@ rule internals:
         model=TRAINED_MODEL,
     conda:
         "../../envs/rnnlens.yaml"
-    threads: INTERNALS.get("threads", 4)
+    threads: INTERNALS["threads"]
     resources:
         mem_mb=4000,
         runtime=60,
     params:
         out_dir=subpath(output.saturation, parent=True),
-        max_positions=INTERNALS.get("max_positions", 100000),
+        max_positions=INTERNALS["max_positions"],
         cells=user_cells,
         code=code_fingerprint(
             "internals",

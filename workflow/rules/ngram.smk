@@ -14,7 +14,7 @@ rule ngram:
     threads: 2
     resources:
         # lmplz -S is 70% of this; the Python side maps the binary model (up to ~0.5 GB for 20-grams)
-        mem_mb=NGRAM.get("memory_mb", 8000),
+        mem_mb=NGRAM["memory_mb"],
         runtime=60,
     params:
         memory=lambda wc, resources: f"{int(resources.mem_mb * 0.7)}M",
@@ -37,15 +37,15 @@ rule nnn:
         "results/benchmarks/{corpus}/nnn/nnn-{n}.tsv"
     conda:
         "../../envs/rnnlens.yaml"
-    threads: RES.get("train_threads", 2)
+    threads: RES["train_threads"]
     resources:
         mem_mb=4000,
         runtime=240,
     params:
-        hidden=",".join(map(str, NNN.get("hidden", [64, 128, 256]))),
-        epochs=NNN.get("epochs", 20),
-        patience=NNN.get("patience", 3),
-        batch=NNN.get("batch_size", 1000),
+        hidden=",".join(map(str, NNN["hidden"])),
+        epochs=NNN["epochs"],
+        patience=NNN["patience"],
+        batch=NNN["batch_size"],
         seed=config["training"].get("seed", 1),
         code=code_fingerprint("nnn", "corpus", "predictions"),
     shell:

@@ -13,9 +13,9 @@ rule train:
         model=TRAINED_MODEL,
     conda:
         "../../envs/rnnlens.yaml"
-    threads: RES.get("train_threads", 2)
+    threads: RES["train_threads"]
     resources:
-        mem_mb=RES.get("train_mem_mb", 4000),
+        mem_mb=RES["train_mem_mb"],
         runtime=train_runtime,
     params:
         settings=train_settings,

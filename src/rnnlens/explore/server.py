@@ -17,9 +17,7 @@ API (all GET; errors answer 400 with {"error": "..."}):
   /api/search?model&kind&start&end&threshold[&pad][&max_units][&min_fraction]   hypothesis search
 """
 
-import argparse
 import json
-import sys
 import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -227,23 +225,19 @@ def find_stores(results, corpus, models):
     return [Store(base / m) for m in models]
 
 
-def cli(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="rnnlens explore", description="Open the activation explorer of a corpus's "
-                                 "models in the browser (served on 127.0.0.1; Ctrl-C stops it).")
-    ap.add_argument("corpus", help="corpus id, e.g. warpeace or demo")
-    ap.add_argument("models", nargs="*", help="model ids (default: every model with a store)")
-    ap.add_argument("--results", default="results", help="the workflow's results directory (default: results)")
-    ap.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (default 8765; 0: any free port)")
-    ap.add_argument("--open", action="store_true", help="also open the page in the default web browser")
-    ap.add_argument("--verbose", action="store_true", help="log every request")
-    args = ap.parse_args(argv)
-    try:
-        stores = find_stores(args.results, args.corpus, args.models)
-        explorer = Explorer(stores)
-        server = open_server(explorer, args.port, quiet=not args.verbose)
-    except StoreError as err:
-        print(f"rnnlens explore: error: {err}", file=sys.stderr)
-        return 2
+def add_explore_arguments(parser):
+    parser.add_argument("corpus", help="corpus id, e.g. warpeace or demo")
+    parser.add_argument("models", nargs="*", help="model ids (default: every model with a store)")
+    parser.add_argument("--results", default="results", help="the workflow's results directory (default: results)")
+    parser.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (default 8765; 0: any free port)")
+    parser.add_argument("--open", action="store_true", help="also open the page in the default web browser")
+    parser.add_argument("--verbose", action="store_true", help="log every request")
+
+
+def run_explore(args):
+    stores = find_stores(args.results, args.corpus, args.models)
+    explorer = Explorer(stores)
+    server = open_server(explorer, args.port, quiet=not args.verbose)
     url = f"http://127.0.0.1:{server.server_port}/"
     for s in stores:
         print(f"  {s.model}: {s.meta['layers']} x {s.meta['hidden']} {s.meta['arch']}, store "
@@ -261,7 +255,3 @@ def cli(argv=None) -> int:
     finally:
         server.server_close()
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(cli())

@@ -21,7 +21,6 @@ Quantisation, not compression: a 3-layer 512 LSTM on War and Peace's 325,825 tes
 """
 
 import json
-import os
 import time
 from pathlib import Path
 
@@ -29,11 +28,15 @@ import numpy as np
 import pandas as pd
 import torch
 
+from rnnlens.log import progress
+from rnnlens.errors import InputError, RnnlensError
+from rnnlens.io import atomic_path, atomic_write_bytes, write_json, write_parquet
+
 FORMAT = 1
 KINDS = {"lstm": ("c", "h", "i", "f", "o", "g"), "gru": ("h", "r", "z", "n"), "rnn": ("h",)}
 KIND_LABELS = {"c": "tanh(c) cell", "h": "h hidden", "i": "i input gate", "f": "f forget gate",
                "o": "o output gate", "g": "g candidate", "r": "r reset gate (PyTorch)",
-               "z": "z update gate (PyTorch: weight of h_prev)", "n": "n candidate"}
+               "z": "z update gate, the paper's (1 - PyTorch's z: weight of the candidate)", "n": "n candidate"}
 GATES = {"i", "f", "o", "r", "z"}  # sigmoid: [0, 1]; every other kind is a tanh: [-1, 1]
 TOP_K = 5
 NOT_ANALYSED, NOT_ERROR = -2, -1
@@ -41,8 +44,8 @@ POSITION_DTYPE = np.dtype([("top_byte", np.uint8, (TOP_K,)), ("top_p", np.float3
                            ("p_ngram", np.float32), ("oracle", np.int8)])
 
 
-class StoreError(Exception):
-    """A store that is missing or does not fit its inputs; the message names the problem and the fix."""
+class StoreError(RnnlensError):
+    """An explorer store that is missing or does not fit its inputs."""
 
 
 def kind_range(kind):
@@ -67,10 +70,6 @@ def level_threshold(threshold, kind):
     """The level t with decode(q) > threshold  <=>  q > t, for integer levels q."""
     lo, hi = kind_range(kind)
     return int(np.clip(np.floor((threshold - lo) * 255.0 / (hi - lo)), -1, 255))
-
-
-def _part(path):
-    return path.with_name(path.name + ".part")
 
 
 class Store:
@@ -155,31 +154,26 @@ def write_store(out_dir, meta, text, fill_acts, positions, scores=None, started=
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     files = _store_files(out_dir)
-    _part(files["store.json"]).unlink(missing_ok=True)
     files["store.json"].unlink(missing_ok=True)
     n = len(text)
     tracks = len(meta["kinds"]) * meta["layers"] * meta["hidden"]
-    acts = np.lib.format.open_memmap(_part(files["acts.npy"]), mode="w+", dtype=np.uint8, shape=(tracks, n))
-    fill_acts(acts)
-    acts.flush()
-    del acts
-    os.replace(_part(files["acts.npy"]), files["acts.npy"])
-    np.save(_part(files["positions.npy"]), positions, allow_pickle=False)
-    os.replace(str(_part(files["positions.npy"])) + ".npy", files["positions.npy"])  # np.save appends .npy
-    text_part = _part(files["text.bin"])
-    np.asarray(text, dtype=np.uint8).tofile(text_part)
-    os.replace(text_part, files["text.bin"])
+    with atomic_path(files["acts.npy"]) as part:
+        acts = np.lib.format.open_memmap(part, mode="w+", dtype=np.uint8, shape=(tracks, n))
+        fill_acts(acts)
+        acts.flush()
+        del acts
+    with atomic_path(files["positions.npy"]) as part:  # ends in .npy, so np.save appends nothing
+        np.save(part, positions, allow_pickle=False)
+    atomic_write_bytes(files["text.bin"], np.asarray(text, dtype=np.uint8).tobytes())
     if scores is not None:
-        scores.to_parquet(_part(files["scores.parquet"]), index=False)
-        os.replace(_part(files["scores.parquet"]), files["scores.parquet"])
+        write_parquet(scores, files["scores.parquet"])
     else:
         files["scores.parquet"].unlink(missing_ok=True)
     sizes = {name: path.stat().st_size for name, path in files.items() if name != "store.json" and path.is_file()}
     meta = {**meta, "format": FORMAT, "positions": n, "bytes": sizes, "total_bytes": sum(sizes.values())}
     if started is not None:
         meta["build_seconds"] = round(time.perf_counter() - started, 2)
-    _part(files["store.json"]).write_text(json.dumps(meta, indent=1) + "\n")
-    os.replace(_part(files["store.json"]), files["store.json"])
+    write_json(files["store.json"], meta, indent=1)
     return meta
 
 
@@ -212,7 +206,9 @@ def _fill_from_model(model, corpus, streams, warmup, chunk, log):
             pos = chunk_acts.pos
             for k, kind in enumerate(kinds):
                 for layer, layer_acts in enumerate(chunk_acts.acts):
-                    levels = quantise(layer_acts[kind], kind).cpu().numpy()  # (streams, time, hidden)
+                    # the GRU's z as the paper defines it (weight of the candidate): 1 - PyTorch's z
+                    values = 1 - layer_acts[kind] if kind == "z" else layer_acts[kind]
+                    levels = quantise(values, kind).cpu().numpy()  # (streams, time, hidden)
                     first = (k * spec.layers + layer) * H
                     for b in range(pos.shape[0]):
                         keep = pos[b] >= 0
@@ -253,7 +249,7 @@ def _read_p(path, n, what):
 
 
 def build_store(model, corpus, out_dir, model_id, predictions=None, ngram=None, oracle_ngrams=(), oracle_settings=None,
-                cells=None, eval_streams=100, eval_warmup=2000, streams=50, warmup=1000, chunk=100, log=print):
+                cells=None, eval_streams=100, eval_warmup=2000, streams=50, warmup=1000, chunk=100, log=progress(__name__)):
     """Build the store of one model over the corpus's test split; returns its metadata (with sizes and time)."""
     t0 = time.perf_counter()
     spec = model.spec
@@ -304,34 +300,29 @@ def _oracle_labels(corpus, positions, oracle_ngrams, settings):
     return names, config.error_threshold
 
 
-def cli(argv=None) -> int:
-    import argparse
-    import sys
+def add_explore_store_arguments(parser):
+    parser.add_argument("--model", required=True, help="model.pt written by training")
+    parser.add_argument("--data", required=True, help="prepared corpus data.json")
+    parser.add_argument("--out-dir", required=True, help="the store's directory")
+    parser.add_argument("--model-id", default=None)
+    parser.add_argument("--predictions", help="the model's predictions Parquet (its p is shown beside the n-gram's)")
+    parser.add_argument("--ngram", help="the reference n-gram's predictions Parquet (e.g. ngram-20.parquet)")
+    parser.add_argument("--oracle-ngrams", nargs="*", default=[], help="n-gram predictions for the n-gram oracle")
+    parser.add_argument("--oracle-settings", help="JSON of the oracle settings (analysis.oracles); given: label errors")
+    parser.add_argument("--cells", help="the cells stage's cells.parquet of this model (ranks units by feature)")
+    parser.add_argument("--eval-streams", type=int, default=100, help="as evaluation.streams (so p matches the Parquet)")
+    parser.add_argument("--eval-warmup", type=int, default=2000, help="as evaluation.warmup")
+    parser.add_argument("--streams", type=int, default=50, help="internals streams")
+    parser.add_argument("--warmup", type=int, default=1000, help="internals warm-up characters")
+    parser.add_argument("--chunk", type=int, default=100, help="internals time steps per chunk (memory)")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
 
-    ap = argparse.ArgumentParser(prog="rnnlens explore-store", description="Build the explorer's store of one model: "
-                                 "every layer's activations over the whole test split (uint8, memory-mapped), the "
-                                 "top-5 predictions, n-gram and oracle facts per position.")
-    ap.add_argument("--model", required=True, help="model.pt written by training")
-    ap.add_argument("--data", required=True, help="prepared corpus data.json")
-    ap.add_argument("--out-dir", required=True, help="the store's directory")
-    ap.add_argument("--model-id", default=None)
-    ap.add_argument("--predictions", help="the model's predictions Parquet (its p is shown beside the n-gram's)")
-    ap.add_argument("--ngram", help="the reference n-gram's predictions Parquet (e.g. ngram-20.parquet)")
-    ap.add_argument("--oracle-ngrams", nargs="*", default=[], help="n-gram predictions for the n-gram oracle")
-    ap.add_argument("--oracle-settings", help="JSON of the oracle settings (analysis.oracles); given: label errors")
-    ap.add_argument("--cells", help="the cells stage's cells.parquet of this model (ranks units by feature)")
-    ap.add_argument("--eval-streams", type=int, default=100, help="as evaluation.streams (so p matches the Parquet)")
-    ap.add_argument("--eval-warmup", type=int, default=2000, help="as evaluation.warmup")
-    ap.add_argument("--streams", type=int, default=50, help="internals streams")
-    ap.add_argument("--warmup", type=int, default=1000, help="internals warm-up characters")
-    ap.add_argument("--chunk", type=int, default=100, help="internals time steps per chunk (memory)")
-    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-    args = ap.parse_args(argv)
+
+def run_explore_store(args):
 
     from rnnlens.corpus import PreparedCorpus
     from rnnlens.internals import model_id_for
     from rnnlens.model import load_model
-    from rnnlens.oracles import OracleError
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -339,27 +330,16 @@ def cli(argv=None) -> int:
              ("--ngram", args.ngram), ("--cells", args.cells)] + [("--oracle-ngrams", p) for p in args.oracle_ngrams]
     for flag, path in given:
         if path and not Path(path).is_file():
-            print(f"rnnlens explore-store: error: {flag} {path} does not exist; run the stage that makes it first",
-                  file=sys.stderr)
-            return 2
+            raise InputError(f"{flag} {path} does not exist; run the stage that makes it first")
     model, extra = load_model(args.model)
     corpus = PreparedCorpus.load(args.data)
     if model.spec.vocab_size != corpus.vocab_size:
-        print(f"rnnlens explore-store: error: model {args.model} has a vocabulary of {model.spec.vocab_size}, corpus "
-              f"{args.data} of {corpus.vocab_size}; give the data.json the model was trained on", file=sys.stderr)
-        return 2
-    try:
-        build_store(model, corpus, args.out_dir, model_id_for(args.model, extra, args.model_id),
-                    predictions=args.predictions, ngram=args.ngram, oracle_ngrams=args.oracle_ngrams,
-                    oracle_settings=json.loads(args.oracle_settings) if args.oracle_settings else None,
-                    cells=args.cells, eval_streams=args.eval_streams, eval_warmup=args.eval_warmup,
-                    streams=args.streams, warmup=args.warmup, chunk=args.chunk,
-                    log=lambda message: print(message, flush=True))
-    except (StoreError, OracleError, ValueError) as err:
-        print(f"rnnlens explore-store: error: {err}", file=sys.stderr)
-        return 2
+        raise InputError(f"model {args.model} has a vocabulary of {model.spec.vocab_size}, corpus "
+                         f"{args.data} of {corpus.vocab_size}; give the data.json the model was trained on")
+    build_store(model, corpus, args.out_dir, model_id_for(args.model, extra, args.model_id),
+                predictions=args.predictions, ngram=args.ngram, oracle_ngrams=args.oracle_ngrams,
+                oracle_settings=json.loads(args.oracle_settings) if args.oracle_settings else None,
+                cells=args.cells, eval_streams=args.eval_streams, eval_warmup=args.eval_warmup,
+                streams=args.streams, warmup=args.warmup, chunk=args.chunk,
+                log=lambda message: print(message, flush=True))
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(cli())
