@@ -167,7 +167,7 @@ def draw_saturation(frames, title=None, corpus=None):
             ax.set_xlim(-0.02, 1.02)
             ax.set_ylim(-0.02, 1.02)
             ax.set_aspect("equal")
-            ax.set_title(f"{m}: {GATE_TITLES[gate]}", fontsize=8)
+            ax.set_title("\n".join(textwrap.wrap(f"{m}: {GATE_TITLES[gate]}", 44)), fontsize=8)
             ax.set_xlabel("fraction right-saturated (> 0.9)", fontsize=8)
             ax.set_ylabel("fraction left-saturated (< 0.1)", fontsize=8)
             ax.tick_params(labelsize=7)
@@ -175,9 +175,11 @@ def draw_saturation(frames, title=None, corpus=None):
                 ax.legend(fontsize=7, loc="upper right", markerscale=1.5)
     if title is None and corpus:
         title = f"{corpus}: gate saturation of {', '.join(models)}"
-    if title:
-        fig.suptitle("\n".join(textwrap.wrap(title, 30 * ncols)), fontsize=10)
-    fig.tight_layout()
+    lines = textwrap.wrap(title, 30 * ncols) if title else []
+    if lines:
+        fig.suptitle("\n".join(lines), fontsize=10)
+    # keep the panels below the title: tight_layout alone lets the first row's titles run into it
+    fig.tight_layout(rect=(0, 0, 1, 1 - (0.25 + 0.2 * len(lines)) / fig.get_figheight()))
     return fig
 
 
