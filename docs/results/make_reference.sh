@@ -20,10 +20,10 @@ snakemake "${targets[@]}" --configfile "$REF" docs/results/linux.yaml --cores "$
 # Table 2 of both corpora, and the small outputs this folder keeps
 rnnlens table2 --ngram results/*/predictions/ngram-*.parquet --nnn results/*/predictions/nnn-*.parquet \
   --table1 results/tables/table1.csv --out-csv docs/results/table2.csv --out-md docs/results/table2.md
-cp results/tables/table1.md results/tables/table1.csv docs/results/
-cp results/figures/warpeace/saturation.png results/figures/warpeace/error_breakdown.png \
-  results/figures/warpeace/perchar.png results/figures/training_curves_warpeace.png docs/results/
-cp results/figures/warpeace/brackets/brackets-warpeace-quote.png results/figures/warpeace/brackets/brackets-warpeace-paren.png \
-  docs/results/
-cp results/warpeace/analysis/*.csv docs/results/ 2>/dev/null || true
+cp results/tables/table1.md results/tables/table1.csv results/tables/best_cells_warpeace.csv docs/results/
+fig=results/figures/warpeace
+cp "$fig/saturation.png" "$fig/error_breakdown.png" "$fig/perchar.png" "$fig/tsne.png" "$fig/dynamics.png" \
+  "$fig/brackets/brackets-warpeace-quote.png" "$fig/brackets/brackets-warpeace-paren.png" \
+  results/figures/training_curves_warpeace.png docs/results/
+cp results/warpeace/analysis/*.csv docs/results/
 echo "make_reference: docs/results/ updated"
