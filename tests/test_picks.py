@@ -88,3 +88,15 @@ def test_no_rule_splices_a_command_into_its_shell_line():
     """A $(...) inside a command's arguments can fail without failing the command (bash ignores its status)."""
     for smk in (ROOT / "workflow" / "rules").glob("*.smk"):
         assert "$(" not in smk.read_text(), smk.name
+
+
+def test_a_dry_run_plans_every_picking_analysis_with_its_pick():
+    from conftest import VENV_BIN
+
+    proc = subprocess.run([str(VENV_BIN / "snakemake"), "-n", "-p", "--configfile", "profiles/demo/demo.yaml"],
+                          cwd=ROOT, env=run_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    commands = [line for line in proc.stdout.splitlines() if "--pick" in line]
+    for command in ("perchar", "brackets --data", "small-vs-large", "oracles --data"):
+        assert any(f"rnnlens {command}" in c and "--table1 results/tables/table1.csv --pick lstm --candidates" in c
+                   for c in commands), command
