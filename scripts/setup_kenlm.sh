@@ -1,23 +1,33 @@
 #!/usr/bin/env bash
 # Build KenLM's lmplz and build_binary and its Python module with a maximum n-gram order of 21 (the paper's
-# 20-gram; PyPI wheels stop at 6), from the kenlm source distribution on PyPI. Cached and idempotent: the sdist
-# and the build tree live under .build/kenlm (git-ignored), and a second run with everything in place does nothing.
+# 20-gram, rnnlens.ngram.MAX_ORDER; PyPI wheels stop at 6), from the kenlm source distribution on PyPI. Cached and
+# idempotent: the sdist, the build tree and the wheel live under .build/kenlm (git-ignored); a build tree or wheel
+# already there is reused, and a second run with everything in place does nothing.
 #
 #   scripts/setup_kenlm.sh [VENV]      VENV: first argument, else $VENV, else .venv under the repository root
 #
-# Environment: KENLM_MAX_ORDER (21), KENLM_VERSION (0.3.0), KENLM_JOBS (2, parallel make jobs).
-# System packages (Debian/Ubuntu names): cmake g++ make libboost-program-options-dev libboost-system-dev
-# libboost-thread-dev libboost-test-dev zlib1g-dev libbz2-dev liblzma-dev. Installed with apt-get when run as
-# root; otherwise the script stops and prints the command to run.
+# The same script is the conda environment's post-deploy step (envs/rnnlens.post-deploy.sh links to it): Snakemake
+# copies it to <env>.post-deploy.sh and runs it inside the new environment, which then is VENV. A conda prefix
+# (it has conda-meta/) takes its compilers and libraries from the environment (cmake, make, cxx-compiler, boost
+# and the compression libraries are in envs/rnnlens.yaml) and keeps its cache inside itself, since what is built
+# there links against the environment's libraries.
+#
+# Environment: KENLM_MAX_ORDER (21), KENLM_VERSION (0.3.0), KENLM_JOBS (2, parallel make jobs), KENLM_CACHE.
+# System packages (Debian/Ubuntu names; not for a conda prefix): cmake g++ make libboost-program-options-dev
+# libboost-system-dev libboost-thread-dev libboost-test-dev zlib1g-dev libbz2-dev liblzma-dev. Installed with
+# apt-get when run as root; otherwise the script stops and prints the command to run.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-VENV=${1:-${VENV:-$ROOT/.venv}}
+if [[ "${BASH_SOURCE[0]}" == *.post-deploy.sh ]]; then
+  # run by Snakemake as <env>.post-deploy.sh, in the activated environment <env>
+  VENV=${CONDA_PREFIX:-${BASH_SOURCE[0]%.post-deploy.sh}}
+else
+  VENV=${1:-${VENV:-$ROOT/.venv}}
+fi
 MAX_ORDER=${KENLM_MAX_ORDER:-21}
 VERSION=${KENLM_VERSION:-0.3.0}
 JOBS=${KENLM_JOBS:-2}
-CACHE=$ROOT/.build/kenlm
-BUILD=$CACHE/build-$VERSION-o$MAX_ORDER
 PY=$VENV/bin/python
 STAMP=$VENV/.kenlm-stamp
 WANT_STAMP="kenlm $VERSION max_order $MAX_ORDER"
@@ -29,6 +39,15 @@ if [ ! -x "$PY" ]; then
   exit 1
 fi
 VENV=$(cd "$VENV" && pwd)
+CONDA_ENV=false
+[ -d "$VENV/conda-meta" ] && CONDA_ENV=true
+if $CONDA_ENV; then
+  CACHE=${KENLM_CACHE:-$VENV/share/rnnlens-kenlm}
+else
+  CACHE=${KENLM_CACHE:-$ROOT/.build/kenlm}
+fi
+BUILD=$CACHE/build-$VERSION-o$MAX_ORDER
+WHEELS=$CACHE/wheels-$VERSION-o$MAX_ORDER
 
 installed() {
   [ -x "$VENV/bin/lmplz" ] && [ -x "$VENV/bin/build_binary" ] && [ -f "$STAMP" ] \
@@ -41,12 +60,30 @@ if installed; then
 fi
 
 START=$SECONDS
+# a build tree that finished (see the stamp below) and a wheel already built are reused as they are
+BUILT=false
+[ -f "$BUILD/.built" ] && [ -x "$BUILD/bin/lmplz" ] && [ -x "$BUILD/bin/build_binary" ] && BUILT=true
+WHEEL=false
+ls "$WHEELS"/kenlm-*.whl >/dev/null 2>&1 && WHEEL=true
+if $BUILT && $WHEEL; then
+  say "reusing the build in ${CACHE#"$ROOT"/}"
+fi
 
 # --- system packages -------------------------------------------------------------------------------------------
 PACKAGES="cmake g++ make libboost-program-options-dev libboost-system-dev libboost-thread-dev libboost-test-dev \
 zlib1g-dev libbz2-dev liblzma-dev"
 missing=()
-if command -v dpkg-query >/dev/null; then
+if $BUILT && $WHEEL; then
+  :  # nothing to compile
+elif $CONDA_ENV; then
+  # the environment's own tools and libraries (envs/rnnlens.yaml); cmake names any missing library below
+  for tool in cmake make "${CXX:-g++}"; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+  if [ ${#missing[@]} -gt 0 ]; then
+    say "the conda environment $VENV lacks ${missing[*]}; they are listed in envs/rnnlens.yaml (cmake, make," \
+      "cxx-compiler): recreate the environment" >&2
+    exit 1
+  fi
+elif command -v dpkg-query >/dev/null; then
   for pkg in $PACKAGES; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
   done
@@ -68,33 +105,40 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # --- source distribution (cached) --------------------------------------------------------------------------------
-mkdir -p "$CACHE/dist"
 SDIST=$CACHE/dist/kenlm-$VERSION.tar.gz
-if [ ! -f "$SDIST" ]; then
-  say "downloading the kenlm $VERSION source distribution from PyPI"
-  # --no-binary kenlm (never :all:, which would build cmake itself from source) forces the sdist.
-  "$PY" -m pip download -q --no-deps --no-binary kenlm "kenlm==$VERSION" -d "$CACHE/dist"
-fi
 SRC=$CACHE/src/kenlm-$VERSION
-if [ ! -f "$SRC/CMakeLists.txt" ]; then
-  rm -rf "$SRC" && mkdir -p "$CACHE/src"
-  tar -xzf "$SDIST" -C "$CACHE/src"
-  # The Python build hardcodes make -j4; keep to the job count asked for.
-  sed -i "s/\"-j4\"/\"-j$JOBS\"/" "$SRC/setup.py"
+if ! { $BUILT && $WHEEL; }; then
+  mkdir -p "$CACHE/dist"
+  if [ ! -f "$SDIST" ]; then
+    say "downloading the kenlm $VERSION source distribution from PyPI"
+    # --no-binary kenlm (never :all:, which would build cmake itself from source) forces the sdist.
+    "$PY" -m pip download -q --no-deps --no-binary kenlm "kenlm==$VERSION" -d "$CACHE/dist"
+  fi
+  if [ ! -f "$SRC/CMakeLists.txt" ]; then
+    rm -rf "$SRC" && mkdir -p "$CACHE/src"
+    tar -xzf "$SDIST" -C "$CACHE/src"
+    # The Python build hardcodes make -j4; keep to the job count asked for.
+    sed -i "s/\"-j4\"/\"-j$JOBS\"/" "$SRC/setup.py"
+  fi
 fi
 
 # --- lmplz and build_binary ---------------------------------------------------------------------------------------
-say "building lmplz and build_binary (KENLM_MAX_ORDER=$MAX_ORDER, make -j$JOBS) in ${BUILD#"$ROOT"/}"
-cmake -S "$SRC" -B "$BUILD" -DKENLM_MAX_ORDER="$MAX_ORDER" -DCMAKE_BUILD_TYPE=Release >"$CACHE/cmake.log" 2>&1 \
-  || { tail -30 "$CACHE/cmake.log" >&2; say "cmake failed; full log: $CACHE/cmake.log" >&2; exit 1; }
-make -C "$BUILD" -j"$JOBS" lmplz build_binary >"$CACHE/make.log" 2>&1 \
-  || { tail -30 "$CACHE/make.log" >&2; say "make failed; full log: $CACHE/make.log" >&2; exit 1; }
+if ! $BUILT; then
+  say "building lmplz and build_binary (KENLM_MAX_ORDER=$MAX_ORDER, make -j$JOBS) in ${BUILD#"$ROOT"/}"
+  prefix=()
+  $CONDA_ENV && prefix=(-DCMAKE_PREFIX_PATH="$VENV")  # boost, zlib, bz2, lzma of the environment
+  cmake -S "$SRC" -B "$BUILD" -DKENLM_MAX_ORDER="$MAX_ORDER" -DCMAKE_BUILD_TYPE=Release "${prefix[@]}" \
+    >"$CACHE/cmake.log" 2>&1 \
+    || { tail -30 "$CACHE/cmake.log" >&2; say "cmake failed; full log: $CACHE/cmake.log" >&2; exit 1; }
+  make -C "$BUILD" -j"$JOBS" lmplz build_binary >"$CACHE/make.log" 2>&1 \
+    || { tail -30 "$CACHE/make.log" >&2; say "make failed; full log: $CACHE/make.log" >&2; exit 1; }
+  touch "$BUILD/.built"  # only a build that finished is reused
+fi
 install -m 755 "$BUILD/bin/lmplz" "$BUILD/bin/build_binary" "$VENV/bin/"
 say "installed lmplz and build_binary into $VENV/bin ($((SECONDS - START)) s so far)"
 
 # --- Python module, from the same sdist (setup.py reads MAX_ORDER from the environment) -------------------------
-WHEELS=$CACHE/wheels-$VERSION-o$MAX_ORDER
-if ! ls "$WHEELS"/kenlm-*.whl >/dev/null 2>&1; then
+if ! $WHEEL; then
   say "building the kenlm Python module (MAX_ORDER=$MAX_ORDER)"
   isolation=()
   # Without isolation pip uses the system cmake and the venv's setuptools: no downloads and no cmake wheel.

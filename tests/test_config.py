@@ -166,3 +166,11 @@ def test_a_default_changed_in_the_schema_reaches_the_job_that_uses_it(tmp_path):
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     evaluate = [line for line in proc.stdout.splitlines() if "rnnlens evaluate" in line]
     assert evaluate and "--streams 37 " in evaluate[0], proc.stdout[-3000:]
+
+
+def test_training_runtimes_are_set_in_the_workflow_config_only():
+    """docs/slurm.md tells users to edit resources.train_runtime_minutes in the config: a `config:` block in the
+    Slurm profile would silently override it."""
+    profile = yaml.safe_load((ROOT / "profiles/slurm/config.yaml").read_text())
+    assert not {"config", "configfile", "configfiles"} & set(profile)
+    assert "resources.train_runtime_minutes` in the workflow config" in (ROOT / "docs/slurm.md").read_text()

@@ -102,5 +102,7 @@ def test_kernel_tarball_builder(tmp_path):
     prov = acquire({"tarball": {"path": str(tar), "include_dirs": ["mm"], "patterns": ["*.c"]}},
                    tmp_path / "k" / "corpus.bin", log=lambda m: None)
     assert (tmp_path / "k" / "corpus.bin").read_bytes() == b"int m;\n" and prov["files"] == 1
+    # the files used are in the provenance (a declared output), not in an undeclared file beside the corpus
+    assert prov["file_list"] == ["mm/m.c"] and sorted(p.name for p in (tmp_path / "k").iterdir()) == ["corpus.bin"]
     with pytest.raises(CorpusError, match="no file"):
         build_corpus_from_tar(tar, ["drivers"], ["*.c"], 0, log=lambda m: None)

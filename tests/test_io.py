@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from rnnlens.errors import RnnlensError
-from rnnlens.io import atomic_path, atomic_write_text, torch_load, torch_save
+from rnnlens.io import atomic_dir, atomic_path, atomic_write_text, torch_load, torch_save
 
 
 def test_an_interrupted_write_leaves_neither_the_target_nor_a_temporary_file(tmp_path):
@@ -16,6 +16,22 @@ def test_an_interrupted_write_leaves_neither_the_target_nor_a_temporary_file(tmp
     assert list(tmp_path.iterdir()) == []
     atomic_write_text(tmp_path / "out.csv", "whole\n")
     assert [p.name for p in tmp_path.iterdir()] == ["out.csv"] and (tmp_path / "out.csv").read_text() == "whole\n"
+
+
+def test_a_folder_is_replaced_whole_or_not_at_all(tmp_path):
+    """cells/ of an earlier run may hold pictures of other cells: a new run's folder takes its place whole."""
+    (tmp_path / "cells").mkdir()
+    (tmp_path / "cells" / "old.png").write_text("old")
+    with pytest.raises(KeyError):
+        with atomic_dir(tmp_path / "cells") as tmp:
+            (tmp / "new.png").write_text("half")
+            raise KeyError("killed mid-write")
+    assert [p.name for p in tmp_path.iterdir()] == ["cells"] and [p.name for p in (tmp_path / "cells").iterdir()] == [
+        "old.png"]
+    with atomic_dir(tmp_path / "cells") as tmp:
+        (tmp / "new.png").write_text("new")
+    assert [p.name for p in tmp_path.iterdir()] == ["cells"] and [p.name for p in (tmp_path / "cells").iterdir()] == [
+        "new.png"]
 
 
 class Payload:

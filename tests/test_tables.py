@@ -2,7 +2,8 @@ import pandas as pd
 import pytest
 
 from rnnlens.predictions import write_predictions
-from rnnlens.tables import pick_model, table1, table1_markdown, table2
+from rnnlens.picks import pick_model
+from rnnlens.tables import table1, table1_markdown, table2
 
 
 def _pred(path, corpus, model, p, **meta):

@@ -168,6 +168,15 @@ def test_every_analysis_runs_end_to_end(tmp_path):
     dynamics = pd.read_csv(tmp_path / "results/toy/analysis/dynamics.csv")
     assert len(dynamics) == 2 * 2 and (dynamics.sym_kl > 0).all()
     assert planned_jobs(tmp_path) == {}
+    # every file the rules wrote is a declared output (or in one), a log or a benchmark: nothing undeclared that a
+    # rerun could leave stale beside new outputs (training snapshots aside: the training stage's own manifest)
+    summary = snakemake(tmp_path, "--summary").stdout.splitlines()
+    declared = {tmp_path / line.split("\t")[0] for line in summary[1:] if line.strip()}
+    undeclared = [p.relative_to(tmp_path).as_posix() for p in (tmp_path / "results").rglob("*")
+                  if p.is_file() and not any(p == d or d in p.parents for d in declared)
+                  and p.relative_to(tmp_path / "results").parts[0] not in ("logs", "benchmarks")
+                  and "snapshots" not in p.parts]
+    assert undeclared == []
 
 
 def test_transformer_lru_and_dynamic_evaluation_run_through_every_stage(tmp_path):

@@ -11,10 +11,9 @@ Models without an argmax column (n-grams, whose predictions only give p of the t
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 
 from rnnlens.errors import RnnlensError
-from rnnlens.io import atomic_write_text
+from rnnlens.io import atomic_write_text, parquet_schema
 from rnnlens.model import parse_model_id
 from rnnlens.oracles import model_id_of
 from rnnlens.plots import pyplot, save_figures
@@ -141,7 +140,7 @@ def load_argmaxes(paths):
     """-> (ids, argmax arrays, skipped ids). Files whose argmax is null (n-grams) are skipped."""
     ids, argmaxes, skipped, targets = [], [], [], None
     for path in paths:
-        if "argmax" not in pq.read_schema(path).names:
+        if "argmax" not in parquet_schema(path).names:
             raise AgreementError(f"{path} has no argmax column; is it a predictions Parquet?")
         df, meta = read_predictions(path, columns=["target", "argmax"])
         mid = model_id_of(meta, path)

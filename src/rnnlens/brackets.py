@@ -32,6 +32,7 @@ from rnnlens.log import progress
 from rnnlens.errors import InputError
 from rnnlens.corpus import PreparedCorpus
 from rnnlens.io import atomic_write_text
+from rnnlens.picks import add_pick_options, picked
 from rnnlens.predictions import read_predictions
 from rnnlens.plots import save_figures
 
@@ -303,7 +304,10 @@ def brackets(data_json, prediction_paths, labels=None, delimiters=tuple(DELIMITE
 
 def add_brackets_arguments(parser):
     parser.add_argument("--data", required=True, help="prepared corpus results/{corpus}/data.json")
-    parser.add_argument("--predictions", nargs="+", required=True, help="predictions Parquet files, one per model")
+    parser.add_argument("--predictions", nargs="*", default=[], help="predictions Parquet files, one per model "
+                        "(after the picked ones, if --pick)")
+    add_pick_options(parser, "the best model of every architecture, and the best model of ARCH of every depth at "
+                     "the largest size")
     parser.add_argument("--labels", nargs="+", help="one label per predictions file (default: the model id in it)")
     parser.add_argument("--delimiters", default=",".join(DELIMITERS),
                         help=f"comma-separated subset of {','.join(DELIMITERS)} (default: all)")
@@ -325,6 +329,10 @@ def run_brackets(args):
         raise InputError(f"unknown delimiters {unknown}; choose from {','.join(DELIMITERS)}")
     if args.bin < 1:
         raise InputError("--bin must be >= 1")
+    if args.pick:
+        args.predictions = picked(args, every_arch=True) + args.predictions
+    if not args.predictions:
+        raise InputError("give --predictions PARQUET..., or --pick ARCH with --table1 and --candidates")
     t0 = time.time()
     curves, summary, families = brackets(args.data, args.predictions, args.labels, delimiters, args.bin,
                                          args.quote_scope)

@@ -26,13 +26,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
 from scipy.stats import rankdata
 
 from rnnlens.errors import InputError
 from rnnlens.features import CHARACTER_CLASSES, FEATURE_KINDS
-from rnnlens.io import atomic_csv, atomic_write_text, write_table
+from rnnlens.io import atomic_csv, atomic_write_text, read_parquet, write_table
 
 META_KEY = b"rnnlens"
 SCORE_COLUMNS = ["layer", "unit", "feature", "kind", "value", "score", "sign", "rank", "prevalence", "positions",
@@ -242,7 +241,7 @@ def write_top(scores, path, per_feature=5):
 
 
 def read_scores(path):
-    return pq.read_table(path).to_pandas()
+    return read_parquet(path).to_pandas()
 
 
 def write_excerpts(path, positions, test_bytes, values, windows, layers, hidden, meta=None):
@@ -262,7 +261,7 @@ def write_excerpts(path, positions, test_bytes, values, windows, layers, hidden,
 
 def read_excerpts(path):
     """-> (DataFrame window/pos/byte, values (rows, layers, hidden) float32, metadata)."""
-    table = pq.read_table(path)
+    table = read_parquet(path)
     meta = json.loads(table.schema.metadata[META_KEY])
     layers, hidden = meta["layers"], meta["hidden"]
     values = np.stack([table.column(f"layer{k + 1}").combine_chunks().flatten().to_numpy().reshape(-1, hidden)

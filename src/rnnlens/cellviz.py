@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from rnnlens.errors import InputError
-from rnnlens.io import atomic_path, atomic_write_text
+from rnnlens.io import atomic_dir, atomic_path, atomic_write_text
 
 RED = np.array([0.84, 0.19, 0.15])
 BLUE = np.array([0.13, 0.40, 0.76])
@@ -262,9 +262,6 @@ def draw_model_cells(out_dir, scores, excerpts_path, feature_table=None, user_ce
 
     out_dir = Path(out_dir)
     png_dir = out_dir / "cells"
-    png_dir.mkdir(parents=True, exist_ok=True)
-    for stale in png_dir.glob("*.png"):  # pictures of an earlier run may name other cells
-        stale.unlink()
     frame, values, meta = read_excerpts(excerpts_path)
     if len(frame) == 0:
         raise InputError(f"{excerpts_path} holds no excerpt positions; rerun internals with --windows >= 1")
@@ -280,7 +277,8 @@ def draw_model_cells(out_dir, scores, excerpts_path, feature_table=None, user_ce
     sections = [HTML_HEAD.format(title=html.escape(f"Cells of {label}"), what=what, legend=legend)]
     pdf_path = out_dir / "cells.pdf"
     written = []
-    with atomic_path(pdf_path) as pdf_tmp, PdfPages(pdf_tmp) as pdf:
+    # cells/ is replaced whole: the pictures of an earlier run may name other cells
+    with atomic_dir(png_dir) as png_tmp_dir, atomic_path(pdf_path) as pdf_tmp, PdfPages(pdf_tmp) as pdf:
         for pick in picks:
             raw = values[:, pick["layer"] - 1, pick["unit"]]
             scale, scale_note = colour_scale(raw, cell_state)  # over every excerpt: one scale per cell
@@ -295,8 +293,7 @@ def draw_model_cells(out_dir, scores, excerpts_path, feature_table=None, user_ce
             caption = caption_of(pick, label)
             fig = draw_cell_figure(data[mask], shown[mask], caption, width, scale_note)
             name = f"{pick['feature'] or 'user'}__L{pick['layer']}_U{pick['unit']}.png"
-            with atomic_path(png_dir / name) as png_tmp:
-                fig.savefig(png_tmp, dpi=110)
+            fig.savefig(png_tmp_dir / name, dpi=110)
             pdf.savefig(fig)
             plt.close(fig)
             written.append(png_dir / name)

@@ -22,7 +22,7 @@ COMMANDS = {
     "evaluate": ("rnnlens.evaluate", "test-set predictions Parquet of a trained model"),
     "table1": ("rnnlens.tables", "Table 1 from predictions metadata and models tables"),
     "table2": ("rnnlens.tables", "Table 2 from n-gram and n-NN predictions and Table 1"),
-    "pick": ("rnnlens.tables", "print the predictions path of the best model of a kind (from Table 1)"),
+    "pick": ("rnnlens.picks", "print the predictions path of the best model of a kind (from Table 1)"),
     "curves": ("rnnlens.tables", "training curves figure from history CSVs"),
     "sample": ("rnnlens.sample", "generate text from a trained model"),
     "ngram": ("rnnlens.ngram", "KenLM byte n-gram baseline: build it on the training split, predict the test split"),

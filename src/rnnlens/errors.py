@@ -17,5 +17,5 @@ class InputError(RnnlensError, ValueError):
     """A bad argument or input file. Also a ValueError, so callers that caught ValueError before still do."""
 
 
-class CorpusError(RnnlensError):
+class CorpusError(InputError):
     """Bad corpus input (a missing file, a failed download, a wrong hash, a split that does not fit)."""

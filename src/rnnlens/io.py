@@ -17,7 +17,7 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
-from rnnlens.errors import CorpusError, RnnlensError
+from rnnlens.errors import CorpusError, InputError, RnnlensError
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,24 @@ def atomic_path(path):
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_dir(path):
+    """Yield a temporary folder beside `path`; when the block ends without an error it takes the place of `path`
+    whole (the old folder and every file in it go), so the folder never mixes the files of two runs."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent))
+    old = tmp.with_suffix(".old")
+    try:
+        yield tmp
+        if path.exists():
+            os.replace(path, old)  # a rename cannot replace a folder that has files: move it aside first
+        os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def atomic_write_bytes(path, data):
@@ -77,6 +95,36 @@ def write_table(table, path, meta=None):
     return Path(path)
 
 
+def cut_short(path, what, err):
+    """The error for an input file that cannot be read to its end: one line, naming the file and the fix."""
+    reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+    return InputError(f"{path} is not a complete {what} ({reason}); it was probably cut short (a job killed while "
+                      "writing it, a full disk, a partial copy). Delete it and rerun the workflow (or the command "
+                      "that wrote it) to make it again.")
+
+
+def parquet_schema(path):
+    """The schema (and metadata) of a Parquet file; an incomplete file raises cut_short's InputError."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_schema(path)
+    except pa.ArrowInvalid as err:
+        raise cut_short(path, "Parquet file", err) from err
+
+
+def read_parquet(path, columns=None):
+    """A Parquet file as an Arrow table; an incomplete file raises cut_short's InputError."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_table(path, columns=columns)
+    except pa.ArrowInvalid as err:
+        raise cut_short(path, "Parquet file", err) from err
+
+
 def write_parquet(frame, path, meta=None):
     """A pandas DataFrame as Parquet with the rnnlens metadata dict."""
     import pyarrow as pa
@@ -107,10 +155,16 @@ def torch_save(obj, path):
 def torch_load(path, map_location="cpu"):
     """Load a .pt file written by rnnlens: tensors, numbers, strings and containers only (weights_only), so a file
     from elsewhere cannot run code while it is read."""
+    import zipfile
+
     import torch
 
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
+    except (RuntimeError, EOFError) as err:
+        if zipfile.is_zipfile(path):  # a whole file (torch.save writes a zip): some other problem
+            raise
+        raise cut_short(path, "PyTorch file", err) from err
     except pickle.UnpicklingError as err:
         raise RnnlensError(f"{path} holds objects other than tensors and plain data, so it was not loaded (loading "
                            "it could run code). Use a model file written by rnnlens from a trusted source.") from err

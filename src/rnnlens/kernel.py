@@ -11,7 +11,7 @@ from pathlib import Path
 
 from rnnlens.log import progress
 from rnnlens.errors import CorpusError
-from rnnlens.io import atomic_write_bytes, atomic_write_text, download, sha256_of, verify_sha256
+from rnnlens.io import atomic_write_bytes, download, sha256_of, verify_sha256
 
 
 def _strip_top(name):
@@ -74,7 +74,7 @@ def build_from_tarball(spec, dest, log=progress(__name__)):
         log(f"WARNING: no sha256 given for the kernel tarball; recorded {actual}. Put it in the config to pin it.")
     data, used = build_corpus_from_tar(tar_path, spec.get("include_dirs", ["kernel"]),
                                        spec.get("patterns", ["*.c", "*.h"]), int(spec.get("max_bytes", 0)), log)
-    atomic_write_text(dest.with_name("corpus_files.txt"), "\n".join(used) + "\n")
     atomic_write_bytes(dest, data)
+    # the files used go into the provenance (a declared output), not a file of their own beside the corpus
     return {"source": spec.get("url", str(tar_path)), "tarball_sha256": actual, "files": len(used),
-            "sha256": sha256_of(dest)}
+            "file_list": used, "sha256": sha256_of(dest)}

@@ -38,6 +38,7 @@ from rnnlens.errors import RnnlensError
 from rnnlens import convergence
 from rnnlens.corpus import PreparedCorpus
 from rnnlens.io import atomic_write_text
+from rnnlens.picks import add_pick_options, one_of
 from rnnlens.predictions import read_meta, read_predictions
 from rnnlens.words import as_bytes_array, segment
 from rnnlens.plots import pyplot, save_figures
@@ -432,11 +433,13 @@ def _print_totals(table):
 
 def add_oracles_arguments(parser):
     _add_oracle_arguments(parser)
-    parser.add_argument("--predictions", required=True, help="the model's predictions Parquet")
+    parser.add_argument("--predictions", help="the model's predictions Parquet (or --pick)")
+    add_pick_options(parser, "the model of ARCH with the lowest test loss")
 
 
 def run_oracles(args):
     """Error analysis by oracles (peeling the onion) for one model: CSV + Fig. 6 style chart."""
+    args.predictions = one_of(args, "predictions", args.predictions)
     config, facts, ngram_ps = _prepare(args)
     model, p = load_model_predictions(args.predictions, facts)
     table, _, _ = analyse(facts, p, ngram_ps, config, model=model)
@@ -453,12 +456,14 @@ def run_oracles(args):
 
 def add_small_vs_large_arguments(parser):
     _add_oracle_arguments(parser)
-    parser.add_argument("--small", required=True, help="predictions Parquet of the small model")
-    parser.add_argument("--large", required=True, help="predictions Parquet of the large model")
+    parser.add_argument("--small", help="predictions Parquet of the small model (or --pick)")
+    parser.add_argument("--large", help="predictions Parquet of the large model (or --pick)")
+    add_pick_options(parser, "small: the best model of ARCH at the smallest size; large: at the largest size")
 
 
 def run_small_vs_large(args):
     """Peel the errors a small model makes and a large one does not: where its extra errors fall."""
+    args.small, args.large = one_of(args, "small", args.small, "min"), one_of(args, "large", args.large, "max")
     config, facts, ngram_ps = _prepare(args)
     small, p_small = load_model_predictions(args.small, facts)
     large, p_large = load_model_predictions(args.large, facts)

@@ -14,6 +14,7 @@ import pandas as pd
 
 from rnnlens.errors import InputError
 from rnnlens.io import atomic_write_text
+from rnnlens.picks import add_pick_options, one_of
 from rnnlens.predictions import read_predictions
 from rnnlens import convergence
 from rnnlens.plots import legend_outside, save_figures
@@ -98,7 +99,8 @@ def plot_per_character(df, label_a, label_b, corpus, out_path, min_count):
 
 
 def add_perchar_arguments(parser):
-    parser.add_argument("--a", required=True, help="predictions Parquet of model A (e.g. the best LSTM)")
+    parser.add_argument("--a", help="predictions Parquet of model A (e.g. the best LSTM), or --pick")
+    add_pick_options(parser, "model A is the model of ARCH with the lowest test loss")
     parser.add_argument("--b", required=True, help="predictions Parquet of model B (e.g. ngram-20)")
     parser.add_argument("--label-a", help="default: the model id in the file")
     parser.add_argument("--label-b")
@@ -111,6 +113,7 @@ def add_perchar_arguments(parser):
 
 
 def run_perchar(args):
+    args.a = one_of(args, "a", args.a)
     target, p_a, p_b, meta_a, meta_b = load_pair(args.a, args.b)
     label_a = args.label_a or meta_a.get("model") or Path(args.a).stem
     label_b = args.label_b or meta_b.get("model") or Path(args.b).stem

@@ -9,9 +9,8 @@ import json
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from rnnlens.io import META_KEY, write_table
+from rnnlens.io import META_KEY, parquet_schema, read_parquet, write_table
 
 SCHEMA = pa.schema(
     [
@@ -56,11 +55,11 @@ def write_predictions(path, target, p, argmax=None, p_argmax=None, meta=None):
 
 
 def read_meta(path):
-    return json.loads(pq.read_schema(path).metadata[META_KEY])
+    return json.loads(parquet_schema(path).metadata[META_KEY])
 
 
 def read_predictions(path, columns=None):
     """-> (pandas DataFrame, metadata dict)."""
-    table = pq.read_table(path, columns=columns)
-    meta = json.loads(pq.read_schema(path).metadata[META_KEY])
+    table = read_parquet(path, columns=columns)
+    meta = read_meta(path)
     return table.to_pandas(), meta

@@ -18,11 +18,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
 
 from rnnlens.errors import InputError
-from rnnlens.io import atomic_csv
+from rnnlens.io import atomic_csv, read_parquet
 from rnnlens.predictions import read_meta
 from rnnlens.io import write_table as write_arrow_table
 from rnnlens.plots import save_figures
@@ -91,7 +90,7 @@ def write_table(frame, path, meta=None):
 
 
 def read_table(path):
-    return pq.read_table(path).to_pandas()
+    return read_parquet(path).to_pandas()
 
 
 def summarize(frame):

@@ -2,11 +2,9 @@
 
 import json
 import math
-import sys
 
 import pandas as pd
 
-from rnnlens.errors import InputError
 from rnnlens.io import atomic_csv, atomic_write_text
 from rnnlens.log import progress
 from rnnlens.model import DYNAMIC_SUFFIX
@@ -198,31 +196,6 @@ def table2_markdown(df, paper_names=None):
     return "\n".join(lines)
 
 
-def pick_model(table1_csv, corpus, arch=None, size="any", layers=None):
-    """Model id with the lowest test loss among the corpus's models of `arch`, at the smallest/largest size
-    label ("min"/"max") or any size, optionally at a given depth."""
-    df = pd.read_csv(table1_csv)
-    df = df[df.corpus == corpus]
-    if arch:
-        df = df[df.arch == arch]
-    if layers:
-        df = df[df.layers == int(layers)]
-    if size in ("min", "max"):
-        df = df[df["size"] == (df["size"].min() if size == "min" else df["size"].max())]
-    if df.empty:
-        raise InputError(f"no model of corpus {corpus!r} matches arch={arch} size={size} layers={layers} in {table1_csv}")
-    return df.loc[df.test_loss.idxmin(), "model"]
-
-
-def unconverged_models(table1_csv, corpus, models):
-    """Those of `models` that Table 1 marks as not converged (in the given order)."""
-    df = pd.read_csv(table1_csv)
-    if "converged" not in df:
-        return []
-    flags = df[df.corpus == corpus].set_index("model")["converged"].astype(str)
-    return [m for m in models if flags.get(m) == "False"]
-
-
 # --- commands -------------------------------------------------------------------------------------------------------
 
 def _add_table_outputs(parser):
@@ -257,36 +230,6 @@ def run_table2(args):
     atomic_csv(df, args.out_csv)
     atomic_write_text(args.out_md, table2_markdown(df))
     progress(__name__)(f"Table 2: {len(df)} rows -> {args.out_csv}, {args.out_md}")
-    return 0
-
-
-def add_pick_arguments(parser):
-    parser.add_argument("--table1", required=True)
-    parser.add_argument("--corpus", required=True)
-    parser.add_argument("--arch")
-    parser.add_argument("--size", default="any", choices=["any", "min", "max"])
-    parser.add_argument("--layers", type=int)
-    parser.add_argument("--every-arch", action="store_true", help="best of each arch and each depth at the largest size")
-    parser.add_argument("--template", default="results/{corpus}/predictions/{model}.parquet")
-
-
-def run_pick(args):
-    """Print the predictions path of the chosen model (used by analysis rules that need 'the best LSTM')."""
-    models = [pick_model(args.table1, args.corpus, args.arch, args.size, args.layers)]
-    if args.every_arch:
-        # best of each arch, plus each depth of the main arch at the largest size
-        df = pd.read_csv(args.table1)
-        df = df[df.corpus == args.corpus]
-        models = [pick_model(args.table1, args.corpus, a) for a in sorted(df.arch.unique())]
-        main = args.arch or "lstm"
-        models += [pick_model(args.table1, args.corpus, main, "max", l) for l in sorted(df.layers.unique())
-                   if ((df.arch == main) & (df.layers == l)).any()]
-        models = list(dict.fromkeys(models))
-    for m in unconverged_models(args.table1, args.corpus, models):
-        # stderr: the analysis command that reads stdout gets only paths; its own log and figure say it too
-        print(f"note: {m}, picked from Table 1 for {args.corpus}, has not converged (stopped at training.max_epochs "
-              "while still improving); raise training.max_epochs", file=sys.stderr)
-    print(" ".join(args.template.format(corpus=args.corpus, model=m) for m in models))
     return 0
 
 

@@ -46,9 +46,8 @@ rule error_breakdown:
         options=oracle_args(),
         code=code_fingerprint("oracles", "words", "convergence"),
     shell:
-        "python -m rnnlens oracles --data {input.data} --predictions "
-        + pick()
-        + " --ngram {input.ngram}"
+        "python -m rnnlens oracles --data {input.data} --table1 {input.table1} --pick lstm"
+        " --candidates {input.predictions} --ngram {input.ngram}"
         " {params.options} --csv-out {output.csv} --fig-out {output.png} > {log} 2>&1"
 
 
@@ -77,11 +76,9 @@ rule small_vs_large:
         options=oracle_args(),
         code=code_fingerprint("oracles", "words", "convergence"),
     shell:
-        "python -m rnnlens small-vs-large --data {input.data} --small "
-        + pick(extra="--size min")
-        + " --large "
-        + pick(extra="--size max")
-        + " --ngram {input.ngram} {params.options} --csv-out {output.csv} --fig-out {output.png} > {log} 2>&1"
+        "python -m rnnlens small-vs-large --data {input.data} --table1 {input.table1} --pick lstm"
+        " --candidates {input.predictions} --ngram {input.ngram} {params.options}"
+        " --csv-out {output.csv} --fig-out {output.png} > {log} 2>&1"
 
 
 rule perchar:
@@ -96,6 +93,7 @@ rule perchar:
             category="Long-range structure",
             labels={"corpus": "{corpus}", "figure": "per-character gains"},
         ),
+        pdf="results/figures/{corpus}/perchar.pdf",  # written beside the PNG
         csv="results/{corpus}/analysis/perchar.csv",
         overlap="results/{corpus}/analysis/error_overlap.json",
     log:
@@ -109,9 +107,8 @@ rule perchar:
         min_count=ANALYSIS["perchar_min_count"],
         code=code_fingerprint("perchar", "plots", "convergence"),
     shell:
-        "python -m rnnlens perchar --a "
-        + pick()
-        + " --b {input.ngram} --min-count {params.min_count}"
+        "python -m rnnlens perchar --table1 {input.table1} --pick lstm --candidates {input.predictions}"
+        " --b {input.ngram} --min-count {params.min_count}"
         " --csv-out {output.csv} --fig-out {output.png} --overlap-out {output.overlap} > {log} 2>&1"
 
 
@@ -131,6 +128,10 @@ rule brackets:
             category="Long-range structure",
             labels={"corpus": "{corpus}", "figure": "closing delimiters vs distance"},
         ),
+        pdfs=expand(
+            "results/figures/{{corpus}}/brackets/brackets-{{corpus}}-{delimiter}.pdf",
+            delimiter=["brace", "paren", "bracket", "quote"],
+        ),
         csv="results/{corpus}/analysis/brackets.csv",
         summary="results/{corpus}/analysis/brackets.json",
     log:
@@ -147,9 +148,8 @@ rule brackets:
         scope=lambda wc: config["corpora"][wc.corpus]["quote_scope"],
         code=code_fingerprint("brackets", "plots", "convergence"),
     shell:
-        "python -m rnnlens brackets --data {input.data} --predictions "
-        + pick("--every-arch")
-        + " {input.ngram}"
+        "python -m rnnlens brackets --data {input.data} --table1 {input.table1} --pick lstm"
+        " --candidates {input.predictions} --predictions {input.ngram}"
         " --bin {params.bin} --min-count {params.min_count} --max-distance {params.max_distance}"
         " --quote-scope {params.scope} --csv-out {output.csv} --summary-out {output.summary}"
         " --fig-dir results/figures/{wildcards.corpus}/brackets > {log} 2>&1"

@@ -161,11 +161,6 @@ def oracle_ngrams(wildcards):
     )
 
 
-def pick(arch="--arch lstm", extra=""):
-    """Shell snippet printing the predictions path of the best model of a kind (decided from Table 1)."""
-    return f"$(python -m rnnlens pick --table1 {{input.table1}} --corpus {{wildcards.corpus}} {arch} {extra})"
-
-
 def analysis_targets():
     targets = []
     if NGRAM_ORDERS or NNN_ORDERS:

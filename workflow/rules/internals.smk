@@ -5,8 +5,14 @@ rule internals:
     output:
         saturation="results/{corpus}/internals/{model}/saturation.parquet",
         summary="results/{corpus}/internals/{model}/saturation_summary.csv",
+        saturation_png="results/{corpus}/internals/{model}/saturation.png",
+        saturation_pdf="results/{corpus}/internals/{model}/saturation.pdf",
         cells="results/{corpus}/internals/{model}/cells.parquet",
         top="results/{corpus}/internals/{model}/cells_top.csv",
+        excerpts="results/{corpus}/internals/{model}/excerpts.parquet",
+        # one PNG per picture (how many depends on the model), written as a whole; cells.pdf has them all
+        pictures=directory("results/{corpus}/internals/{model}/cells"),
+        pictures_pdf="results/{corpus}/internals/{model}/cells.pdf",
         html=report(
             "results/{corpus}/internals/{model}/cells.html",
             caption="../report/cells.rst",
@@ -79,13 +85,14 @@ rule saturation_figure:
             model=GATED_MODELS,
         ),
     output:
-        report(
+        png=report(
             "results/figures/{corpus}/saturation.png",
             caption="../report/saturation.rst",
             category="Inside the networks",
             subcategory="{corpus}",
             labels={"model": "all LSTM and GRU", "figure": "gate saturation"},
         ),
+        pdf="results/figures/{corpus}/saturation.pdf",  # written beside the PNG
     log:
         "results/logs/{corpus}/saturation_figure.log",
     conda:
@@ -96,4 +103,4 @@ rule saturation_figure:
     params:
         code=code_fingerprint("saturation"),
     shell:
-        "python -m rnnlens saturation-figure --inputs {input} --out {output} > {log} 2>&1"
+        "python -m rnnlens saturation-figure --inputs {input} --out {output.png} > {log} 2>&1"

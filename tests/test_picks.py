@@ -1,0 +1,102 @@
+"""The analyses pick their models from Table 1 themselves: a failing pick fails the analysis, its message in the log."""
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import ROOT, markov_text, run_env
+from rnnlens.cli import main
+from rnnlens.corpus import PreparedCorpus
+from rnnlens.picks import pick_model
+from rnnlens.predictions import write_predictions
+
+# corpus toy: two LSTM sizes and a GRU; the 12-unit LSTM is the best LSTM
+TABLE1 = [("lstm-1x8", "lstm", 8, 1.9), ("lstm-1x12", "lstm", 12, 1.5), ("gru-1x8", "gru", 8, 1.7)]
+
+
+@pytest.fixture
+def models(prepared, tmp_path):
+    """data.json, Table 1 and the predictions of the models in it and of a 2-gram, on one tiny corpus."""
+    data = prepared(markov_text(3000, alphabet=b"ab (c)\n"))  # brackets occur
+    corpus = PreparedCorpus.load(data)
+    target = corpus.split("test")
+    rng = np.random.default_rng(0)
+    paths = {}
+    for model in [m for m, *_ in TABLE1] + ["ngram-2"]:
+        paths[model] = tmp_path / f"{model}.parquet"
+        write_predictions(paths[model], target, rng.uniform(0.05, 1, len(target)),
+                          None if model.startswith("ngram") else rng.integers(0, 256, len(target)),
+                          meta={"model": model, "corpus": "toy"})
+    pd.DataFrame([{"corpus": "toy", "model": m, "arch": a, "layers": 1, "size": s, "test_loss": loss}
+                  for m, a, s, loss in TABLE1]).to_csv(tmp_path / "table1.csv", index=False)
+    return data, tmp_path / "table1.csv", paths
+
+
+def test_pick_model_chooses_by_test_loss(models):
+    _, table1, _ = models
+    assert pick_model(table1, "toy", "lstm") == "lstm-1x12"
+    assert pick_model(table1, "toy", "lstm", size="min") == "lstm-1x8"
+
+
+def test_the_analyses_resolve_their_picks(models, tmp_path):
+    data, table1, paths = models
+    pick = ["--table1", str(table1), "--pick", "lstm", "--candidates", *(str(paths[m]) for m, *_ in TABLE1)]
+    assert main(["perchar", *pick, "--b", str(paths["ngram-2"]), "--csv-out", str(tmp_path / "pc.csv"),
+                 "--fig-out", str(tmp_path / "pc.png"), "--overlap-out", str(tmp_path / "pc.json")]) == 0
+    assert set(pd.read_csv(tmp_path / "pc.csv").label_a) == {"lstm-1x12"}
+    # brackets: the best of each architecture (and of each LSTM depth at the largest size), then the n-gram
+    assert main(["brackets", "--data", str(data), *pick, "--predictions", str(paths["ngram-2"]), "--csv-out",
+                 str(tmp_path / "b.csv"), "--fig-dir", str(tmp_path / "b")]) == 0
+    assert set(pd.read_csv(tmp_path / "b.csv").model) == {"gru-1x8", "lstm-1x12", "ngram-2"}
+    assert main(["small-vs-large", "--data", str(data), *pick, "--csv-out", str(tmp_path / "s.csv"),
+                 "--fig-out", str(tmp_path / "s.png")]) == 0
+    table = pd.read_csv(tmp_path / "s.csv")
+    assert {"lstm-1x8", "lstm-1x12"} <= set(table.astype(str).stack())
+
+
+def test_a_failing_pick_fails_the_job_with_its_message_in_the_log(models, tmp_path):
+    """As the rule runs it: `set -euo pipefail`, the command's output into the rule's log."""
+    _, table1, paths = models
+    candidates = " ".join(str(paths[m]) for m, *_ in TABLE1)
+    log = tmp_path / "perchar.log"
+    proc = subprocess.run(
+        ["bash", "-c", f"set -euo pipefail; {sys.executable} -m rnnlens perchar --table1 {table1} --pick rnn "
+                       f"--candidates {candidates} --b {paths['ngram-2']} --csv-out {tmp_path / 'pc.csv'} "
+                       f"--fig-out {tmp_path / 'pc.png'} --overlap-out {tmp_path / 'pc.json'} > {log} 2>&1"],
+        env=run_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    errors = [line for line in log.read_text().splitlines() if "error" in line]
+    assert errors == [f"rnnlens perchar: error: no model of corpus 'toy' matches arch=rnn size=any layers=None in "
+                      f"{table1}; is Table 1 up to date with the grid? (rerun the workflow)"]
+    assert not (tmp_path / "pc.csv").exists() and not (tmp_path / "pc.png").exists()
+
+
+def test_a_pick_missing_from_the_candidates_and_a_path_beside_a_pick_are_errors(models, tmp_path, capsys):
+    data, table1, paths = models
+    common = ["--data", str(data), "--csv-out", str(tmp_path / "o.csv"), "--fig-out", str(tmp_path / "o.png")]
+    # Table 1 names a model whose predictions were not given: Table 1 is older than the grid
+    assert main(["oracles", *common, "--table1", str(table1), "--pick", "lstm", "--candidates",
+                 str(paths["lstm-1x8"])]) == 2
+    assert "picks lstm-1x12 for toy, but no --candidates file holds its predictions" in capsys.readouterr().err
+    assert main(["oracles", *common, "--predictions", str(paths["lstm-1x8"]), "--pick", "lstm"]) == 2
+    assert "give either --predictions PARQUET or --pick ARCH" in capsys.readouterr().err
+
+
+def test_no_rule_splices_a_command_into_its_shell_line():
+    """A $(...) inside a command's arguments can fail without failing the command (bash ignores its status)."""
+    for smk in (ROOT / "workflow" / "rules").glob("*.smk"):
+        assert "$(" not in smk.read_text(), smk.name
+
+
+def test_a_dry_run_plans_every_picking_analysis_with_its_pick():
+    from conftest import VENV_BIN
+
+    proc = subprocess.run([str(VENV_BIN / "snakemake"), "-n", "-p", "--configfile", "profiles/demo/demo.yaml"],
+                          cwd=ROOT, env=run_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    commands = [line for line in proc.stdout.splitlines() if "--pick" in line]
+    for command in ("perchar", "brackets --data", "small-vs-large", "oracles --data"):
+        assert any(f"rnnlens {command}" in c and "--table1 results/tables/table1.csv --pick lstm --candidates" in c
+                   for c in commands), command
