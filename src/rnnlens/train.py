@@ -1,9 +1,14 @@
 """Training with the paper's recipe: uniform(-0.08, 0.08) init, RMSProp (lr 2e-3, alpha 0.95), batch 100,
 stateful truncated BPTT over 100 steps, lr x0.95 per epoch after epoch 10, early stopping on validation loss.
 
-Resumable: a checkpoint (weights, optimizer, RNG states, carried hidden state, data position, best weights,
-history) is written every `checkpoint_seconds`, at every epoch end and on SIGTERM (what Slurm sends at a
+Resumable: a checkpoint (TrainState: weights, optimizer, RNG states, carried hidden state, data position, best
+weights, history) is written every `checkpoint_seconds`, at every epoch end and on SIGTERM (what Slurm sends at a
 time limit or scancel). A rerun resumes from it and ends with the same weights as an uninterrupted run.
+
+`train()` reads as the loop it is: setup, start_or_resume, then run_epoch and end_epoch until the last epoch or
+early stopping, then final_save. Snapshots for the training-dynamics figure (`snapshot_epochs`) go to
+snapshots/ beside the model, listed in snapshots/manifest.json, which only the finished training writes; a fresh
+start clears the folder, a resume keeps what was written before the interruption.
 """
 
 import argparse
@@ -284,7 +289,7 @@ def start_or_resume(run):
     model = CharRNN(run.spec).to(run.device)
     model.init_uniform(cfg.init_scale)
     optimizer = torch.optim.RMSprop(model.parameters(), lr=cfg.learning_rate, alpha=cfg.rmsprop_alpha)
-    _, scaler = mixed_precision(cfg.precision, run.device)
+    _, scaler = mixed_precision(cfg.precision, run.device)  # a fresh loss scaler (fp16); its state is checkpointed
     state = TrainState(model, optimizer, scaler, {k: v.detach().clone() for k, v in model.state_dict().items()})
     if run.checkpoint.exists():
         ckpt = torch_load(run.checkpoint, map_location=run.device)
@@ -451,6 +456,16 @@ def final_save(run, state):
     log.info(f"done: best val {state.best_val:.4f} after {len(state.history)} epochs -> {run.out_model}")
 
 
+def log_start(run, state):
+    cfg, device = run.cfg, run.device
+    log.info(f"training {run.spec.arch} layers={run.spec.layers} hidden={run.spec.hidden} "
+             f"params={sum(p.numel() for p in state.model.parameters())} on {device}"
+             + (f" with {torch.get_num_threads()} CPU thread(s)" if device.type == "cpu" else "")
+             + f"; {run.chars_per_epoch} chars/epoch, {run.steps_per_epoch} steps of {cfg.batch_size}x{cfg.seq_len}; "
+             f"gradient clipping: {cfg.grad_clip_mode} {cfg.grad_clip}; precision {cfg.precision}"
+             + (", TF32 allowed" if cfg.tf32 and device.type == "cuda" else ""))
+
+
 def train(cfg, corpus: PreparedCorpus, spec: ModelSpec, out_model, out_history, checkpoint_path,
           meta=None, stop_after_steps=None):
     """Train (or resume) one model. Writes out_model (best validation weights) and out_history only on success.
@@ -470,16 +485,6 @@ def train(cfg, corpus: PreparedCorpus, spec: ModelSpec, out_model, out_history, 
         save_checkpoint(run, state, "epoch end")
     final_save(run, state)
     return 0
-
-
-def log_start(run, state):
-    cfg, device = run.cfg, run.device
-    log.info(f"training {run.spec.arch} layers={run.spec.layers} hidden={run.spec.hidden} "
-             f"params={sum(p.numel() for p in state.model.parameters())} on {device}"
-             + (f" with {torch.get_num_threads()} CPU thread(s)" if device.type == "cpu" else "")
-             + f"; {run.chars_per_epoch} chars/epoch, {run.steps_per_epoch} steps of {cfg.batch_size}x{cfg.seq_len}; "
-             f"gradient clipping: {cfg.grad_clip_mode} {cfg.grad_clip}; precision {cfg.precision}"
-             + (", TF32 allowed" if cfg.tf32 and device.type == "cuda" else ""))
 
 
 def read_snapshot_manifest(snapshot_dir):
