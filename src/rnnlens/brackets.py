@@ -329,6 +329,6 @@ def run_brackets(args):
     atomic_write_text(args.csv_out, curves.to_csv(index=False))
     if args.summary_out:
         atomic_write_text(args.summary_out, json.dumps(summary, indent=2) + "\n")
-    print(f"brackets on {corpus}: {len(args.predictions)} models, {len(delimiters)} delimiters in "
-          f"{time.time() - t0:.2f}s -> {args.csv_out}, {args.fig_dir}", flush=True)
+    log.info(f"brackets on {corpus}: {len(args.predictions)} models, {len(delimiters)} delimiters in "
+             f"{time.time() - t0:.2f}s -> {args.csv_out}, {args.fig_dir}")
     return 0

@@ -350,7 +350,7 @@ def run_ngram(args):
         "params_note": "number of n-grams (each with a probability and a backoff)"})
     stats["test_loss"] = meta["test_loss"]
     atomic_write_text(args.stats_out, json.dumps(stats, indent=2) + "\n")
-    print(f"ngram-{args.n} (KenLM order {order}) on {corpus.name}: test loss {stats['test_loss']:.4f} nats/char, built in "
-          f"{stats['build_seconds']:.1f} s, peak {stats['peak_rss_bytes'] / 2**20:.0f} MiB, "
-          f"model {stats['model_bytes'] / 2**20:.1f} MiB", flush=True)
+    log.info(f"ngram-{args.n} (KenLM order {order}) on {corpus.name}: test loss {stats['test_loss']:.4f} nats/char, "
+             f"built in {stats['build_seconds']:.1f} s, peak {stats['peak_rss_bytes'] / 2**20:.0f} MiB, "
+             f"model {stats['model_bytes'] / 2**20:.1f} MiB")
     return 0

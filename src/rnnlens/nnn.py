@@ -327,6 +327,6 @@ def run_nnn(args):
     save_nnn(args.model_out, model, {"vocab": corpus.vocab.tolist(), "corpus": corpus.name, "model": stats["model"],
                                      "best_val_loss": stats["best_val_loss"], "params": stats["params"]})
     atomic_write_text(args.stats_out, json.dumps(stats, indent=2) + "\n")
-    print(f"nnn-{args.n} on {corpus.name}: hidden {stats['chosen_hidden']} (val {stats['best_val_loss']:.4f}), "
-          f"test loss {meta['test_loss']:.4f} nats/char, {stats['train_seconds']:.0f}s", flush=True)
+    log.info(f"nnn-{args.n} on {corpus.name}: hidden {stats['chosen_hidden']} (val {stats['best_val_loss']:.4f}), "
+             f"test loss {meta['test_loss']:.4f} nats/char, {stats['train_seconds']:.0f}s")
     return 0
