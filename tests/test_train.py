@@ -13,8 +13,9 @@ from conftest import markov_text, run_env
 from rnnlens.corpus import PreparedCorpus
 from rnnlens.model import ModelSpec, load_model
 from rnnlens.errors import InputError
-from rnnlens.train import (EXIT_INTERRUPTED, TrainConfig, TrainingDiverged, read_snapshot_manifest, select_dropout,
-                           steps_per_epoch, tbptt_streams, train)
+from rnnlens.io import torch_load
+from rnnlens.train import (EXIT_INTERRUPTED, TrainConfig, TrainingDiverged, TrainState, read_snapshot_manifest,
+                           select_dropout, steps_per_epoch, tbptt_streams, train)
 
 
 def test_tbptt_every_training_character_is_a_target_once_per_epoch():
@@ -108,6 +109,15 @@ def test_resume_mid_epoch_equals_uninterrupted(prepared, tmp_path):
     assert all(torch.equal(wf[k], wp[k]) for k in wf)
     hf, hp = pd.read_csv(full / "history.csv"), pd.read_csv(part / "history.csv")
     assert np.allclose(hf.val_loss, hp.val_loss) and np.allclose(hf.train_loss, hp.train_loss)
+
+
+def test_the_checkpoint_is_the_train_state(prepared, tmp_path):
+    data = prepared(markov_text(8000))
+    _, out = _train(data, tmp_path, "x", _cfg(), stop_after_steps=50)  # 40 steps/epoch: epoch 2, step 10
+    ckpt = torch_load(out / "checkpoint.pt")  # plain data and tensors: loads with weights_only
+    assert set(ckpt) == {f for f in TrainState.__dataclass_fields__} | {"run_key", "rng", "reason"}
+    assert (ckpt["epoch"], ckpt["step"], ckpt["global_step"], ckpt["reason"]) == (2, 10, 50, "interrupted")
+    assert len(ckpt["history"]) == 1 and ckpt["history"][0]["epoch"] == 1
 
 
 def test_checkpoint_from_other_settings_is_ignored(prepared, tmp_path):
