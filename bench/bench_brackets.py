@@ -74,7 +74,7 @@ def main(argv=None):
         summary = {}
 
         def pipeline():
-            summary.update(brackets(tmp / "data.json", paths, quote_scope=args.quote_scope, log=lambda *a, **k: None)[1])
+            summary.update(brackets(tmp / "data.json", paths, quote_scope=args.quote_scope)[1])
 
         seconds = best_of(pipeline, args.repeats)
     counts = {name: d["matched_closers"] for name, d in summary["delimiters"].items()}

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from common import RESULTS, ROOT, device_info, set_threads, write_json
 from synthetic import synthetic_prose
 
+from rnnlens import log
 from rnnlens.corpus import PreparedCorpus, prepare
 from rnnlens.explore.server import Explorer, serve_in_thread
 from rnnlens.explore.store import Store, build_store
@@ -176,6 +177,7 @@ def main(argv=None):
     ap.add_argument("--keep", action="store_true", help="keep the store (3 GB for an LSTM 3x512 on War and Peace)")
     ap.add_argument("--out", default=str(RESULTS / "explore.json"))
     args = ap.parse_args(argv)
+    log.configure()  # build_store's progress lines, as in a rule log
     set_threads(args.threads)
     work = Path(args.work)
     shutil.rmtree(work, ignore_errors=True)
@@ -197,7 +199,7 @@ def main(argv=None):
             print(f"{model_id}: {args.train_steps} training steps in {train_s:.0f} s (last loss {loss}); building the "
                   f"store over {len(corpus.split('test')):,} test positions", flush=True)
             meta = build_store(model, corpus, work / "store", model_id, oracle_settings={}, eval_streams=100,
-                               eval_warmup=2000, log=lambda m: print(m, flush=True))
+                               eval_warmup=2000)
         store = Store(work / "store")
         kind = store.meta["cell_state"]
         spans = unit_run_spans(store, kind, args.searches) if args.synthetic else quote_spans(store.text, args.searches)

@@ -45,8 +45,7 @@ def worker(args):
         time.sleep(0.01)
     out = Path(args.out_dir)
     started = time.time()
-    train(cfg, corpus, ModelSpec(arch, layers, hidden, vocab), out / "m.pt", out / "h.csv", out / "c.pt",
-          log=lambda *a, **k: None)
+    train(cfg, corpus, ModelSpec(arch, layers, hidden, vocab), out / "m.pt", out / "h.csv", out / "c.pt")
     seconds = time.time() - started
     chars = args.steps * 100 * 100
     print(json.dumps({"seconds": seconds, "chars": chars}), flush=True)

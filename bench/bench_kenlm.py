@@ -91,7 +91,7 @@ def main(argv=None):
         print(f"{label}: {len(train):,} training bytes, {len(test):,} test bytes; orders {orders}", flush=True)
         for n in orders:
             model_path = work / f"ngram-{n}.binary"
-            stats = ngram.train(train, n, model_path, memory=args.memory, log=lambda *a, **k: None)
+            stats = ngram.train(train, n, model_path, memory=args.memory)
             model = ngram.load(model_path)
             ctx = bytes(context[len(context) - (n - 1):]) if n > 1 else b""
             tokens = ngram.encode_tokens(ctx + bytes(test))

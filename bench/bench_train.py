@@ -38,10 +38,6 @@ from rnnlens.train import PRECISIONS, TrainConfig, train
 BATCH, SEQ = 100, 100
 
 
-def quiet(*args, **kwargs):
-    pass
-
-
 @contextlib.contextmanager
 def train_clock():
     """Make rnnlens.train time its epochs by the benchmark's clock (it calls time.time(), and nothing else of the
@@ -61,8 +57,7 @@ def workflow_run(point, corpus, device, workdir, tf32=False, precision="fp32"):
     spec = spec_for(point, cfg.dropout)
     workdir = Path(workdir)
     with kept_signal_handlers(), train_clock():
-        code = train(cfg, corpus, spec, workdir / "model.pt", workdir / "history.csv", workdir / "checkpoint.pt",
-                     log=quiet)
+        code = train(cfg, corpus, spec, workdir / "model.pt", workdir / "history.csv", workdir / "checkpoint.pt")
     if code != 0:
         raise RuntimeError(f"rnnlens.train.train returned {code}")
     with open(workdir / "history.csv") as f:

@@ -43,6 +43,7 @@ def steps(args):
         ("oracles", "bench_oracles.py", []),
         ("kenlm", "bench_kenlm.py", ["--train-bytes", "200000", "--orders", "1,3,5"] if args.quick else []),
         ("brackets", "bench_brackets.py", []),
+        ("features", "bench_features.py", ["--repeats", "2"] if args.quick else []),
         ("dryrun", "bench_dryrun.py", []),
         # the explorer: a small model trained a few steps, end to end; and a store of the 3x512 shape
         # with made-up activations (no CPU here builds a real one in the budget)
@@ -158,6 +159,13 @@ def summary(runs, total_s, device_label):
                       f"({brackets['corpus']}, whole-corpus matching of 4 delimiters, {brackets['models']} models)",
                       f"{seconds:.2f} s", "a few seconds (<= 5 s)", verdict(seconds <= 5)))
         details.append(generic_section("Brackets", brackets))
+    features = load("features")
+    if features:
+        goals.append((f"Character features (rnnlens.features.features_of) of {features['results'][0]['bytes']:,} "
+                      f"bytes, worst of {len(features['results'])} texts", f"{features['worst_s_per_300kb']:.2f} s per "
+                      f"300 KB ({features['worst_text']})", f"< {features['goal_s_per_300kb']:g} s per 300 KB",
+                      verdict(features["worst_s_per_300kb"] < features["goal_s_per_300kb"])))
+        details.append(generic_section("Character features", features))
     for name in ("explore", "explore3x512"):
         explore = load(name)
         if explore:
@@ -336,7 +344,7 @@ def main(argv=None):
     ap.add_argument("--device", default="auto")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads of each benchmark")
     ap.add_argument("--only", help="comma-separated benchmark names to run (train, scaling, eval, internals, "
-                                   "oracles, kenlm, brackets, dryrun, explore, explore3x512)")
+                                   "oracles, kenlm, brackets, features, dryrun, explore, explore3x512)")
     ap.add_argument("--skip", default="", help="comma-separated benchmark names to skip")
     ap.add_argument("--timeout", type=int, default=900, help="seconds allowed to each benchmark")
     ap.add_argument("--summary-only", action="store_true", help="only rewrite summary.md from the JSON files")

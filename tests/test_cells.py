@@ -1,5 +1,4 @@
 import json
-import time
 
 import numpy as np
 import pandas as pd
@@ -140,7 +139,6 @@ def train_tbptt(model, train_idx, steps, batch=32, seq_len=50, lr=5e-3):
 
 @pytest.mark.slow
 def test_trained_lstm_has_an_inside_quotes_cell(tmp_path, one_thread):
-    t0 = time.time()
     corpus = write_corpus(tmp_path, quoted_corpus(120_000))
     torch.manual_seed(0)
     model = CharRNN(ModelSpec("lstm", 1, 24, corpus.vocab_size))

@@ -1,6 +1,7 @@
 """Unconverged training is reported: a warning in the training log, the verdict in the model's metadata, a mark
 in Table 1, and a note from the analyses that pick "the best" model."""
 import json
+import logging
 import math
 
 import numpy as np
@@ -35,24 +36,30 @@ def test_verdicts():
     assert convergence.warning("x", convergence.assess([2.0, 1.99], 2, True)) is None
 
 
-def _train(data_json, out, model_id, **settings):
+def _train(data_json, out, model_id, caplog, **settings):
+    """-> (corpus, the records training logged)."""
     corpus = PreparedCorpus.load(data_json)
     cfg = TrainConfig(batch_size=8, seq_len=20, learning_rate=1e-2, checkpoint_seconds=1e9, log_seconds=1e9,
                       **settings)
     spec = ModelSpec("lstm", 1, 16, corpus.vocab_size)
     out.mkdir(parents=True)
-    lines = []
-    assert train(cfg, corpus, spec, out / "model.pt", out / "history.csv", out / "checkpoint.pt",
-                 meta={"model_id": model_id, "corpus": corpus.name}, log=lambda *a, **k: lines.append(" ".join(map(str, a)))) == 0
-    return corpus, lines
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="rnnlens"):
+        assert train(cfg, corpus, spec, out / "model.pt", out / "history.csv", out / "checkpoint.pt",
+                     meta={"model_id": model_id, "corpus": corpus.name}) == 0
+    return corpus, list(caplog.records)
 
 
-def test_max_epochs_while_improving_warns_and_table1_marks_it(prepared, tmp_path, capsys):
+def _warnings(records):
+    return [r.getMessage() for r in records if r.levelno == logging.WARNING]
+
+
+def test_max_epochs_while_improving_warns_and_table1_marks_it(prepared, tmp_path, capsys, caplog):
     torch.set_num_threads(1)
     data = prepared(markov_text(8000))
     # two epochs of a model that learns fast: the validation loss is still falling steeply
-    corpus, log_short = _train(data, tmp_path / "short", "lstm-1x16", max_epochs=2)
-    warnings = [line for line in log_short if line.startswith("WARNING")]
+    corpus, log_short = _train(data, tmp_path / "short", "lstm-1x16", caplog, max_epochs=2)
+    warnings = _warnings(log_short)
     assert len(warnings) == 1 and "lstm-1x16 has not converged" in warnings[0]
     assert "raise training.max_epochs" in warnings[0]
     _, extra = load_model(tmp_path / "short" / "model.pt")
@@ -62,8 +69,9 @@ def test_max_epochs_while_improving_warns_and_table1_marks_it(prepared, tmp_path
     assert hist.val_loss.iloc[-1] < hist.val_loss.iloc[0]
     # the same run judged with a tolerance above its improvement is converged, and says nothing
     rate = extra["convergence"]["improvement_per_epoch"]
-    _, log_loose = _train(data, tmp_path / "loose", "lstm-1x16", max_epochs=2, convergence_tolerance=min(0.99, rate * 2))
-    assert not [line for line in log_loose if line.startswith("WARNING")]
+    _, log_loose = _train(data, tmp_path / "loose", "lstm-1x16", caplog, max_epochs=2,
+                          convergence_tolerance=min(0.99, rate * 2))
+    assert not _warnings(log_loose)
     assert load_model(tmp_path / "loose" / "model.pt")[1]["converged"] is True
 
     # evaluation carries the verdict; Table 1 marks the unconverged model, not the other
@@ -71,7 +79,7 @@ def test_max_epochs_while_improving_warns_and_table1_marks_it(prepared, tmp_path
     for name, model_id in (("short", "lstm-1x16"), ("loose", "gru-1x16")):
         model, extra = load_model(tmp_path / name / "model.pt")
         preds.append(tmp_path / f"{model_id}.parquet")
-        evaluate(model, extra, corpus, preds[-1], model_id, streams=4, warmup=50, log=lambda *a, **k: None)
+        evaluate(model, extra, corpus, preds[-1], model_id, streams=4, warmup=50)
     assert read_meta(preds[0])["converged"] is False and read_meta(preds[1])["converged"] is True
     models_csv = tmp_path / "models.csv"
     pd.DataFrame(models_table(corpus.name, corpus.vocab_size, ["lstm", "gru"], [1], [16])).to_csv(models_csv,

@@ -1,6 +1,7 @@
 import hashlib
 import io
 import json
+import logging
 import tarfile
 
 import numpy as np
@@ -54,19 +55,19 @@ def test_path_corpus_checksum(tmp_path):
         acquire({"path": str(tmp_path / "missing.txt")}, tmp_path / "m" / "corpus.bin")
 
 
-def test_url_corpus_verified_or_hash_recorded(tmp_path):
+def test_url_corpus_verified_or_hash_recorded(tmp_path, caplog):
     src = tmp_path / "remote.txt"
     src.write_bytes(b"downloaded bytes\r\n" * 10)
     digest = hashlib.sha256(src.read_bytes()).hexdigest()
-    messages = []
-    prov = acquire({"url": src.as_uri()}, tmp_path / "a" / "corpus.bin", log=messages.append)
+    with caplog.at_level(logging.INFO, logger="rnnlens"):
+        prov = acquire({"url": src.as_uri()}, tmp_path / "a" / "corpus.bin")
     assert prov["sha256"] == digest and not prov["sha256_pinned"]
-    assert any("WARNING: no sha256" in m for m in messages)
+    assert any(r.levelname == "WARNING" and "no sha256" in r.getMessage() for r in caplog.records)
     with pytest.raises(CorpusError, match="sha256 mismatch"):
-        acquire({"url": src.as_uri(), "sha256": "f" * 64}, tmp_path / "b" / "corpus.bin", log=messages.append)
+        acquire({"url": src.as_uri(), "sha256": "f" * 64}, tmp_path / "b" / "corpus.bin")
     assert not list((tmp_path / "b").glob("corpus.bin*"))  # nothing half-written left behind
     with pytest.raises(CorpusError, match="could not download"):
-        acquire({"url": (tmp_path / "nope.txt").as_uri()}, tmp_path / "c" / "corpus.bin", log=messages.append)
+        acquire({"url": (tmp_path / "nope.txt").as_uri()}, tmp_path / "c" / "corpus.bin")
 
 
 def test_stdlib_demo_corpus_is_deterministic_and_capped():
@@ -93,16 +94,16 @@ def test_kernel_tarball_builder(tmp_path):
     }
     tar = tmp_path / "linux.tar.xz"
     _tarball(tar, files)
-    data, used = build_corpus_from_tar(tar, ["kernel", "mm", "fs"], ["*.c", "*.h"], max_bytes=0, log=lambda m: None)
+    data, used = build_corpus_from_tar(tar, ["kernel", "mm", "fs"], ["*.c", "*.h"], max_bytes=0)
     assert used == ["kernel/a.c", "kernel/b.c", "kernel/sub/z.h", "mm/m.c", "fs/f.c"]
     assert data == b"".join(files[u] for u in used)
     # the byte budget: files are taken whole until the total first exceeds it
-    data, used = build_corpus_from_tar(tar, ["kernel", "mm", "fs"], ["*.c", "*.h"], max_bytes=10, log=lambda m: None)
+    data, used = build_corpus_from_tar(tar, ["kernel", "mm", "fs"], ["*.c", "*.h"], max_bytes=10)
     assert used == ["kernel/a.c", "kernel/b.c"] and len(data) == 14
     prov = acquire({"tarball": {"path": str(tar), "include_dirs": ["mm"], "patterns": ["*.c"]}},
-                   tmp_path / "k" / "corpus.bin", log=lambda m: None)
+                   tmp_path / "k" / "corpus.bin")
     assert (tmp_path / "k" / "corpus.bin").read_bytes() == b"int m;\n" and prov["files"] == 1
     # the files used are in the provenance (a declared output), not in an undeclared file beside the corpus
     assert prov["file_list"] == ["mm/m.c"] and sorted(p.name for p in (tmp_path / "k").iterdir()) == ["corpus.bin"]
     with pytest.raises(CorpusError, match="no file"):
-        build_corpus_from_tar(tar, ["drivers"], ["*.c"], 0, log=lambda m: None)
+        build_corpus_from_tar(tar, ["drivers"], ["*.c"], 0)

@@ -8,8 +8,6 @@ from rnnlens.evaluate import batch_rows, evaluate, predict_test
 from rnnlens.model import CharRNN, ModelSpec
 from rnnlens.predictions import read_predictions
 
-QUIET = lambda *a, **k: None  # noqa: E731
-
 
 def _model(corpus, arch="lstm", layers=2, seed=0, scale=0.5):
     torch.manual_seed(seed)
@@ -48,7 +46,7 @@ def test_one_stream_with_full_warmup_equals_sequential_pass(prepared):
     corpus = PreparedCorpus.load(prepared(markov_text(3000)))
     model = _model(corpus)
     ref_p, ref_am = _sequential(model, corpus)
-    got = predict_test(model, corpus, streams=1, warmup=10**6, chunk=97, log=QUIET)
+    got = predict_test(model, corpus, streams=1, warmup=10**6, chunk=97)
     assert np.allclose(got["p"], ref_p, atol=1e-5)
     assert np.array_equal(got["argmax"], ref_am)
     assert np.array_equal(got["target"], corpus.split("test"))
@@ -59,12 +57,12 @@ def test_streams_with_warmup_match_sequential_pass(prepared, arch):
     corpus = PreparedCorpus.load(prepared(markov_text(6000)))
     model = _model(corpus, arch, scale=0.08)
     ref_p, _ = _sequential(model, corpus)
-    got = predict_test(model, corpus, streams=7, warmup=400, chunk=50, log=QUIET)
+    got = predict_test(model, corpus, streams=7, warmup=400, chunk=50)
     assert len(got["p"]) == len(ref_p) == 600
     warm_error = np.abs(got["p"] - ref_p).max()
     assert warm_error < 1e-5
     # without warm-up the first predictions of each stream come from a blank state and differ
-    cold = predict_test(model, corpus, streams=7, warmup=0, chunk=50, log=QUIET)
+    cold = predict_test(model, corpus, streams=7, warmup=0, chunk=50)
     assert np.abs(cold["p"] - ref_p).max() > max(1e-5, 10 * warm_error)
 
 
@@ -72,7 +70,7 @@ def test_predictions_parquet_schema_and_loss(prepared, tmp_path):
     corpus = PreparedCorpus.load(prepared(markov_text(3000)))
     model = _model(corpus)
     meta = evaluate(model, {"best_val_loss": 1.0}, corpus, tmp_path / "p.parquet", "lstm-2x12", streams=4,
-                    warmup=100, log=QUIET)
+                    warmup=100)
     df, stored = read_predictions(tmp_path / "p.parquet")
     assert list(df.columns) == ["pos", "target", "p", "argmax", "p_argmax"]
     assert str(df.pos.dtype) == "int32" and str(df.target.dtype) == "uint8" and str(df.p.dtype) == "float32"

@@ -83,10 +83,10 @@ def test_store_holds_every_activation_and_the_evaluation_predictions(tmp_path, p
     model = CharRNN(ModelSpec("lstm", 2, 8, corpus.vocab_size))
     model.init_uniform(2.0)  # large weights: saturated gates, so the saturation check has something to count
     model.eval()
-    evaluate(model, {}, corpus, tmp_path / "pred.parquet", "lstm-2x8", streams=7, warmup=100, log=lambda *a: None)
+    evaluate(model, {}, corpus, tmp_path / "pred.parquet", "lstm-2x8", streams=7, warmup=100)
     meta = build_store(model, corpus, tmp_path / "store", "lstm-2x8", predictions=tmp_path / "pred.parquet",
                        oracle_settings={"memory_windows": [100]}, eval_streams=7, eval_warmup=100, streams=5,
-                       warmup=200, log=lambda *a: None)
+                       warmup=200)
     store = Store(tmp_path / "store")
     n = len(corpus.split("test"))
     assert store.n == n and store.acts.shape == (6 * 2 * 8, n) and isinstance(store.acts, np.memmap)

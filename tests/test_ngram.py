@@ -67,7 +67,7 @@ def models(corpus, tmp_path_factory):
     paths = {}
     for n in (1, 2, 3, 5, 20):
         paths[n] = out / f"ngram-{n}.binary"
-        ngram.train(train, n, paths[n], memory="64M", log=lambda *a, **k: None)
+        ngram.train(train, n, paths[n], memory="64M")
     return {n: ngram.load(p) for n, p in paths.items()}
 
 

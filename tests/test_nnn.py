@@ -68,7 +68,7 @@ def test_learns_order2_markov_source_and_two_bytes_beat_one(tmp_path):
     losses = {}
     for n, epochs in ((1, 2), (2, 8)):  # n=1 is at its ln 4 floor after an epoch
         cfg.max_epochs = epochs
-        model, stats = train_nnn(corpus, n, [16], cfg, log=lambda *a, **k: None)
+        model, stats = train_nnn(corpus, n, [16], cfg)
         encoded = torch.from_numpy(corpus.encode(corpus.data))
         p, _, _ = predict_positions(model, encoded, torch.from_numpy(corpus.positions("test")))
         losses[n] = float(-np.log(p).mean())
@@ -81,8 +81,8 @@ def test_learns_order2_markov_source_and_two_bytes_beat_one(tmp_path):
 def test_seeded_training_is_deterministic(tmp_path):
     corpus = PreparedCorpus.load(make_corpus(tmp_path, order2_source(5_000)))
     cfg = NNNConfig(batch_size=50, max_epochs=2, log_seconds=1e9)
-    a, stats_a = train_nnn(corpus, 2, [8], cfg, log=lambda *a, **k: None)
-    b, stats_b = train_nnn(corpus, 2, [8], cfg, log=lambda *a, **k: None)
+    a, stats_a = train_nnn(corpus, 2, [8], cfg)
+    b, stats_b = train_nnn(corpus, 2, [8], cfg)
     for key, value in a.state_dict().items():
         assert torch.equal(value, b.state_dict()[key]), key
     assert stats_a["best_val_loss"] == stats_b["best_val_loss"]

@@ -12,7 +12,7 @@ def test_sampling_continues_a_learned_pattern(prepared, tmp_path):
     corpus = PreparedCorpus.load(data)
     cfg = TrainConfig(batch_size=8, seq_len=26, max_epochs=12, learning_rate=1e-2, log_seconds=1e9)
     spec = ModelSpec("lstm", 1, 32, corpus.vocab_size)
-    train(cfg, corpus, spec, tmp_path / "m.pt", tmp_path / "h.csv", tmp_path / "c.pt", log=lambda *a, **k: None)
+    train(cfg, corpus, spec, tmp_path / "m.pt", tmp_path / "h.csv", tmp_path / "c.pt")
     from rnnlens.model import load_model
 
     model, extra = load_model(tmp_path / "m.pt")

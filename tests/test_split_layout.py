@@ -87,7 +87,7 @@ def test_rnn_predicts_every_test_byte_once_after_its_real_context(rows_corpus):
     torch.manual_seed(0)
     model = CharRNN(ModelSpec("lstm", 2, 16, c.vocab_size)).eval()
     model.init_uniform(0.3)
-    got = predict_test(model, c, streams=4, warmup=2700, chunk=128, log=None)
+    got = predict_test(model, c, streams=4, warmup=2700, chunk=128)
     assert len(got["p"]) == c.split_size("test") and np.array_equal(got["target"], c.split("test"))
     # each piece was read after the real text before it (not after the previous test piece): equal to a
     # sequential pass over the whole corpus at every test position
@@ -96,7 +96,7 @@ def test_rnn_predicts_every_test_byte_once_after_its_real_context(rows_corpus):
     # joining the test pieces instead would predict a piece's first bytes from the previous piece's end
     joined = PreparedCorpus.contiguous("joined", c.split("test"), {"train": (0, 1), "val": (1, 2),
                                                                     "test": (2, 1200)}, vocab=c.vocab)
-    seam = predict_test(model, joined, streams=1, warmup=10, log=None)["p"]
+    seam = predict_test(model, joined, streams=1, warmup=10)["p"]
     assert np.abs(seam[298:303] - got["p"][300:305]).max() > 1e-3
 
 
@@ -108,8 +108,7 @@ def test_ngram_trains_per_piece_and_scores_each_piece_with_real_context(rows_cor
         pytest.skip("KenLM not built: run make setup")
     c = rows_corpus
     model_path = tmp_path / "ngram-2.binary"
-    stats = ngram.train([c.data[a:b] for a, b in c.pieces["train"]], ngram.kenlm_order(2), model_path, memory="64M",
-                        log=lambda *a, **k: None)
+    stats = ngram.train([c.data[a:b] for a, b in c.pieces["train"]], ngram.kenlm_order(2), model_path, memory="64M")
     assert stats["train_pieces"] == 4 and stats["order"] == 3
     model = ngram.load(model_path)
     p = ngram.score_pieces(model, c, "test")
@@ -129,11 +128,11 @@ def test_no_ngram_spans_a_seam(tmp_path):
         pytest.skip("KenLM not built: run make setup")
     # "XY" occurs only across the seam between the two pieces: one line per piece never sees that bigram
     pieces = [b"ab" * 200 + b"X", b"Y" + b"ba" * 200]
-    ngram.train(pieces, 2, tmp_path / "m.binary", memory="64M", log=lambda *a, **k: None)
+    ngram.train(pieces, 2, tmp_path / "m.binary", memory="64M")
     model = ngram.load(tmp_path / "m.binary")
     (_, _, _), (_, used_y, _) = list(model.full_scores("X Y", bos=False, eos=False))
     assert used_y == 1  # KenLM backed off to the unigram of Y: no "X Y" bigram was counted
-    ngram.train([b"".join(pieces)], 2, tmp_path / "joined.binary", memory="64M", log=lambda *a, **k: None)
+    ngram.train([b"".join(pieces)], 2, tmp_path / "joined.binary", memory="64M")
     joined = ngram.load(tmp_path / "joined.binary")
     assert list(joined.full_scores("X Y", bos=False, eos=False))[1][1] == 2
 
@@ -146,7 +145,7 @@ def test_nnn_examples_never_cross_a_seam_and_test_is_scored_once(rows_corpus, tm
     piece = np.searchsorted(starts, train, side="right") - 1
     assert (train - n >= starts[piece]).all()  # every context lies in the example's own piece
     assert len(train) == c.split_size("train") - n * len(c.pieces["train"])
-    model, stats = train_nnn(c, n, [8], NNNConfig(max_epochs=1, batch_size=500), log=lambda *a, **k: None)
+    model, stats = train_nnn(c, n, [8], NNNConfig(max_epochs=1, batch_size=500))
     write_test_predictions(model, c, tmp_path / "nnn-3.parquet", stats)
     df, _ = read_predictions(tmp_path / "nnn-3.parquet")
     assert len(df) == c.split_size("test") and np.array_equal(df["target"], c.split("test"))

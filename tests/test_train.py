@@ -12,9 +12,10 @@ import torch
 from conftest import markov_text, run_env
 from rnnlens.corpus import PreparedCorpus
 from rnnlens.model import ModelSpec, load_model
-from rnnlens.train import EXIT_INTERRUPTED, TrainConfig, TrainingDiverged, steps_per_epoch, tbptt_streams, train
-
-QUIET = lambda *a, **k: None  # noqa: E731
+from rnnlens.errors import InputError
+from rnnlens.io import torch_load
+from rnnlens.train import (EXIT_INTERRUPTED, TrainConfig, TrainingDiverged, TrainState, read_snapshot_manifest,
+                           select_dropout, steps_per_epoch, tbptt_streams, train)
 
 
 def test_tbptt_every_training_character_is_a_target_once_per_epoch():
@@ -48,7 +49,7 @@ def _train(prepared_json, tmp_path, name, cfg, spec=None, **kw):
     spec = spec or ModelSpec("lstm", 2, 16, corpus.vocab_size, 0.1)
     out = tmp_path / name
     out.mkdir(exist_ok=True)
-    code = train(cfg, corpus, spec, out / "model.pt", out / "history.csv", out / "checkpoint.pt", log=QUIET, **kw)
+    code = train(cfg, corpus, spec, out / "model.pt", out / "history.csv", out / "checkpoint.pt", **kw)
     return code, out
 
 
@@ -110,6 +111,15 @@ def test_resume_mid_epoch_equals_uninterrupted(prepared, tmp_path):
     assert np.allclose(hf.val_loss, hp.val_loss) and np.allclose(hf.train_loss, hp.train_loss)
 
 
+def test_the_checkpoint_is_the_train_state(prepared, tmp_path):
+    data = prepared(markov_text(8000))
+    _, out = _train(data, tmp_path, "x", _cfg(), stop_after_steps=50)  # 40 steps/epoch: epoch 2, step 10
+    ckpt = torch_load(out / "checkpoint.pt")  # plain data and tensors: loads with weights_only
+    assert set(ckpt) == {f for f in TrainState.__dataclass_fields__} | {"run_key", "rng", "reason"}
+    assert (ckpt["epoch"], ckpt["step"], ckpt["global_step"], ckpt["reason"]) == (2, 10, 50, "interrupted")
+    assert len(ckpt["history"]) == 1 and ckpt["history"][0]["epoch"] == 1
+
+
 def test_checkpoint_from_other_settings_is_ignored(prepared, tmp_path):
     data = prepared(markov_text(8000))
     _train(data, tmp_path, "x", _cfg(), stop_after_steps=10)
@@ -122,6 +132,60 @@ def test_divergence_is_a_clear_error(prepared, tmp_path):
     with pytest.raises(TrainingDiverged, match="diverged. Lower training.learning_rate"):
         _train(data, tmp_path, "d", _cfg(learning_rate=1e38, grad_clip_mode="none", log_seconds=0))
     assert not (tmp_path / "d" / "model.pt").exists()
+
+
+def _snapshot_files(out):
+    return sorted(p.name for p in (out / "snapshots").iterdir())
+
+
+def test_resume_keeps_the_snapshots_written_before_the_interruption(prepared, tmp_path):
+    torch.set_num_threads(1)
+    data = prepared(markov_text(8000))
+    cfg = _cfg(snapshot_epochs=[0.5, 1, 1.5, 2.5])  # 40 steps/epoch: steps 20, 40, 60, 100
+    _, full = _train(data, tmp_path, "full", cfg)
+    code, part = _train(data, tmp_path, "part", cfg, stop_after_steps=50)
+    assert code == EXIT_INTERRUPTED
+    before = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in (part / "snapshots").glob("step*.pt")}
+    assert sorted(before) == ["step0000020.pt", "step0000040.pt"]
+    assert _train(data, tmp_path, "part", cfg)[0] == 0
+    entries = read_snapshot_manifest(part / "snapshots")
+    assert [e["file"] for e in entries] == [e["file"] for e in read_snapshot_manifest(full / "snapshots")]
+    assert [e["global_step"] for e in entries] == [20, 40, 60, 100]
+    assert entries[1]["epoch_fraction"] == 1.0
+    for name, stat in before.items():  # the same files, neither cleared nor rewritten by the rerun
+        path = part / "snapshots" / name
+        assert (path.stat().st_ino, path.stat().st_mtime_ns) == stat
+    for e in entries:  # and the resumed training's snapshots are those of an uninterrupted one
+        wf, wp = _weights(full / "snapshots" / e["file"]), _weights(e["path"])
+        assert all(torch.equal(wf[k], wp[k]) for k in wf)
+    manifest = json.loads((part / "snapshots" / "manifest.json").read_text())
+    assert manifest["settings"]["snapshot_epochs"] == [0.5, 1, 1.5, 2.5]
+    assert manifest["settings"]["steps_per_epoch"] == 40
+
+
+def test_stale_snapshots_of_an_earlier_training_are_not_read(prepared, tmp_path):
+    torch.set_num_threads(1)
+    data = prepared(markov_text(8000))
+    _, out = _train(data, tmp_path, "m", _cfg(max_epochs=2, snapshot_epochs=[0.5, 1.5]))
+    assert _snapshot_files(out) == ["manifest.json", "step0000020.pt", "step0000060.pt"]
+    # a left-over file in the folder is not listed, so the dynamics stage does not read it
+    (out / "snapshots" / "step0000001.pt").write_bytes((out / "snapshots" / "step0000020.pt").read_bytes())
+    assert [e["file"] for e in read_snapshot_manifest(out / "snapshots")] == ["step0000020.pt", "step0000060.pt"]
+    # the dropout pick copies exactly the manifest's snapshots
+    select_dropout([out / "model.pt"], tmp_path / "pick" / "model.pt", tmp_path / "pick" / "history.csv",
+                   tmp_path / "pick" / "selection.json")
+    assert _snapshot_files(tmp_path / "pick") == ["manifest.json", "step0000020.pt", "step0000060.pt"]
+    # training afresh with other settings clears the earlier training's snapshots
+    _train(data, tmp_path, "m", _cfg(max_epochs=1, snapshot_epochs=[1]))
+    assert _snapshot_files(out) == ["manifest.json", "step0000040.pt"]
+    # a model trained without snapshots has none, and the dynamics stage says how to get them
+    _train(data, tmp_path, "m", _cfg(max_epochs=1))
+    assert not (out / "snapshots").exists()
+    with pytest.raises(InputError, match="no snapshot manifest .*analysis.dynamics.snapshot_epochs"):
+        read_snapshot_manifest(out / "snapshots")
+    (tmp_path / "pick" / "snapshots" / "step0000060.pt").unlink()
+    with pytest.raises(InputError, match=r"names snapshots that are missing \(step0000060.pt\).*retrain"):
+        read_snapshot_manifest(tmp_path / "pick" / "snapshots")
 
 
 @pytest.mark.slow

@@ -9,6 +9,8 @@ Models without an argmax column (n-grams, whose predictions only give p of the t
 """
 
 
+import logging
+
 import numpy as np
 import pandas as pd
 
@@ -18,6 +20,8 @@ from rnnlens.model import parse_model_id
 from rnnlens.oracles import model_id_of
 from rnnlens.plots import pyplot, save_figures
 from rnnlens.predictions import read_meta, read_predictions
+
+log = logging.getLogger(__name__)
 
 ARCH_MARKERS = {"rnn": "s", "lstm": "o", "gru": "^", "transformer": "P", "lru": "v"}
 ARCH_COLORMAPS = {"rnn": "Reds", "lstm": "Blues", "gru": "Greens", "transformer": "Purples", "lru": "YlOrBr"}
@@ -169,16 +173,16 @@ def run_agreement(args):
     """rnnlens agreement: agreement matrix CSV, t-SNE embedding CSV and figure."""
     ids, argmaxes, skipped = load_argmaxes(args.predictions)
     if skipped:
-        print(f"agreement: skipped {', '.join(skipped)} (no argmax, e.g. n-gram predictions)", flush=True)
+        log.info(f"agreement: skipped {', '.join(skipped)} (no argmax, e.g. n-gram predictions)")
     if not ids:
         raise AgreementError("none of the given predictions has an argmax; pass neural models' predictions")
     agreement = agreement_matrix(argmaxes, ids)
     embedding = embed(agreement, seed=args.seed)
-    print(f"agreement: {len(ids)} models, perplexity {tsne_perplexity(len(ids)):.2f}", flush=True)
+    log.info(f"agreement: {len(ids)} models, perplexity {tsne_perplexity(len(ids)):.2f}")
     atomic_write_text(args.csv_out, agreement.to_csv(index_label="model", float_format="%.6f"))
     atomic_write_text(args.embedding_out, embedding.to_csv(index=False, float_format="%.6f"))
     corpus = read_meta(args.predictions[0]).get("corpus", "")
     plot_embedding(embedding, args.fig_out, title=f"{corpus}: t-SNE of {len(ids)} models by argmax agreement "
                    "(each point labelled with its model)")
-    print(f"agreement: wrote {args.csv_out}, {args.embedding_out}, {', '.join(args.fig_out)}", flush=True)
+    log.info(f"agreement: wrote {args.csv_out}, {args.embedding_out}, {', '.join(args.fig_out)}")
     return 0

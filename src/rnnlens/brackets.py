@@ -21,6 +21,7 @@ taken per bin.
 """
 
 import json
+import logging
 import time
 from pathlib import Path
 
@@ -28,13 +29,14 @@ import numpy as np
 import pandas as pd
 
 from rnnlens import convergence
-from rnnlens.log import progress
 from rnnlens.errors import InputError
 from rnnlens.corpus import PreparedCorpus
 from rnnlens.io import atomic_write_text
 from rnnlens.picks import add_pick_options, picked
 from rnnlens.predictions import read_predictions
 from rnnlens.plots import save_figures
+
+log = logging.getLogger(__name__)
 
 DELIMITERS = {  # name -> (opener byte, closer byte)
     "brace": (ord("{"), ord("}")),
@@ -263,7 +265,7 @@ def load_test_p(path, test_len, test_bytes):
 
 
 def brackets(data_json, prediction_paths, labels=None, delimiters=tuple(DELIMITERS), bin_width=20,
-             quote_scope="paragraph", log=progress(__name__)):
+             quote_scope="paragraph"):
     """-> (curves DataFrame for all delimiters, summary dict, families {label: family})."""
     corpus = PreparedCorpus.load(data_json)
     test_bytes = corpus.split("test")
@@ -280,7 +282,7 @@ def brackets(data_json, prediction_paths, labels=None, delimiters=tuple(DELIMITE
             windows[label] = int(meta["window"])
         if convergence.is_unconverged(meta):
             unconverged.append(label)
-            log(convergence.pick_note(label, meta, "one of the compared models"))
+            log.info(convergence.pick_note(label, meta, "one of the compared models"))
     frames, summary = [], {"corpus": corpus.name, "bin_width": bin_width, "quote_scope": quote_scope,
                            "test_pieces": len(corpus.pieces["test"]), "test_bytes": len(test_bytes),
                            "delimiters": {}, "unconverged": unconverged, "windows": windows}
@@ -296,9 +298,9 @@ def brackets(data_json, prediction_paths, labels=None, delimiters=tuple(DELIMITE
         counts["median_distance"] = float(np.median(distances)) if len(distances) else None
         counts["seconds"] = round(time.time() - t0, 4)
         summary["delimiters"][name] = counts
-        log(f"{corpus.name} {SHOWN[name]}: {counts['matched_closers']} matched closers in test "
-            f"({counts['openers_before_test']} opened before it), skipped {counts['unmatched_closers']} unmatched "
-            f"closers and {counts['unmatched_openers']} unclosed openers; {counts['seconds']:.3f}s", flush=True)
+        log.info(f"{corpus.name} {SHOWN[name]}: {counts['matched_closers']} matched closers in test "
+                 f"({counts['openers_before_test']} opened before it), skipped {counts['unmatched_closers']} unmatched "
+                 f"closers and {counts['unmatched_openers']} unclosed openers; {counts['seconds']:.3f}s")
     return pd.concat(frames, ignore_index=True), summary, families
 
 
@@ -344,6 +346,6 @@ def run_brackets(args):
     atomic_write_text(args.csv_out, curves.to_csv(index=False))
     if args.summary_out:
         atomic_write_text(args.summary_out, json.dumps(summary, indent=2) + "\n")
-    print(f"brackets on {corpus}: {len(args.predictions)} models, {len(delimiters)} delimiters in "
-          f"{time.time() - t0:.2f}s -> {args.csv_out}, {args.fig_dir}", flush=True)
+    log.info(f"brackets on {corpus}: {len(args.predictions)} models, {len(delimiters)} delimiters in "
+             f"{time.time() - t0:.2f}s -> {args.csv_out}, {args.fig_dir}")
     return 0

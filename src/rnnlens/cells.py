@@ -21,6 +21,7 @@ feature.
 """
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,8 @@ from scipy.stats import rankdata
 from rnnlens.errors import InputError
 from rnnlens.features import CHARACTER_CLASSES, FEATURE_KINDS
 from rnnlens.io import atomic_csv, atomic_write_text, read_parquet, write_table
+
+log = logging.getLogger(__name__)
 
 META_KEY = b"rnnlens"
 SCORE_COLUMNS = ["layer", "unit", "feature", "kind", "value", "score", "sign", "rank", "prevalence", "positions",
@@ -334,12 +337,11 @@ def run_best_cells(args):
         _atomic_csv(explain_cells(pd.concat([t for t in tables if len(t)], ignore_index=True)), args.explanations_out)
     winners = best[best.best_in_corpus]
     for row in winners[winners.confounded].itertuples():
-        print(f"note: the best {row.feature} cell ({row.model} layer {row.layer} unit {row.unit}, strength "
-              f"{row.strength:.3f}) is better explained by {row.explained_by} ({row.explained_by_strength:.3f})",
-              flush=True)
-    print(f"best cells of {best.model.nunique()} models, {best.feature.nunique()} features -> {out}; "
-          f"{int(winners.confounded.sum())} of {len(winners)} features' best cells are better explained by "
-          "another feature (column confounded)", flush=True)
+        log.info(f"note: the best {row.feature} cell ({row.model} layer {row.layer} unit {row.unit}, strength "
+                 f"{row.strength:.3f}) is better explained by {row.explained_by} ({row.explained_by_strength:.3f})")
+    log.info(f"best cells of {best.model.nunique()} models, {best.feature.nunique()} features -> {out}; "
+             f"{int(winners.confounded.sum())} of {len(winners)} features' best cells are better explained by "
+             "another feature (column confounded)")
     return 0
 def _has_tabulate():
     try:

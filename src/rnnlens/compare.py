@@ -5,16 +5,18 @@ architecture (lstm+dyn), side by side, and how many of the LSTM's errors of each
 Reads only Table 1 and the per-model oracle CSVs (results/{corpus}/oracles/{model}.csv).
 """
 
+import logging
 from pathlib import Path
 
 import pandas as pd
 
 from rnnlens.errors import InputError
 from rnnlens.io import atomic_csv
-from rnnlens.log import progress
 from rnnlens.oracles import CATEGORIES, CATEGORY_COLORS, CATEGORY_LABELS, category_totals
 from rnnlens.plots import legend_outside, pyplot, save_figures
 from rnnlens.tables import ARCH_ORDER
+
+log = logging.getLogger(__name__)
 
 
 def compare(table1_csv, corpus, oracle_csvs, reference="lstm"):
@@ -84,14 +86,13 @@ def add_compare_archs_arguments(parser):
 def run_compare_archs(args):
     """Error breakdown by oracle category of the best model of each architecture, and the share of the reference
     architecture's errors in each category that each one removes."""
-    log = progress(__name__)
     df = compare(args.table1, args.corpus, args.oracles, args.reference)
     atomic_csv(df, args.csv_out, float_format="%.6g")
     plot(df, args.fig_out, args.corpus)
     for row in df.itertuples():
         removed = getattr(row, "removed_vs_reference", None)
-        log(f"  {row.arch:16s} {row.model:20s} {row.category:13s} {row.errors:8,d}"
+        log.info(f"  {row.arch:16s} {row.model:20s} {row.category:13s} {row.errors:8,d}"
             + (f"  {100 * removed:+6.1f}% removed vs {args.reference}" if removed is not None and removed == removed
                else ""))
-    log(f"compare-archs: {df.arch.nunique()} architectures -> {args.csv_out}, {args.fig_out}")
+    log.info(f"compare-archs: {df.arch.nunique()} architectures -> {args.csv_out}, {args.fig_out}")
     return 0

@@ -43,12 +43,13 @@ def assess(val_losses, max_epochs, patience_exhausted, tolerance=DEFAULT_TOLERAN
 
 
 def warning(model_id, verdict):
-    """The log line for an unconverged run, naming the setting to raise (None when the run converged)."""
+    """The warning for an unconverged run, naming the setting to raise (None when the run converged); logged as a
+    warning, it reads `HH:MM:SS WARNING: <model> has not converged ...`."""
     if verdict["converged"]:
         return None
     fell = verdict["improvement_per_epoch"]
     how = f"was still falling {100 * fell:.1f}% per epoch" if fell is not None else "could not be judged"
-    return (f"WARNING: {model_id} has not converged: it stopped at {SETTING} = {verdict['epochs']} while its "
+    return (f"{model_id} has not converged: it stopped at {SETTING} = {verdict['epochs']} while its "
             f"validation loss {how} (more than {TOLERANCE_SETTING} = {100 * verdict['tolerance']:g}%). Its "
             f"numbers are those of a model still learning; raise {SETTING} (for this model alone: "
             f"training_overrides.{model_id}.max_epochs) and rerun.")

@@ -16,6 +16,7 @@ Stages never join text across a seam between pieces: a piece is read (and scored
 
 import hashlib
 import json
+import logging
 import math
 import sys
 import sysconfig
@@ -26,7 +27,8 @@ import numpy as np
 
 from rnnlens.errors import CorpusError  # noqa: F401 - its home for callers: rnnlens.corpus.CorpusError
 from rnnlens.io import atomic_copy, atomic_write_bytes, download, sha256_of, verify_sha256, write_json
-from rnnlens.log import progress
+
+log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
 LAYOUTS = ("contiguous", "rows")
@@ -49,7 +51,7 @@ def stdlib_corpus(max_bytes):
     return b"".join(chunks)[:max_bytes]
 
 
-def acquire(spec, dest, log=progress(__name__)):
+def acquire(spec, dest):
     """Materialise one configured corpus as raw bytes at `dest` and return a provenance dict.
 
     spec keys: path | url (+ sha256) | stdlib (+ max_bytes) | tarball (kernel-style source builder)."""
@@ -70,8 +72,8 @@ def acquire(spec, dest, log=progress(__name__)):
             fetched.unlink(missing_ok=True)
             raise
         if not spec.get("sha256"):
-            log(f"WARNING: no sha256 given for {spec['url']}; recorded the downloaded file's sha256 {actual}. "
-                "Put it in the config to pin this version.")
+            log.warning(f"no sha256 given for {spec['url']}; recorded the downloaded file's sha256 {actual}. "
+                        "Put it in the config to pin this version.")
         fetched.replace(dest)  # same folder: an atomic rename
         provenance = {"source": spec["url"], "sha256": actual, "sha256_pinned": bool(spec.get("sha256"))}
     elif "stdlib" in spec:
@@ -81,7 +83,7 @@ def acquire(spec, dest, log=progress(__name__)):
     elif "tarball" in spec:
         from rnnlens.kernel import build_from_tarball
 
-        provenance = build_from_tarball(spec["tarball"], dest, log=log)
+        provenance = build_from_tarball(spec["tarball"], dest)
     else:
         raise CorpusError("a corpus needs one of `path`, `url` (+ `sha256`), `stdlib` or `tarball` in the config")
     if "sha256" in spec and "path" not in spec and "url" not in spec:
@@ -281,11 +283,10 @@ def add_fetch_arguments(parser):
 
 
 def run_fetch(args):
-    log = progress(__name__)
-    provenance = acquire(json.loads(args.spec), args.out, log=log)
+    provenance = acquire(json.loads(args.spec), args.out)
     provenance["corpus"] = args.corpus
     write_json(args.provenance, provenance)
-    log(f"corpus {args.corpus}: {Path(args.out).stat().st_size} bytes, sha256 {provenance['sha256']}")
+    log.info(f"corpus {args.corpus}: {Path(args.out).stat().st_size} bytes, sha256 {provenance['sha256']}")
     return 0
 
 
@@ -302,6 +303,6 @@ def run_prepare(args):
     summary = prepare(args.corpus, args.corpus_bin, json.loads(args.split), args.min_train_bytes)
     summary["provenance"] = json.loads(Path(args.provenance).read_text()) if args.provenance else None
     write_json(args.out, summary, indent=1)
-    progress(__name__)(f"corpus {args.corpus}: {summary['size']} bytes, vocabulary {summary['vocab_size']}, "
-                       f"splits {summary['split_sizes']}")
+    log.info(f"corpus {args.corpus}: {summary['size']} bytes, vocabulary {summary['vocab_size']}, "
+             f"splits {summary['split_sizes']}")
     return 0

@@ -11,6 +11,7 @@ The driver works on plain numpy arrays: distributions are (positions, V) float a
 (rows sum to 1, column j = the j-th vocabulary byte), targets are vocabulary indices (int, length positions).
 """
 
+import logging
 import re
 from pathlib import Path
 
@@ -20,6 +21,8 @@ import pandas as pd
 from rnnlens.errors import InputError, RnnlensError
 from rnnlens.io import atomic_write_text
 from rnnlens.plots import legend_outside, pyplot, save_figures
+
+log = logging.getLogger(__name__)
 
 EPS = 1e-8
 ROWS_PER_CHUNK = 1 << 16
@@ -88,8 +91,7 @@ def compare(snapshots, progress, nnn, targets, eps=EPS):
             rows.append({"snapshot": i, "progress": float(prog), "n": n,
                          "sym_kl": symmetric_kl(P, nnn[n], eps),
                          "snapshot_loss": loss, "nnn_loss": nnn_loss[n], "loss_diff": loss - nnn_loss[n]})
-        print(f"dynamics: snapshot {i} (progress {prog:g}) loss {loss:.4f} compared with "
-              f"{len(nnn)} n-NN models", flush=True)
+        log.info(f"dynamics: snapshot {i} (progress {prog:g}) loss {loss:.4f} compared with {len(nnn)} n-NN models")
     return pd.DataFrame(rows)
 
 
@@ -155,7 +157,7 @@ def run_dynamics(args):
     atomic_write_text(args.csv_out, table.to_csv(index=False, float_format="%.6g"))
     title = f"{args.model}: snapshots vs n-NN" if args.model else None
     plot_dynamics(table, args.fig_out, title=title)
-    print(f"dynamics: wrote {args.csv_out}, {', '.join(args.fig_out)}", flush=True)
+    log.info(f"dynamics: wrote {args.csv_out}, {', '.join(args.fig_out)}")
     return 0
 
 
@@ -174,27 +176,31 @@ def run_dynamics_models(args):
     """rnnlens dynamics-models: load the training snapshots of one model and the trained n-NN models, compute their
     predictive distributions on the first --positions test positions, and compare them (CSV + figure)."""
     import json
-    from pathlib import Path
+
     import torch
+
     from rnnlens.corpus import PreparedCorpus
     from rnnlens.evaluate import predict_test
     from rnnlens.model import load_model
     from rnnlens.nnn import load_nnn, nnn_distributions
+    from rnnlens.train import MANIFEST, read_snapshot_manifest
 
     if args.threads:
         torch.set_num_threads(args.threads)
     # about --positions test positions, taken from the start of every test piece so they sample the whole split
     corpus = PreparedCorpus.load(args.data).with_split_spread("test", args.positions)
-    snapshot_paths = sorted((Path(args.model).parent / "snapshots").glob("step*.pt"))
-    if not snapshot_paths:
-        raise InputError(f"no snapshots beside {args.model}; set analysis.dynamics.snapshot_epochs "
-                         "(and analysis.dynamics.model) in the config and retrain that model")
+    # the manifest names the snapshots of the training that made this model; other files in the folder are not read
+    snapshot_dir = Path(args.model).parent / "snapshots"
+    entries = read_snapshot_manifest(snapshot_dir)
+    if not entries:
+        raise InputError(f"{snapshot_dir / MANIFEST} lists no snapshots: the training ended before the first of "
+                         "analysis.dynamics.snapshot_epochs; use smaller fractions there and retrain that model")
     snapshots, progress = [], []
-    for path in snapshot_paths:
-        model, extra = load_model(path)
+    for entry in entries:
+        model, _ = load_model(entry["path"])
         snapshots.append(predict_test(model, corpus, streams=20, warmup=args.warmup, keep_probs=True)["probs"])
-        progress.append(extra["epoch_fraction"])
-        print(f"snapshot {path.name}: epoch {extra['epoch_fraction']:.3f}", flush=True)
+        progress.append(entry["epoch_fraction"])
+        log.info(f"snapshot {entry['file']}: epoch {entry['epoch_fraction']:.3f}")
     positions = corpus.positions("test")
     nnn = {}
     for path in args.nnn:

@@ -12,6 +12,7 @@ text before it, as in evaluation); the transformer reads each segment with the w
 The result is a predictor `{model}+dyn` with the same Parquet schema as any model.
 """
 
+import logging
 import time
 from pathlib import Path
 
@@ -20,9 +21,10 @@ import torch
 import torch.nn.functional as F
 
 from rnnlens.errors import InputError
-from rnnlens.log import progress
 from rnnlens.model import DYNAMIC_SUFFIX
 from rnnlens.predictions import write_predictions
+
+log = logging.getLogger(__name__)
 
 
 def _forward(model, x, state):
@@ -33,8 +35,7 @@ def _forward(model, x, state):
     return model(x, state)
 
 
-def dynamic_predict(model, corpus, lr=1e-4, decay=0.0, segment=100, warmup=2000, split="test", device="cpu",
-                    log=None):
+def dynamic_predict(model, corpus, lr=1e-4, decay=0.0, segment=100, warmup=2000, split="test", device="cpu"):
     """-> dict of numpy arrays over the split in position order: logp (true byte), argmax (vocabulary index),
     p_argmax. The model's weights are adapted in place (reload it to get the trained weights back)."""
     window = getattr(model, "window", 0)
@@ -81,9 +82,9 @@ def dynamic_predict(model, corpus, lr=1e-4, decay=0.0, segment=100, warmup=2000,
                                                     if isinstance(new_state, tuple) else new_state.detach())
             out += q - p
             steps += 1
-            if log is not None and steps % 500 == 0:
-                log(f"  dynamic evaluation: {out / total:6.1%} of {total} positions, {steps} updates "
-                    f"({time.time() - t0:.0f} s)")
+            if steps % 500 == 0:
+                log.info(f"  dynamic evaluation: {out / total:6.1%} of {total} positions, {steps} updates "
+                         f"({time.time() - t0:.0f} s)")
     return {"logp": logp, "argmax": argmax, "p_argmax": p_argmax, "updates": steps}
 
 
@@ -113,8 +114,7 @@ def run_dyneval(args):
     model, extra = load_model(args.model, map_location=args.device)
     corpus = PreparedCorpus.load(args.data)
     t0 = time.time()
-    result = dynamic_predict(model, corpus, args.lr, args.decay, args.segment, args.warmup, device=args.device,
-                             log=progress(__name__))
+    result = dynamic_predict(model, corpus, args.lr, args.decay, args.segment, args.warmup, device=args.device)
     predictor = args.model_id + DYNAMIC_SUFFIX
     spec = model.spec
     meta = {"model": predictor, "base_model": args.model_id, "corpus": corpus.name, "family": spec.arch,
@@ -127,6 +127,6 @@ def run_dyneval(args):
                         "updates": result["updates"], "seconds": round(time.time() - t0, 1)}}
     meta = write_predictions(Path(args.out), corpus.split("test"), np.exp(result["logp"]).astype(np.float32),
                              corpus.vocab[result["argmax"]], result["p_argmax"], meta)
-    progress(__name__)(f"{predictor} on {corpus.name}: test loss {meta['test_loss']:.4f} nats/char over "
+    log.info(f"{predictor} on {corpus.name}: test loss {meta['test_loss']:.4f} nats/char over "
                        f"{meta['n_positions']} positions, {result['updates']} updates in {time.time() - t0:.0f} s")
     return 0

@@ -10,13 +10,16 @@ the corpus. A warm-up far beyond the model's memory (the paper's longest-range c
 characters) makes the batched predictions equal to the sequential ones to float precision (tests check both).
 """
 
+import logging
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from rnnlens.log import progress
 from rnnlens.corpus import PreparedCorpus
 from rnnlens.predictions import write_predictions
+
+log = logging.getLogger(__name__)
 
 
 def batch_rows(pieces, streams):
@@ -100,7 +103,7 @@ def predict_rows(model, encoded, rows, warmup=2000, chunk=2000, device="cpu", ke
     return result
 
 
-def predict_test(model, corpus: PreparedCorpus, streams=100, warmup=2000, chunk=2000, device="cpu", log=progress(__name__),
+def predict_test(model, corpus: PreparedCorpus, streams=100, warmup=2000, chunk=2000, device="cpu",
                  keep_probs=False, split="test"):
     """-> dict of numpy arrays (target, p, argmax, p_argmax) over the split, in position order (piece after
     piece); with keep_probs also `probs`, the full (positions, V) distributions (small subsets: dynamics)."""
@@ -118,8 +121,8 @@ def split_loss(model, encoded, rows, warmup, device="cpu"):
     return float(-predict_rows(model, encoded, rows, warmup=warmup, device=device)["logp"].mean())
 
 
-def evaluate(model, extra, corpus, out_path, model_id, streams=100, warmup=2000, device="cpu", log=progress(__name__)):
-    result = predict_test(model, corpus, streams=streams, warmup=warmup, device=device, log=log)
+def evaluate(model, extra, corpus, out_path, model_id, streams=100, warmup=2000, device="cpu"):
+    result = predict_test(model, corpus, streams=streams, warmup=warmup, device=device)
     meta = {
         "model": model_id,
         "corpus": corpus.name,
@@ -138,7 +141,8 @@ def evaluate(model, extra, corpus, out_path, model_id, streams=100, warmup=2000,
         "converged": extra.get("converged"), "convergence": extra.get("convergence"),
     }
     meta = write_predictions(out_path, result["target"], result["p"], result["argmax"], result["p_argmax"], meta)
-    log(f"{model_id} on {corpus.name}: test loss {meta['test_loss']:.4f} nats/char over {meta['n_positions']} positions")
+    log.info(f"{model_id} on {corpus.name}: test loss {meta['test_loss']:.4f} nats/char "
+             f"over {meta['n_positions']} positions")
     return meta
 
 

@@ -21,6 +21,7 @@ Command line (`rnnlens internals`): one streaming pass that writes the saturatio
 table, activation excerpts and the cell pictures of one model.
 """
 
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,8 @@ import torch.nn.functional as F
 from rnnlens.errors import InputError
 from rnnlens.cellviz import parse_cells
 from rnnlens.features import split_features
+
+log = logging.getLogger(__name__)
 
 # names of what `LayerwiseRunner.run` returns per layer, in order
 ACTIVATIONS = {"lstm": ("i", "f", "o", "g", "c", "h"), "gru": ("r", "z", "n", "h"), "rnn": ("h",)}
@@ -291,7 +294,7 @@ class Chunk:
         return self.pos >= 0
 
 
-def stream_test_internals(model, corpus, streams=50, warmup=1000, chunk=100, split="test", runner=None, log=None):
+def stream_test_internals(model, corpus, streams=50, warmup=1000, chunk=100, split="test", runner=None):
     """Yield Chunk after Chunk covering every position of the split exactly once, each activation computed
     with the row's state carried from the characters before it. The split's pieces are cut into batch rows as
     evaluation cuts them (never across a seam); each row first reads `warmup` characters of the real text
@@ -331,9 +334,9 @@ def stream_test_internals(model, corpus, streams=50, warmup=1000, chunk=100, spl
         idx = x_all[:, warm + col: warm + col + chunk]
         acts, state = runner.run(idx, state)
         yield Chunk(pos[:, col: col + chunk], acts)
-        if log is not None and (col // chunk) % 20 == 0:
+        if (col // chunk) % 20 == 0:
             done = min(col + chunk, width) / width
-            log(f"  internals: {done:6.1%} of {n} positions ({time.time() - t0:.0f} s)")
+            log.info(f"  internals: {done:6.1%} of {n} positions ({time.time() - t0:.0f} s)")
 
 
 def excerpt_windows(n, count, width, piece_starts=None):
@@ -360,9 +363,8 @@ def excerpt_windows(n, count, width, piece_starts=None):
 
 def analyse_model(model, corpus, model_id, out_dir, cells=(), max_positions=100_000, streams=50, warmup=1000,
                   chunk=100, windows=4, window_chars=500, comment_style="auto", feature_context=20_000,
-                  pictures=True, method="auto", log=None):
+                  pictures=True, method="auto"):
     """The whole per-model analysis in one streaming pass over the test split; returns the output paths."""
-    log = log or (lambda message: print(message, flush=True))
     from rnnlens import cells as cellscore
     from rnnlens import saturation as sat
 
@@ -382,7 +384,7 @@ def analyse_model(model, corpus, model_id, out_dir, cells=(), max_positions=100_
         else:
             runner = LayerwiseRunner(model, method)
         units, method_name = getattr(runner, "units", spec.hidden), runner.method
-        stream = stream_test_internals(model, corpus, streams, warmup, chunk, runner=runner, log=log)
+        stream = stream_test_internals(model, corpus, streams, warmup, chunk, runner=runner)
     for layer, unit in cells:
         if not (1 <= layer <= spec.layers and 0 <= unit < units):
             raise InputError(f"cell {layer}:{unit} is outside {model_id} ({spec.layers} layers of {units} units; "
@@ -391,21 +393,21 @@ def analyse_model(model, corpus, model_id, out_dir, cells=(), max_positions=100_
     out_dir.mkdir(parents=True, exist_ok=True)
     n = corpus.split_size("test")
     t0 = time.time()
-    log(f"{model_id}: features of {n} test characters in {len(corpus.pieces['test'])} piece(s)")
+    log.info(f"{model_id}: features of {n} test characters in {len(corpus.pieces['test'])} piece(s)")
     feature_table = split_features(corpus, "test", context=feature_context, style=comment_style)
-    log(f"{model_id}: features done ({time.time() - t0:.1f} s); streaming internals")
+    log.info(f"{model_id}: features done ({time.time() - t0:.1f} s); streaming internals")
 
     counter = sat.SaturationCounter(spec.arch, spec.layers, spec.hidden) if spec.arch in sat.GATE_NAMES else None
     if counter is None and spec.arch != "rnn":
-        log(f"{model_id}: a {spec.arch} has no gates: gate saturation skipped (its table is empty; the saturation "
-            "figure of the corpus leaves it out)")
+        log.info(f"{model_id}: a {spec.arch} has no gates: gate saturation skipped (its table is empty; the saturation "
+                 "figure of the corpus leaves it out)")
     sample_pos = cellscore.sample_positions(n, max_positions)
     collector = cellscore.CellCollector(sample_pos, n, spec.layers, units)
     wins = excerpt_windows(n, windows, window_chars, corpus.piece_starts("test"))
     excerpts = cellscore.CellCollector(np.concatenate([np.arange(a, b) for a, b in wins]) if wins else np.array([], int),
                                        n, spec.layers, units)
     state_name = CELL_STATE[spec.arch]
-    log(f"{model_id}: internals method {method_name}, {torch.get_num_threads()} torch threads")
+    log.info(f"{model_id}: internals method {method_name}, {torch.get_num_threads()} torch threads")
     for chunk_acts in stream:
         valid = torch.from_numpy(chunk_acts.valid)
         if counter is not None:
@@ -413,7 +415,7 @@ def analyse_model(model, corpus, model_id, out_dir, cells=(), max_positions=100_
         cell_values = [layer[state_name] for layer in chunk_acts.acts]
         collector.update(chunk_acts.pos, cell_values)
         excerpts.update(chunk_acts.pos, cell_values)
-    log(f"{model_id}: streaming done ({time.time() - t0:.1f} s)")
+    log.info(f"{model_id}: streaming done ({time.time() - t0:.1f} s)")
 
     paths = {}
     meta = {"model": model_id, "corpus": corpus.name, "arch": spec.arch, "layers": spec.layers,
@@ -434,8 +436,8 @@ def analyse_model(model, corpus, model_id, out_dir, cells=(), max_positions=100_
     scores.insert(1, "corpus", corpus.name)
     paths["cells"] = cellscore.write_scores(scores, out_dir / "cells.parquet", meta)
     paths["cells_top"] = cellscore.write_top(scores, out_dir / "cells_top.csv", per_feature=5)
-    log(f"{model_id}: scored {spec.layers * units} cells against {scores['feature'].nunique()} features "
-        f"on {len(collector.positions)} positions ({time.time() - t0:.1f} s)")
+    log.info(f"{model_id}: scored {spec.layers * units} cells against {scores['feature'].nunique()} features "
+             f"on {len(collector.positions)} positions ({time.time() - t0:.1f} s)")
 
     test_bytes = corpus.split("test")
     paths["excerpts"] = cellscore.write_excerpts(out_dir / "excerpts.parquet", excerpts.positions, test_bytes,
@@ -445,7 +447,7 @@ def analyse_model(model, corpus, model_id, out_dir, cells=(), max_positions=100_
 
         paths.update(cellviz.draw_model_cells(out_dir, scores, out_dir / "excerpts.parquet", feature_table,
                                               user_cells=cells, model_id=model_id))
-    log(f"{model_id}: wrote {', '.join(str(p) for p in paths.values())} ({time.time() - t0:.1f} s)")
+    log.info(f"{model_id}: wrote {', '.join(str(p) for p in paths.values())} ({time.time() - t0:.1f} s)")
     return paths
 
 

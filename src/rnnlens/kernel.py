@@ -6,12 +6,14 @@ byte budget (the file that crosses it is taken whole), as the corpus in shared d
 """
 
 import fnmatch
+import logging
 import tarfile
 from pathlib import Path
 
-from rnnlens.log import progress
 from rnnlens.errors import CorpusError
 from rnnlens.io import atomic_write_bytes, download, sha256_of, verify_sha256
+
+log = logging.getLogger(__name__)
 
 
 def _strip_top(name):
@@ -31,7 +33,7 @@ def select_files(names, include_dirs, patterns):
     return chosen
 
 
-def build_corpus_from_tar(tar_path, include_dirs, patterns, max_bytes, log=progress(__name__)):
+def build_corpus_from_tar(tar_path, include_dirs, patterns, max_bytes):
     """-> (corpus bytes, list of files used)."""
     try:
         tar = tarfile.open(tar_path, "r:*")
@@ -54,11 +56,11 @@ def build_corpus_from_tar(tar_path, include_dirs, patterns, max_bytes, log=progr
     if not used:
         raise CorpusError(f"no file in {tar_path} matches dirs {include_dirs} and patterns {patterns}. "
                           "Fix `tarball.include_dirs` / `tarball.patterns` in the config.")
-    log(f"built corpus from {len(used)} files, {total} bytes")
+    log.info(f"built corpus from {len(used)} files, {total} bytes")
     return b"".join(chunks), used
 
 
-def build_from_tarball(spec, dest, log=progress(__name__)):
+def build_from_tarball(spec, dest):
     """spec: url or path, sha256 (of the tarball), include_dirs, patterns, max_bytes."""
     dest = Path(dest)
     if "path" in spec:
@@ -71,9 +73,9 @@ def build_from_tarball(spec, dest, log=progress(__name__)):
             download(spec["url"], tar_path)
     actual = verify_sha256(tar_path, spec.get("sha256"), f"kernel tarball {spec.get('url', tar_path)}")
     if not spec.get("sha256"):
-        log(f"WARNING: no sha256 given for the kernel tarball; recorded {actual}. Put it in the config to pin it.")
+        log.warning(f"no sha256 given for the kernel tarball; recorded {actual}. Put it in the config to pin it.")
     data, used = build_corpus_from_tar(tar_path, spec.get("include_dirs", ["kernel"]),
-                                       spec.get("patterns", ["*.c", "*.h"]), int(spec.get("max_bytes", 0)), log)
+                                       spec.get("patterns", ["*.c", "*.h"]), int(spec.get("max_bytes", 0)))
     atomic_write_bytes(dest, data)
     # the files used go into the provenance (a declared output), not a file of their own beside the corpus
     return {"source": spec.get("url", str(tar_path)), "tarball_sha256": actual, "files": len(used),

@@ -25,12 +25,3 @@ def configure(level=logging.INFO):
     logger.handlers[:] = [handler]
     logger.setLevel(level)
 
-
-def progress(name):
-    """A `log(*parts)` callable for the functions that still take one, writing to the logger `name`."""
-    logger = logging.getLogger(name)
-
-    def log(*parts, **_print_options):  # flush= and the like: the handler flushes every line
-        logger.info(" ".join(map(str, parts)))
-
-    return log

@@ -7,6 +7,7 @@ Size is a parameter budget: every (arch, layers) gets the hidden size whose para
 is closest to that of the 1-layer LSTM with `size` cells on the same vocabulary.
 """
 
+import logging
 from dataclasses import asdict, dataclass
 
 import torch
@@ -14,7 +15,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from rnnlens.io import torch_load, torch_save
-from rnnlens.log import progress
+
+log = logging.getLogger(__name__)
 
 ARCHS = ("rnn", "lstm", "gru", "transformer", "lru")
 RNN_ARCHS = ("rnn", "lstm", "gru")
@@ -200,6 +202,6 @@ def run_models_table(args):
     df = pd.DataFrame(models_table(meta["corpus"], meta["vocab_size"], args.archs.split(","),
                                    [int(x) for x in args.layers.split(",")], [int(x) for x in args.sizes.split(",")]))
     atomic_csv(df, args.out)
-    progress(__name__)(f"models table for {meta['corpus']} (vocabulary {meta['vocab_size']}): {len(df)} models -> "
-                       f"{args.out}")
+    log.info(f"models table for {meta['corpus']} (vocabulary {meta['vocab_size']}): {len(df)} models -> "
+             f"{args.out}")
     return 0

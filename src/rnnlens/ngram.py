@@ -25,6 +25,7 @@ scripts/setup_kenlm.sh (run by `make`) builds them with order 21.
 """
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -37,9 +38,10 @@ from pathlib import Path
 
 import numpy as np
 
-from rnnlens.log import progress
 from rnnlens.errors import RnnlensError
 from rnnlens.io import atomic_path
+
+log = logging.getLogger(__name__)
 
 MAX_ORDER = 21  # the KENLM_MAX_ORDER scripts/setup_kenlm.sh builds with; raise both together
 MAX_CONTEXT = MAX_ORDER - 1  # the largest paper n (context bytes)
@@ -106,7 +108,7 @@ def import_kenlm():
     return kenlm
 
 
-def run_measured(command, stdin_path=None, stdout_path=None, log=progress(__name__)):
+def run_measured(command, stdin_path=None, stdout_path=None):
     """Run a program; its stderr goes to ours line by line and is returned. -> (seconds, peak RSS bytes, stderr).
 
     os.wait4 gives this child's own peak RSS (getrusage(RUSAGE_CHILDREN) would give the max over all children).
@@ -123,7 +125,7 @@ def run_measured(command, stdin_path=None, stdout_path=None, log=progress(__name
                 line = raw.decode("utf-8", "replace").rstrip()
                 captured.append(line)
                 if line.strip() and not set(line.strip()) <= set("*-|0123456789 "):  # skip progress bars
-                    log(f"  {Path(command[0]).name}: {line}")
+                    log.info(f"  {Path(command[0]).name}: {line}")
 
         reader = threading.Thread(target=drain, daemon=True)
         reader.start()
@@ -168,7 +170,7 @@ def add_empty_bigrams(arpa_path):
 
 # --- training -----------------------------------------------------------------------------------------------------
 
-def train(train_bytes, order, model_out, memory="1G", binary_type="trie", tmp_dir=None, log=progress(__name__)):
+def train(train_bytes, order, model_out, memory="1G", binary_type="trie", tmp_dir=None):
     """lmplz (unpruned modified Kneser-Ney, KenLM order `order`) on the training bytes, then build_binary.
     -> stats dict. `train_bytes`: bytes, or a list of pieces (each its own line: no n-gram spans a seam).
 
@@ -192,11 +194,10 @@ def train(train_bytes, order, model_out, memory="1G", binary_type="trie", tmp_di
         with open(text_path, "w", encoding="ascii") as text:
             for piece in pieces:
                 text.write(encode_tokens(piece) + "\n")
-        log(f"lmplz -o {order} on {n_bytes:,} training bytes ({len(pieces)} line(s), one per piece), -S {memory}",
-            flush=True)
+        log.info(f"lmplz -o {order} on {n_bytes:,} training bytes ({len(pieces)} line(s), one per piece), -S {memory}")
         lmplz_s, lmplz_rss, lmplz_err = run_measured(
             [lmplz, "-o", str(order), "-S", memory, "-T", str(work / "lmplz-"), "--discount_fallback"],
-            stdin_path=text_path, stdout_path=arpa_path, log=log)
+            stdin_path=text_path, stdout_path=arpa_path)
         counts = arpa_counts(arpa_path)
         if order == 1:
             add_empty_bigrams(arpa_path)
@@ -204,12 +205,10 @@ def train(train_bytes, order, model_out, memory="1G", binary_type="trie", tmp_di
                                                                 lmplz_err))
         arpa_bytes = arpa_path.stat().st_size
         text_path.unlink()
-        log(f"build_binary {binary_type}: {sum(counts.values()):,} n-grams, ARPA {arpa_bytes / 2**20:.1f} MiB",
-            flush=True)
+        log.info(f"build_binary {binary_type}: {sum(counts.values()):,} n-grams, ARPA {arpa_bytes / 2**20:.1f} MiB")
         options = ["-T", str(work / "trie-"), "-S", memory] if binary_type == "trie" else []
         with atomic_path(model_out) as part:
-            build_s, build_rss, _ = run_measured([build_binary, *options, binary_type, str(arpa_path), str(part)],
-                                                 log=log)
+            build_s, build_rss, _ = run_measured([build_binary, *options, binary_type, str(arpa_path), str(part)])
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return {
@@ -329,8 +328,7 @@ def run_ngram(args):
     check_order(order)
     corpus = PreparedCorpus.load(args.data)
     stats = train([corpus.data[a:b] for a, b in corpus.pieces["train"]], order, args.model_out,
-                  memory=args.memory, binary_type=args.binary_type, tmp_dir=args.tmp_dir,
-                  log=lambda *a, **k: print(*a, **{"flush": True, **k}))
+                  memory=args.memory, binary_type=args.binary_type, tmp_dir=args.tmp_dir)
     test = corpus.split("test")
     started = time.perf_counter()
     model = load(args.model_out)
@@ -352,7 +350,7 @@ def run_ngram(args):
         "params_note": "number of n-grams (each with a probability and a backoff)"})
     stats["test_loss"] = meta["test_loss"]
     atomic_write_text(args.stats_out, json.dumps(stats, indent=2) + "\n")
-    print(f"ngram-{args.n} (KenLM order {order}) on {corpus.name}: test loss {stats['test_loss']:.4f} nats/char, built in "
-          f"{stats['build_seconds']:.1f} s, peak {stats['peak_rss_bytes'] / 2**20:.0f} MiB, "
-          f"model {stats['model_bytes'] / 2**20:.1f} MiB", flush=True)
+    log.info(f"ngram-{args.n} (KenLM order {order}) on {corpus.name}: test loss {stats['test_loss']:.4f} nats/char, "
+             f"built in {stats['build_seconds']:.1f} s, peak {stats['peak_rss_bytes'] / 2**20:.0f} MiB, "
+             f"model {stats['model_bytes'] / 2**20:.1f} MiB")
     return 0

@@ -13,6 +13,7 @@ bytes t-n .. t-1, so the first test positions read their context from the end of
 
 import argparse
 import json
+import logging
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -22,11 +23,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from rnnlens.log import progress
 from rnnlens.corpus import PreparedCorpus
 from rnnlens.errors import InputError
 from rnnlens.io import atomic_write_text, torch_load, torch_save
 from rnnlens.predictions import write_predictions
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -107,7 +109,7 @@ def mean_loss(model, encoded, positions, chunk=16384):
     return total / max(1, len(positions))
 
 
-def train_one(spec, cfg, encoded, train_pos, val_pos, log=progress(__name__)):
+def train_one(spec, cfg, encoded, train_pos, val_pos):
     """Train one n-NN; returns (model with the best validation weights, summary dict)."""
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
@@ -138,8 +140,8 @@ def train_one(spec, cfg, encoded, train_pos, val_pos, log=progress(__name__)):
             step += 1
             if time.time() - last_log >= cfg.log_seconds:
                 last_log = time.time()
-                log(f"  n={spec.n} hidden={spec.hidden} epoch {epoch} {seen}/{per_epoch} loss {loss_sum / seen:.4f} "
-                    f"{seen / (last_log - epoch_start):,.0f} chars/s", flush=True)
+                log.info(f"  n={spec.n} hidden={spec.hidden} epoch {epoch} {seen}/{per_epoch} "
+                         f"loss {loss_sum / seen:.4f} {seen / (last_log - epoch_start):,.0f} chars/s")
             if cfg.max_steps and step >= cfg.max_steps:
                 break
         seconds = time.time() - epoch_start
@@ -157,13 +159,13 @@ def train_one(spec, cfg, encoded, train_pos, val_pos, log=progress(__name__)):
         history.append({"epoch": epoch, "train_loss": round(train_loss, 6), "val_loss": round(val_loss, 6),
                         "lr": lr, "chars": seen, "seconds": round(seconds, 3),
                         "chars_per_s": round(seen / max(seconds, 1e-9), 1)})
-        log(f"  n={spec.n} hidden={spec.hidden} epoch {epoch}: train {train_loss:.4f} val {val_loss:.4f}"
-            f"{' (best)' if is_best else ''} {seconds:.1f}s {seen / max(seconds, 1e-9):,.0f} chars/s", flush=True)
+        log.info(f"  n={spec.n} hidden={spec.hidden} epoch {epoch}: train {train_loss:.4f} val {val_loss:.4f}"
+                 f"{' (best)' if is_best else ''} {seconds:.1f}s {seen / max(seconds, 1e-9):,.0f} chars/s")
         if bad_epochs >= cfg.patience:
-            log(f"  early stopping: no validation improvement for {cfg.patience} epochs", flush=True)
+            log.info(f"  early stopping: no validation improvement for {cfg.patience} epochs")
             break
         if cfg.max_steps and step >= cfg.max_steps:
-            log(f"  stopping: reached max_steps={cfg.max_steps}", flush=True)
+            log.info(f"  stopping: reached max_steps={cfg.max_steps}")
             break
     model.load_state_dict(best_state)
     model.eval()
@@ -178,7 +180,7 @@ def split_positions(corpus, name, n):
     return torch.cat([torch.arange(a + n, b, dtype=torch.int64) for a, b in corpus.pieces[name]])
 
 
-def train_nnn(corpus: PreparedCorpus, n, hidden_sizes, cfg: NNNConfig, log=progress(__name__)):
+def train_nnn(corpus: PreparedCorpus, n, hidden_sizes, cfg: NNNConfig):
     """Train one n-NN per hidden size, keep the best on validation. -> (model, stats dict)."""
     if not hidden_sizes:
         raise ValueError("give at least one hidden size (--hidden 64,128,256)")
@@ -190,9 +192,9 @@ def train_nnn(corpus: PreparedCorpus, n, hidden_sizes, cfg: NNNConfig, log=progr
     started = time.time()
     models, candidates = {}, []
     for hidden in hidden_sizes:
-        log(f"n-NN n={n} hidden={hidden} on {corpus.name}: {len(train_pos)} training positions, "
-            f"{len(val_pos)} validation positions", flush=True)
-        model, summary = train_one(NNNSpec(n, hidden, corpus.vocab_size), cfg, encoded, train_pos, val_pos, log)
+        log.info(f"n-NN n={n} hidden={hidden} on {corpus.name}: {len(train_pos)} training positions, "
+                 f"{len(val_pos)} validation positions")
+        model, summary = train_one(NNNSpec(n, hidden, corpus.vocab_size), cfg, encoded, train_pos, val_pos)
         candidates.append(summary)
         models[hidden] = model
     chosen = min(candidates, key=lambda c: (c["best_val_loss"], c["hidden"]))
@@ -325,6 +327,6 @@ def run_nnn(args):
     save_nnn(args.model_out, model, {"vocab": corpus.vocab.tolist(), "corpus": corpus.name, "model": stats["model"],
                                      "best_val_loss": stats["best_val_loss"], "params": stats["params"]})
     atomic_write_text(args.stats_out, json.dumps(stats, indent=2) + "\n")
-    print(f"nnn-{args.n} on {corpus.name}: hidden {stats['chosen_hidden']} (val {stats['best_val_loss']:.4f}), "
-          f"test loss {meta['test_loss']:.4f} nats/char, {stats['train_seconds']:.0f}s", flush=True)
+    log.info(f"nnn-{args.n} on {corpus.name}: hidden {stats['chosen_hidden']} (val {stats['best_val_loss']:.4f}), "
+             f"test loss {meta['test_loss']:.4f} nats/char, {stats['train_seconds']:.0f}s")
     return 0

@@ -26,6 +26,7 @@ cost is linear in the text length, independent of the memory window.
 
 import argparse
 import json
+import logging
 import re
 import string
 from dataclasses import dataclass, field, fields
@@ -42,6 +43,8 @@ from rnnlens.picks import add_pick_options, one_of
 from rnnlens.predictions import read_meta, read_predictions
 from rnnlens.words import as_bytes_array, segment
 from rnnlens.plots import pyplot, save_figures
+
+log = logging.getLogger(__name__)
 
 CATEGORIES = ("ngram", "memory", "rare_words", "word_initial", "punctuation", "boost", "rest")
 CATEGORY_LABELS = {
@@ -411,24 +414,24 @@ def _read_config(args):
 def _prepare(args):
     config = _read_config(args)
     corpus = PreparedCorpus.load(args.data)
-    print(f"oracles: segmenting {corpus.name} ({len(corpus.data):,} bytes) into words", flush=True)
+    log.info(f"oracles: segmenting {corpus.name} ({len(corpus.data):,} bytes) into words")
     facts = TextFacts.from_corpus(corpus)
     ngram_ps = load_ngrams(args.ngram, facts)
     if not ngram_ps:
-        print("oracles: no n-gram files given; the n-gram oracle is skipped", flush=True)
+        log.info("oracles: no n-gram files given; the n-gram oracle is skipped")
     return config, facts, ngram_ps
 
 
 def _write_table(table, path, config):
     table = table.copy()
     atomic_write_text(path, table.to_csv(index=False, float_format="%.6g"))
-    print(f"oracles: wrote {path} (settings {json.dumps(config.to_dict())})", flush=True)
+    log.info(f"oracles: wrote {path} (settings {json.dumps(config.to_dict())})")
 
 
 def _print_totals(table):
     for (which, category), row in category_totals(table).set_index(["set", "category"]).iterrows():
-        print(f"  {which:10s} {category:13s} {int(row['count']):9,d}  {100 * row['share_of_errors']:5.1f}% of errors"
-              f"  {100 * row['share_of_test']:5.1f}% of test", flush=True)
+        log.info(f"  {which:10s} {category:13s} {int(row['count']):9,d}  {100 * row['share_of_errors']:5.1f}% of errors"
+                 f"  {100 * row['share_of_test']:5.1f}% of test")
 
 
 def add_oracles_arguments(parser):
@@ -447,7 +450,7 @@ def run_oracles(args):
     _write_table(table, args.csv_out, config)
     meta = read_meta(args.predictions)
     if convergence.pick_note(model, meta):
-        print(convergence.pick_note(model, meta), flush=True)
+        log.info(convergence.pick_note(model, meta))
     n_errors, n_test = int(table["n_errors"].iloc[0]), int(table["n_test"].iloc[0])
     plot_breakdown(table, args.fig_out, f"{facts_corpus(args)}: {convergence.label(model, meta)}: {n_errors:,} errors of "
                    f"{n_test:,} test bytes ({100 * n_errors / max(n_test, 1):.1f}%)")
@@ -469,13 +472,13 @@ def run_small_vs_large(args):
     large, p_large = load_model_predictions(args.large, facts)
     table, fixed_by_small = small_vs_large(facts, p_small, p_large, ngram_ps, config, small, large)
     _print_totals(table)
-    print(f"  ({fixed_by_small:,} positions are errors of {large} but not of {small})", flush=True)
+    log.info(f"  ({fixed_by_small:,} positions are errors of {large} but not of {small})")
     _write_table(table, args.csv_out, config)
     labels = []
     for model_id, path in ((small, args.small), (large, args.large)):
         meta = read_meta(path)
         if convergence.pick_note(model_id, meta):
-            print(convergence.pick_note(model_id, meta), flush=True)
+            log.info(convergence.pick_note(model_id, meta))
         labels.append(convergence.label(model_id, meta))
     plot_small_vs_large(table, args.fig_out, f"{facts_corpus(args)}: small {labels[0]} vs large {labels[1]}")
     return 0

@@ -7,6 +7,7 @@ definition): both wrong, only A wrong, only B wrong, neither.
 """
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,8 @@ from rnnlens.picks import add_pick_options, one_of
 from rnnlens.predictions import read_predictions
 from rnnlens import convergence
 from rnnlens.plots import legend_outside, save_figures
+
+log = logging.getLogger(__name__)
 
 NAMED_BYTES = {ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t", ord(" "): "\u2423"}
 
@@ -119,7 +122,7 @@ def run_perchar(args):
     label_b = args.label_b or meta_b.get("model") or Path(args.b).stem
     note = convergence.pick_note(label_a, meta_a)
     if note:
-        print(note, flush=True)
+        log.info(note)
         label_a = convergence.label(label_a, meta_a)
     corpus = meta_a.get("corpus", "")
     df = per_character(target, p_a, p_b)
@@ -134,6 +137,6 @@ def run_perchar(args):
     else:
         atomic_write_text(args.overlap_out, json.dumps(overlap, indent=2) + "\n")
     top = ", ".join(f"{r.char} {r.diff:+.3f}" for r in df[df["count"] >= args.min_count].head(5).itertuples())
-    print(f"perchar {corpus}: {label_a} vs {label_b}; largest gains: {top}; errors both {overlap['both_wrong']}, "
-          f"only {label_a} {overlap['only_a_wrong']}, only {label_b} {overlap['only_b_wrong']}", flush=True)
+    log.info(f"perchar {corpus}: {label_a} vs {label_b}; largest gains: {top}; errors both {overlap['both_wrong']}, "
+             f"only {label_a} {overlap['only_a_wrong']}, only {label_b} {overlap['only_b_wrong']}")
     return 0

@@ -1,16 +1,18 @@
 """Table 1 (test cross-entropy grid beside the paper's), the models table, and training curves."""
 
 import json
+import logging
 import math
 
 import pandas as pd
 
 from rnnlens.io import atomic_csv, atomic_write_text
-from rnnlens.log import progress
 from rnnlens.model import DYNAMIC_SUFFIX
 from rnnlens.paper import table1_value
 from rnnlens.predictions import read_meta
 from rnnlens.plots import save_figures
+
+log = logging.getLogger(__name__)
 
 # Table 1's column order: the paper's, then the architectures beyond it, each followed by its dynamic evaluation
 ARCH_ORDER = tuple(a + suffix for a in ("lstm", "rnn", "gru", "transformer", "lru") for suffix in ("", DYNAMIC_SUFFIX))
@@ -214,7 +216,7 @@ def run_table1(args):
     df = table1(args.predictions, args.models, json.loads(args.paper_names))
     atomic_csv(df, args.out_csv)
     atomic_write_text(args.out_md, table1_markdown(df))
-    progress(__name__)(f"Table 1: {len(df)} models -> {args.out_csv}, {args.out_md}")
+    log.info(f"Table 1: {len(df)} models -> {args.out_csv}, {args.out_md}")
     return 0
 
 
@@ -229,7 +231,7 @@ def run_table2(args):
     df = table2(args.ngram, args.nnn, args.table1)
     atomic_csv(df, args.out_csv)
     atomic_write_text(args.out_md, table2_markdown(df))
-    progress(__name__)(f"Table 2: {len(df)} rows -> {args.out_csv}, {args.out_md}")
+    log.info(f"Table 2: {len(df)} rows -> {args.out_csv}, {args.out_md}")
     return 0
 
 

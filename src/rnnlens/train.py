@@ -1,27 +1,33 @@
 """Training with the paper's recipe: uniform(-0.08, 0.08) init, RMSProp (lr 2e-3, alpha 0.95), batch 100,
 stateful truncated BPTT over 100 steps, lr x0.95 per epoch after epoch 10, early stopping on validation loss.
 
-Resumable: a checkpoint (weights, optimizer, RNG states, carried hidden state, data position, best weights,
-history) is written every `checkpoint_seconds`, at every epoch end and on SIGTERM (what Slurm sends at a
+Resumable: a checkpoint (TrainState: weights, optimizer, RNG states, carried hidden state, data position, best
+weights, history) is written every `checkpoint_seconds`, at every epoch end and on SIGTERM (what Slurm sends at a
 time limit or scancel). A rerun resumes from it and ends with the same weights as an uninterrupted run.
+
+`train()` reads as the loop it is: setup, start_or_resume, then run_epoch and end_epoch until the last epoch or
+early stopping, then final_save. Snapshots for the training-dynamics figure (`snapshot_epochs`) go to
+snapshots/ beside the model, listed in snapshots/manifest.json, which only the finished training writes; a fresh
+start clears the folder, a resume keeps what was written before the interruption.
 """
 
+import argparse
 import contextlib
 import csv
-import argparse
 import json
+import logging
 import math
 import random
+import shutil
 import signal
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from rnnlens.log import progress
 from rnnlens.errors import InputError, RnnlensError
 from rnnlens import convergence
 from rnnlens.corpus import PreparedCorpus
@@ -29,7 +35,10 @@ from rnnlens.evaluate import batch_rows, split_loss
 from rnnlens.io import atomic_copy, atomic_path, torch_load, torch_save, write_json
 from rnnlens.model import ModelSpec, build_model, detach_state, pick_device, save_model
 
+log = logging.getLogger(__name__)
+
 EXIT_INTERRUPTED = 75  # EX_TEMPFAIL: stopped on request with a checkpoint; rerun to resume
+MANIFEST = "manifest.json"  # in snapshots/: the snapshot files of the training that wrote it
 
 
 class TrainingDiverged(RnnlensError):
@@ -169,10 +178,13 @@ def write_history(path, rows):
 
 
 class StopFlag:
-    """Set by SIGTERM/SIGINT; the loop checkpoints at the next step boundary and exits."""
+    """Set by SIGTERM/SIGINT; the loop checkpoints at the next step boundary and exits. `after_steps` stops after
+    that many optimizer steps of this process instead (the tests' simulated preemption)."""
 
-    def __init__(self):
+    def __init__(self, after_steps=None):
         self.signal = None
+        self.after_steps = after_steps
+        self.steps = 0
 
     def __call__(self, signum, frame):
         self.signal = signum
@@ -181,214 +193,366 @@ class StopFlag:
         signal.signal(signal.SIGTERM, self)
         signal.signal(signal.SIGINT, self)
 
+    def requested(self):
+        return self.signal is not None or bool(self.after_steps and self.steps >= self.after_steps)
 
-def train(cfg, corpus: PreparedCorpus, spec: ModelSpec, out_model, out_history, checkpoint_path,
-          meta=None, stop_after_steps=None, log=progress(__name__)):
-    """Train (or resume) one model. Writes out_model (best validation weights) and out_history only on success.
 
-    `stop_after_steps` simulates a preemption after that many optimizer steps of this process (tests)."""
+@dataclass
+class Run:
+    """What stays fixed while one model trains: settings, the data on the device, where outputs go."""
+
+    cfg: TrainConfig
+    spec: ModelSpec
+    corpus: PreparedCorpus
+    device: torch.device
+    encoded: torch.Tensor  # the whole corpus as vocabulary indices (validation reads its pieces)
+    inputs: torch.Tensor  # (batch_size, length) training streams, and their next-byte targets
+    targets: torch.Tensor
+    val_rows: list
+    steps_per_epoch: int
+    out_model: Path
+    out_history: Path
+    checkpoint: Path
+    meta: dict
+    run_key: str  # a checkpoint made under another key (settings, code) is not resumed
+    autocast: object  # a context factory
+
+    @property
+    def chars_per_epoch(self):
+        return self.inputs.numel()
+
+    @property
+    def snapshot_dir(self):
+        return self.out_model.parent / "snapshots"
+
+    @property
+    def snapshot_steps(self):
+        return {max(1, round(f * self.steps_per_epoch)) for f in self.cfg.snapshot_epochs}
+
+
+# Part of the run key: a checkpoint written by an older TrainState is ignored (training starts afresh), not misread.
+CHECKPOINT_FORMAT = 2
+
+
+@dataclass
+class TrainState:
+    """Where one training stands. `to_dict()` is the checkpoint: tensors and plain data only, so torch_load reads
+    it with weights_only=True; `restore()` puts a checkpoint back into a freshly built state."""
+
+    model: torch.nn.Module  # CharRNN, or the transformer / LRU beyond the paper
+    optimizer: torch.optim.Optimizer
+    scaler: object  # torch.amp.GradScaler with fp16, else None
+    best_weights: dict
+    hidden: object = None  # the state carried between TBPTT steps; None at the start of an epoch
+    epoch: int = 1
+    step: int = 0  # optimizer steps done in this epoch
+    global_step: int = 0
+    best_val: float = math.inf
+    bad_epochs: int = 0  # epochs since the validation loss last improved
+    epoch_loss_sum: float = 0.0  # summed training loss of the steps of this epoch already folded in
+    epoch_seconds: float = 0.0
+    history: list = field(default_factory=list)  # one dict per finished epoch (history.csv)
+    snapshots: list = field(default_factory=list)  # the snapshots this training wrote (the manifest's entries)
+
+    LIVE = ("model", "optimizer", "scaler")  # objects whose state_dict goes into the checkpoint
+
+    def to_dict(self, run_key, device):
+        ckpt = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in self.LIVE}
+        ckpt.update(run_key=run_key, rng=rng_state(device), model=self.model.state_dict(),
+                    optimizer=self.optimizer.state_dict(),
+                    scaler=self.scaler.state_dict() if self.scaler is not None else None)
+        return ckpt
+
+    def restore(self, ckpt, device):
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        if self.scaler is not None and ckpt["scaler"]:
+            self.scaler.load_state_dict(ckpt["scaler"])
+        for f in fields(self):
+            if f.name not in self.LIVE:
+                setattr(self, f.name, ckpt[f.name])
+        set_rng_state(ckpt["rng"], device)
+
+
+def setup(cfg, corpus, spec, out_model, out_history, checkpoint_path, meta=None):
+    """The fixed part of a training: device, data streams, run key."""
     device = pick_device(cfg.device)
     torch.backends.cuda.matmul.allow_tf32 = cfg.tf32
     torch.backends.cudnn.allow_tf32 = cfg.tf32
-    checkpoint_path = Path(checkpoint_path)
+    meta = meta or {}
     # the convergence tolerance only judges the run afterwards: changing it must not void a checkpoint
     weights_settings = {k: v for k, v in asdict(cfg).items() if k != "convergence_tolerance"}
     run_key = json.dumps({"spec": spec.to_dict(), "train": weights_settings, "corpus": corpus.name,
-                          "code": (meta or {}).get("code_fingerprint")}, sort_keys=True, default=str)
-
+                          "code": meta.get("code_fingerprint"), "format": CHECKPOINT_FORMAT},
+                         sort_keys=True, default=str)
     encoded = torch.from_numpy(corpus.encode(corpus.data)).to(device)
     inputs, targets = training_streams(encoded, corpus.pieces["train"], cfg.batch_size)
-    val_rows = batch_rows(corpus.pieces["val"], cfg.val_streams)
-    n_steps = steps_per_epoch(inputs.shape[1], cfg.seq_len)
-    chars_per_epoch = inputs.numel()
+    autocast, _ = mixed_precision(cfg.precision, device)  # checks the precision before any work
+    return Run(cfg, spec, corpus, device, encoded, inputs, targets, batch_rows(corpus.pieces["val"], cfg.val_streams),
+               steps_per_epoch(inputs.shape[1], cfg.seq_len), Path(out_model), Path(out_history),
+               Path(checkpoint_path), meta, run_key, autocast)
 
-    autocast, scaler = mixed_precision(cfg.precision, device)
+
+def start_or_resume(run):
+    """A fresh state (seeded, uniform init), or the checkpoint's when it was made by this run. A fresh start
+    clears the snapshots of an earlier training; a resume keeps the ones written before the interruption."""
+    cfg = run.cfg
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     random.seed(cfg.seed)
-    model = build_model(spec).to(device)
+    model = build_model(run.spec).to(run.device)
     model.init_weights(cfg.init_scale)
     optimizer = make_optimizer(cfg, model)
+    _, scaler = mixed_precision(cfg.precision, run.device)  # a fresh loss scaler (fp16); its state is checkpointed
+    state = TrainState(model, optimizer, scaler, {k: v.detach().clone() for k, v in model.state_dict().items()})
+    if run.checkpoint.exists():
+        ckpt = torch_load(run.checkpoint, map_location=run.device)
+        if ckpt.get("run_key") == run.run_key:
+            state.restore(ckpt, run.device)
+            log.info(f"resuming from checkpoint: epoch {state.epoch} step {state.step}/{run.steps_per_epoch} "
+                     f"(checkpoint reason: {ckpt.get('reason', 'periodic')})")
+            return state
+        log.info(f"ignoring checkpoint {run.checkpoint}: it was made with other settings or code; starting afresh")
+    shutil.rmtree(run.snapshot_dir, ignore_errors=True)
+    return state
 
-    progress = {"epoch": 1, "step": 0, "global_step": 0, "best_val": math.inf, "bad_epochs": 0,
-                "history": [], "epoch_loss_sum": 0.0, "epoch_seconds": 0.0}
-    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    state = None
 
-    if checkpoint_path.exists():
-        ckpt = torch_load(checkpoint_path, map_location=device)
-        if ckpt.get("run_key") != run_key:
-            log(f"ignoring checkpoint {checkpoint_path}: it was made with other settings or code; starting afresh")
-        else:
-            model.load_state_dict(ckpt["model"])
-            optimizer.load_state_dict(ckpt["optimizer"])
-            if scaler is not None and ckpt.get("scaler"):
-                scaler.load_state_dict(ckpt["scaler"])
-            best_state = ckpt["best_state"]
-            progress = ckpt["progress"]
-            state = ckpt["state"]
-            set_rng_state(ckpt["rng"], device)
-            log(f"resuming from checkpoint: epoch {progress['epoch']} step {progress['step']}/{n_steps} "
-                f"(checkpoint reason: {ckpt.get('reason', 'periodic')})")
+def save_checkpoint(run, state, reason):
+    torch_save({**state.to_dict(run.run_key, run.device), "reason": reason}, run.checkpoint)
+    log.info(f"checkpoint ({reason}): epoch {state.epoch} step {state.step}/{run.steps_per_epoch} -> {run.checkpoint}")
 
-    def save_checkpoint(reason):
-        torch_save({"run_key": run_key, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                           "best_state": best_state, "progress": progress, "state": state,
-                           "rng": rng_state(device), "reason": reason,
-                           "scaler": scaler.state_dict() if scaler is not None else None}, checkpoint_path)
-        log(f"checkpoint ({reason}): epoch {progress['epoch']} step {progress['step']}/{n_steps} -> {checkpoint_path}")
 
-    stop = StopFlag()
-    stop.install()
-    log(f"training {spec.arch} layers={spec.layers} hidden={spec.hidden} params={sum(p.numel() for p in model.parameters())} "
-        f"on {device}" + (f" with {torch.get_num_threads()} CPU thread(s)" if device.type == "cpu" else "")
-        + f"; {chars_per_epoch} chars/epoch, {n_steps} steps of {cfg.batch_size}x{cfg.seq_len}; "
-        f"gradient clipping: {cfg.grad_clip_mode} {cfg.grad_clip}; precision {cfg.precision}"
-        + (", TF32 allowed" if cfg.tf32 and device.type == "cuda" else ""))
-    snapshot_dir = Path(out_model).parent / "snapshots"
-    snapshot_steps = {max(1, round(f * n_steps)) for f in cfg.snapshot_epochs}
-    last_checkpoint = last_log = time.time()
-    steps_this_process = 0
+def epoch_lr(cfg, epoch):
+    return cfg.learning_rate * cfg.lr_decay ** max(0, epoch - cfg.lr_decay_after)
 
-    while progress["epoch"] <= cfg.max_epochs:
-        epoch = progress["epoch"]
-        lr = cfg.learning_rate * cfg.lr_decay ** max(0, epoch - cfg.lr_decay_after)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        model.train()
-        loss_sum = torch.zeros((), device=device, dtype=torch.float64)
-        epoch_start = time.time()
-        while progress["step"] < n_steps:
-            start = progress["step"] * cfg.seq_len
-            x, y = inputs[:, start : start + cfg.seq_len], targets[:, start : start + cfg.seq_len]
-            if progress["global_step"] < cfg.lr_warmup_steps:
-                for group in optimizer.param_groups:
-                    group["lr"] = lr * (progress["global_step"] + 1) / cfg.lr_warmup_steps
-            elif cfg.lr_warmup_steps and progress["global_step"] == cfg.lr_warmup_steps:
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-            with autocast():
-                logits, state = model(x, state)
-                loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1))
-            optimizer.zero_grad(set_to_none=True)
-            if scaler is None:
-                loss.backward()
-                clip_gradients(model, cfg.grad_clip_mode, cfg.grad_clip)
-                optimizer.step()
-            else:
-                scaler.scale(loss).backward()
-                scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
-                clip_gradients(model, cfg.grad_clip_mode, cfg.grad_clip)
-                scaler.step(optimizer)  # skips the step when the scaled gradients overflowed
-                scaler.update()
-            state = detach_state(state)
-            loss_sum += loss.detach().double() * y.numel()
-            progress["step"] += 1
-            progress["global_step"] += 1
-            steps_this_process += 1
-            if progress["global_step"] in snapshot_steps:
-                snapshot_dir.mkdir(parents=True, exist_ok=True)
-                save_model(snapshot_dir / f"step{progress['global_step']:07d}.pt", model,
-                           {**(meta or {}), "global_step": progress["global_step"],
-                            "epoch_fraction": progress["global_step"] / n_steps})
-            now = time.time()
-            if now - last_log >= cfg.log_seconds or progress["step"] == n_steps:
-                # the only host sync of the loop, at most every log_seconds
-                done = progress["epoch_loss_sum"] + loss_sum.item()
-                seen = progress["step"] * cfg.batch_size * cfg.seq_len
-                running = done / max(1, min(seen, chars_per_epoch))
-                if not math.isfinite(running):
-                    raise TrainingDiverged(
-                        f"training loss is {running} at epoch {epoch} step {progress['step']}: the run diverged. "
-                        "Lower training.learning_rate or training.grad_clip in the config.")
-                elapsed = progress["epoch_seconds"] + now - epoch_start
-                log(f"epoch {epoch} step {progress['step']}/{n_steps} loss {running:.4f} lr {lr:.2e} "
-                    f"{seen / max(elapsed, 1e-9):,.0f} chars/s", flush=True)
-                last_log = now
-            interrupted = stop.signal is not None or (stop_after_steps and steps_this_process >= stop_after_steps)
-            if interrupted or now - last_checkpoint >= cfg.checkpoint_seconds:
-                progress["epoch_loss_sum"] += loss_sum.item()
-                progress["epoch_seconds"] += now - epoch_start
-                loss_sum.zero_()
-                epoch_start = now
-                save_checkpoint("interrupted" if interrupted else "periodic")
-                last_checkpoint = now
-                if interrupted:
-                    log("stopped on request; rerun the same command to resume from the checkpoint")
-                    return EXIT_INTERRUPTED
 
-        train_loss = (progress["epoch_loss_sum"] + loss_sum.item()) / chars_per_epoch
-        seconds = progress["epoch_seconds"] + time.time() - epoch_start
-        val_loss = split_loss(model, encoded, val_rows, cfg.val_warmup, device=device)
-        if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
-            raise TrainingDiverged(
-                f"loss is not finite after epoch {epoch} (train {train_loss}, val {val_loss}): the run diverged. "
-                "Lower training.learning_rate or training.grad_clip in the config.")
-        improved = val_loss < progress["best_val"]
-        if improved:
-            progress["best_val"] = val_loss
-            progress["bad_epochs"] = 0
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        else:
-            progress["bad_epochs"] += 1
-        progress["history"].append({"epoch": epoch, "train_loss": round(train_loss, 6), "val_loss": round(val_loss, 6),
-                                    "lr": lr, "seconds": round(seconds, 3),
-                                    "chars_per_s": round(chars_per_epoch / max(seconds, 1e-9), 1),
-                                    "best": improved})
-        log(f"epoch {epoch} done: train {train_loss:.4f} val {val_loss:.4f} {'(best)' if improved else ''} "
-            f"{seconds:.1f}s {chars_per_epoch / max(seconds, 1e-9):,.0f} chars/s", flush=True)
-        progress.update(epoch=epoch + 1, step=0, epoch_loss_sum=0.0, epoch_seconds=0.0)
-        state = None  # each epoch starts its streams from a zero state
-        stop_early = progress["bad_epochs"] >= cfg.patience
-        if stop_early:
-            log(f"early stopping: no validation improvement for {cfg.patience} epochs")
-            break
-        save_checkpoint("epoch end")
-        last_checkpoint = time.time()
+def train_step(run, state):
+    """One optimizer step on the next seq_len columns of every stream. -> its summed loss (a device tensor)."""
+    cfg = run.cfg
+    start = state.step * cfg.seq_len
+    x, y = run.inputs[:, start : start + cfg.seq_len], run.targets[:, start : start + cfg.seq_len]
+    if cfg.lr_warmup_steps and state.global_step <= cfg.lr_warmup_steps:
+        # linear warm-up over the first optimizer steps (transformer, LRU), then the epoch's rate again
+        for group in state.optimizer.param_groups:
+            group["lr"] = epoch_lr(cfg, state.epoch) * min(1.0, (state.global_step + 1) / cfg.lr_warmup_steps)
+    with run.autocast():
+        logits, hidden = state.model(x, state.hidden)
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1))
+    state.optimizer.zero_grad(set_to_none=True)
+    if state.scaler is None:
+        loss.backward()
+        clip_gradients(state.model, cfg.grad_clip_mode, cfg.grad_clip)
+        state.optimizer.step()
+    else:
+        state.scaler.scale(loss).backward()
+        state.scaler.unscale_(state.optimizer)  # clip the true gradients, not the scaled ones
+        clip_gradients(state.model, cfg.grad_clip_mode, cfg.grad_clip)
+        state.scaler.step(state.optimizer)  # skips the step when the scaled gradients overflowed
+        state.scaler.update()
+    state.hidden = detach_state(hidden)
+    state.step += 1
+    state.global_step += 1
+    return loss.detach().double() * y.numel()
 
-    model.load_state_dict(best_state)
-    verdict = convergence.assess([row["val_loss"] for row in progress["history"]], cfg.max_epochs,
-                                 progress["bad_epochs"] >= cfg.patience, cfg.convergence_tolerance,
-                                 initial_loss=math.log(corpus.vocab_size))
+
+def save_snapshot(run, state):
+    """The weights at this step, for the training-dynamics figure; listed in the state, so the manifest names it."""
+    name = f"step{state.global_step:07d}.pt"
+    fraction = state.global_step / run.steps_per_epoch
+    save_model(run.snapshot_dir / name, state.model, {**run.meta, "global_step": state.global_step,
+                                                      "epoch_fraction": fraction})
+    # a file written after the last checkpoint is not listed in it: a resumed run replays that step and rewrites it
+    state.snapshots.append({"file": name, "global_step": state.global_step, "epoch_fraction": fraction})
+
+
+def run_epoch(run, state, stop):
+    """Train from state.step to the end of the epoch, checkpointing every checkpoint_seconds.
+    -> False when stopped on request (a checkpoint is written), True at the end of the epoch."""
+    cfg, n_steps = run.cfg, run.steps_per_epoch
+    lr = epoch_lr(cfg, state.epoch)
+    for group in state.optimizer.param_groups:
+        group["lr"] = lr
+    state.model.train()
+    loss_sum = torch.zeros((), device=run.device, dtype=torch.float64)
+    epoch_start = last_log = last_checkpoint = time.time()
+    snapshot_steps = run.snapshot_steps
+    while state.step < n_steps:
+        loss_sum += train_step(run, state)
+        stop.steps += 1
+        if state.global_step in snapshot_steps:
+            save_snapshot(run, state)
+        now = time.time()
+        if now - last_log >= cfg.log_seconds or state.step == n_steps:
+            # the only host sync of the loop, at most every log_seconds
+            seen = state.step * cfg.batch_size * cfg.seq_len
+            running = (state.epoch_loss_sum + loss_sum.item()) / max(1, min(seen, run.chars_per_epoch))
+            if not math.isfinite(running):
+                raise TrainingDiverged(
+                    f"training loss is {running} at epoch {state.epoch} step {state.step}: the run diverged. "
+                    "Lower training.learning_rate or training.grad_clip in the config.")
+            elapsed = state.epoch_seconds + now - epoch_start
+            log.info(f"epoch {state.epoch} step {state.step}/{n_steps} loss {running:.4f} lr {lr:.2e} "
+                     f"{seen / max(elapsed, 1e-9):,.0f} chars/s")
+            last_log = now
+        interrupted = stop.requested()
+        if interrupted or now - last_checkpoint >= cfg.checkpoint_seconds:
+            state.epoch_loss_sum += loss_sum.item()
+            state.epoch_seconds += now - epoch_start
+            loss_sum.zero_()
+            epoch_start = last_checkpoint = now
+            save_checkpoint(run, state, "interrupted" if interrupted else "periodic")
+            if interrupted:
+                return False
+    state.epoch_loss_sum += loss_sum.item()
+    state.epoch_seconds += time.time() - epoch_start
+    return True
+
+
+def end_epoch(run, state):
+    """Validate, record the epoch, keep the best weights, move on to the next epoch.
+    -> True when early stopping ends the training."""
+    cfg, epoch = run.cfg, state.epoch
+    train_loss = state.epoch_loss_sum / run.chars_per_epoch
+    seconds = state.epoch_seconds
+    val_loss = split_loss(state.model, run.encoded, run.val_rows, cfg.val_warmup, device=run.device)
+    if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
+        raise TrainingDiverged(
+            f"loss is not finite after epoch {epoch} (train {train_loss}, val {val_loss}): the run diverged. "
+            "Lower training.learning_rate or training.grad_clip in the config.")
+    improved = val_loss < state.best_val
+    if improved:
+        state.best_val, state.bad_epochs = val_loss, 0
+        state.best_weights = {k: v.detach().clone() for k, v in state.model.state_dict().items()}
+    else:
+        state.bad_epochs += 1
+    chars_per_s = run.chars_per_epoch / max(seconds, 1e-9)
+    state.history.append({"epoch": epoch, "train_loss": round(train_loss, 6), "val_loss": round(val_loss, 6),
+                          "lr": epoch_lr(cfg, epoch), "seconds": round(seconds, 3),
+                          "chars_per_s": round(chars_per_s, 1), "best": improved})
+    log.info(f"epoch {epoch} done: train {train_loss:.4f} val {val_loss:.4f} {'(best)' if improved else ''} "
+             f"{seconds:.1f}s {chars_per_s:,.0f} chars/s")
+    state.epoch, state.step, state.epoch_loss_sum, state.epoch_seconds = epoch + 1, 0, 0.0, 0.0
+    state.hidden = None  # each epoch starts its streams from a zero state
+    if state.bad_epochs >= cfg.patience:
+        log.info(f"early stopping: no validation improvement for {cfg.patience} epochs")
+        return True
+    return False
+
+
+def write_snapshot_manifest(run, state):
+    """snapshots/manifest.json: the snapshot files of this training and the settings that placed them. The
+    dynamics stage reads exactly these, never a file left over from another training."""
+    if not run.cfg.snapshot_epochs:
+        return
+    write_json(run.snapshot_dir / MANIFEST, {
+        "model_id": run.meta.get("model_id"), "corpus": run.corpus.name,
+        "settings": {"snapshot_epochs": run.cfg.snapshot_epochs, "steps_per_epoch": run.steps_per_epoch,
+                     "batch_size": run.cfg.batch_size, "seq_len": run.cfg.seq_len, "seed": run.cfg.seed},
+        "snapshots": state.snapshots})
+
+
+def final_save(run, state):
+    """The best weights as out_model with the run's metadata, the history and the snapshot manifest; the
+    checkpoint is removed last."""
+    cfg, model = run.cfg, state.model
+    model.load_state_dict(state.best_weights)
+    verdict = convergence.assess([row["val_loss"] for row in state.history], cfg.max_epochs,
+                                 state.bad_epochs >= cfg.patience, cfg.convergence_tolerance,
+                                 initial_loss=math.log(run.corpus.vocab_size))
     if not verdict["converged"]:
-        log(convergence.warning((meta or {}).get("model_id", spec.arch), verdict))
-    extra = {**(meta or {}), "vocab": corpus.vocab.tolist(), "best_val_loss": progress["best_val"],
+        log.warning(convergence.warning(run.meta.get("model_id", run.spec.arch), verdict))
+    extra = {**run.meta, "vocab": run.corpus.vocab.tolist(), "best_val_loss": state.best_val,
              "converged": verdict["converged"], "convergence": verdict,
-             "epochs_run": len(progress["history"]), "train_config": asdict(cfg),
+             "epochs_run": len(state.history), "train_config": asdict(cfg),
              "params": sum(p.numel() for p in model.parameters()),
              "grad_clip_rule": f"{cfg.grad_clip_mode} {cfg.grad_clip}"}
-    write_history(out_history, progress["history"])
+    write_history(run.out_history, state.history)
+    write_snapshot_manifest(run, state)
     model.cpu()
-    torch_save({"spec": spec.to_dict(), "state_dict": model.state_dict(), "extra": extra}, out_model)
-    checkpoint_path.unlink(missing_ok=True)
-    log(f"done: best val {progress['best_val']:.4f} after {len(progress['history'])} epochs -> {out_model}")
+    torch_save({"spec": run.spec.to_dict(), "state_dict": model.state_dict(), "extra": extra}, run.out_model)
+    run.checkpoint.unlink(missing_ok=True)
+    log.info(f"done: best val {state.best_val:.4f} after {len(state.history)} epochs -> {run.out_model}")
+
+
+def log_start(run, state):
+    cfg, device = run.cfg, run.device
+    log.info(f"training {run.spec.arch} layers={run.spec.layers} hidden={run.spec.hidden} "
+             f"params={sum(p.numel() for p in state.model.parameters())} on {device}"
+             + (f" with {torch.get_num_threads()} CPU thread(s)" if device.type == "cpu" else "")
+             + f"; {run.chars_per_epoch} chars/epoch, {run.steps_per_epoch} steps of {cfg.batch_size}x{cfg.seq_len}; "
+             f"gradient clipping: {cfg.grad_clip_mode} {cfg.grad_clip}; precision {cfg.precision}"
+             + (", TF32 allowed" if cfg.tf32 and device.type == "cuda" else ""))
+
+
+def train(cfg, corpus: PreparedCorpus, spec: ModelSpec, out_model, out_history, checkpoint_path,
+          meta=None, stop_after_steps=None):
+    """Train (or resume) one model. Writes out_model (best validation weights) and out_history only on success.
+
+    `stop_after_steps` simulates a preemption after that many optimizer steps of this process (tests)."""
+    run = setup(cfg, corpus, spec, out_model, out_history, checkpoint_path, meta)
+    state = start_or_resume(run)
+    stop = StopFlag(stop_after_steps)
+    stop.install()
+    log_start(run, state)
+    while state.epoch <= cfg.max_epochs:
+        if not run_epoch(run, state, stop):
+            log.info("stopped on request; rerun the same command to resume from the checkpoint")
+            return EXIT_INTERRUPTED
+        if end_epoch(run, state):
+            break
+        save_checkpoint(run, state, "epoch end")
+    final_save(run, state)
     return 0
 
 
-def select_dropout(trials, out_model, out_history, out_selection, log=progress(__name__)):
+def read_snapshot_manifest(snapshot_dir):
+    """-> the manifest's snapshot entries ({"file", "global_step", "epoch_fraction"}) with "path" added, after
+    checking that the manifest exists and every file it names is there."""
+    snapshot_dir = Path(snapshot_dir)
+    manifest = snapshot_dir / MANIFEST
+    if not manifest.is_file():
+        raise InputError(f"no snapshot manifest {manifest}: its model was trained without snapshots (or before "
+                         "they had a manifest); set analysis.dynamics.snapshot_epochs and analysis.dynamics.model "
+                         "in the config and retrain that model (delete its model.pt and rerun)")
+    entries = json.loads(manifest.read_text())["snapshots"]
+    missing = [e["file"] for e in entries if not (snapshot_dir / e["file"]).is_file()]
+    if missing:
+        raise InputError(f"{manifest} names snapshots that are missing ({', '.join(missing)}); they were moved "
+                         "or deleted: delete the model.pt beside that folder and rerun to retrain it")
+    return [{**e, "path": snapshot_dir / e["file"]} for e in entries]
+
+
+def copy_snapshots(src_dir, dest_dir):
+    """Replace dest_dir's snapshots by exactly those of src_dir's manifest (none when src_dir has no manifest);
+    the manifest is copied last, so a copy cut short has none."""
+    dest_dir = Path(dest_dir)
+    shutil.rmtree(dest_dir, ignore_errors=True)
+    if not (Path(src_dir) / MANIFEST).is_file():
+        return
+    for entry in read_snapshot_manifest(src_dir):
+        atomic_copy(entry["path"], dest_dir / entry["file"])
+    atomic_copy(Path(src_dir) / MANIFEST, dest_dir / MANIFEST)
+
+
+def select_dropout(trials, out_model, out_history, out_selection):
     """The model of a grid point from its dropout trials: the one with the best validation loss, as the paper
     chose dropout on validation. Copies its model (with the choice recorded), history and snapshots."""
-    import shutil
-
     candidates = []
     for path in map(Path, trials):
         payload = torch_load(path)
         extra = payload["extra"]
         candidates.append((extra["best_val_loss"], extra["train_config"]["dropout"], path, payload))
-        log(f"trial {path.parent.name}: best validation loss {extra['best_val_loss']:.4f}")
+        log.info(f"trial {path.parent.name}: best validation loss {extra['best_val_loss']:.4f}")
     best_val, dropout, path, payload = min(candidates, key=lambda c: (c[0], c[1]))
     selection = {"dropout": dropout, "best_val_loss": best_val, "trial": path.parent.name,
                  "val_loss_by_dropout": {f"{c[1]:g}": c[0] for c in candidates}}
     payload["extra"]["dropout_selection"] = selection
     out_model = Path(out_model)
-    torch_save(payload, out_model)
+    copy_snapshots(path.with_name("snapshots"), out_model.with_name("snapshots"))
     atomic_copy(path.with_name("history.csv"), out_history)
-    snapshots, target = path.with_name("snapshots"), out_model.with_name("snapshots")
-    shutil.rmtree(target, ignore_errors=True)
-    if snapshots.is_dir():
-        shutil.copytree(snapshots, target)
     write_json(out_selection, selection)
-    log(f"chose dropout {dropout:g} (validation loss {best_val:.4f}) of {len(candidates)} trial(s) -> {out_model}")
+    torch_save(payload, out_model)
+    log.info(f"chose dropout {dropout:g} (validation loss {best_val:.4f}) of {len(candidates)} trial(s) -> {out_model}")
     return selection
 
 

@@ -205,7 +205,7 @@ rule dynamics:
         runtime=30,
     params:
         positions=DYNAMICS["positions"],
-        code=code_fingerprint("dynamics", "evaluate", "nnn", "plots"),
+        code=code_fingerprint("dynamics", "evaluate", "nnn", "plots", "train"),
     shell:
         "python -m rnnlens dynamics-models --data {input.data} --model {input.model} --nnn {input.nnn}"
         " --positions {params.positions} --threads {threads} --csv-out {output.csv} --fig-out {output.png}"

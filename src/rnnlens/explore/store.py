@@ -21,6 +21,7 @@ Quantisation, not compression: a 3-layer 512 LSTM on War and Peace's 325,825 tes
 """
 
 import json
+import logging
 import time
 from pathlib import Path
 
@@ -28,9 +29,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from rnnlens.log import progress
 from rnnlens.errors import InputError, RnnlensError
 from rnnlens.io import atomic_path, atomic_write_bytes, write_json, write_parquet
+
+log = logging.getLogger(__name__)
 
 FORMAT = 1
 KINDS = {"lstm": ("c", "h", "i", "f", "o", "g"), "gru": ("h", "r", "z", "n"), "rnn": ("h",)}
@@ -192,7 +194,7 @@ def empty_positions(n):
     return positions
 
 
-def _fill_from_model(model, corpus, streams, warmup, chunk, log):
+def _fill_from_model(model, corpus, streams, warmup, chunk):
     """A fill_acts that streams the exact internals (rnnlens.internals) into the memmap, chunk by chunk."""
     from rnnlens.internals import LayerwiseRunner, stream_test_internals
 
@@ -202,7 +204,7 @@ def _fill_from_model(model, corpus, streams, warmup, chunk, log):
 
     def fill(acts):
         runner = LayerwiseRunner(model)
-        for chunk_acts in stream_test_internals(model, corpus, streams, warmup, chunk, runner=runner, log=log):
+        for chunk_acts in stream_test_internals(model, corpus, streams, warmup, chunk, runner=runner):
             pos = chunk_acts.pos
             for k, kind in enumerate(kinds):
                 for layer, layer_acts in enumerate(chunk_acts.acts):
@@ -228,7 +230,7 @@ def model_predictions(model, corpus, streams, warmup):
     streaming as the evaluation stage, so the numbers match its predictions Parquet)."""
     from rnnlens.evaluate import predict_test
 
-    result = predict_test(model, corpus, streams=streams, warmup=warmup, keep_probs=True, log=lambda *a: None)
+    result = predict_test(model, corpus, streams=streams, warmup=warmup, keep_probs=True)
     probs = torch.from_numpy(result.pop("probs"))
     top_p, top_i = probs.topk(min(TOP_K, probs.shape[1]), dim=1)
     top_byte = np.zeros((len(probs), TOP_K), dtype=np.uint8)
@@ -249,7 +251,7 @@ def _read_p(path, n, what):
 
 
 def build_store(model, corpus, out_dir, model_id, predictions=None, ngram=None, oracle_ngrams=(), oracle_settings=None,
-                cells=None, eval_streams=100, eval_warmup=2000, streams=50, warmup=1000, chunk=100, log=progress(__name__)):
+                cells=None, eval_streams=100, eval_warmup=2000, streams=50, warmup=1000, chunk=100):
     """Build the store of one model over the corpus's test split; returns its metadata (with sizes and time)."""
     t0 = time.perf_counter()
     spec = model.spec
@@ -260,7 +262,7 @@ def build_store(model, corpus, out_dir, model_id, predictions=None, ngram=None, 
     meta["evaluation"] = {"streams": eval_streams, "warmup": eval_warmup}
     meta["internals"] = {"streams": streams, "warmup": warmup, "chunk": chunk}
     positions = empty_positions(n)
-    log(f"{model_id}: top-{TOP_K} predictions over {n:,} test positions")
+    log.info(f"{model_id}: top-{TOP_K} predictions over {n:,} test positions")
     top_byte, top_p, p = model_predictions(model, corpus, eval_streams, eval_warmup)
     positions["top_byte"], positions["top_p"], positions["p"] = top_byte, top_p, p
     if predictions:
@@ -278,12 +280,13 @@ def build_store(model, corpus, out_dir, model_id, predictions=None, ngram=None, 
     if cells:
         scores = pd.read_parquet(cells, columns=["layer", "unit", "feature", "kind", "value", "score", "sign",
                                                  "rank"])
-    log(f"{model_id}: quantising every activation of {spec.layers} x {spec.hidden} {spec.arch} units "
-        f"({len(meta['kinds'])} kinds) into {out_dir}")
-    fill = _fill_from_model(model, corpus, streams, warmup, chunk, log)
+    log.info(f"{model_id}: quantising every activation of {spec.layers} x {spec.hidden} {spec.arch} units "
+             f"({len(meta['kinds'])} kinds) into {out_dir}")
+    fill = _fill_from_model(model, corpus, streams, warmup, chunk)
     meta = write_store(out_dir, meta, text, fill, positions, scores, started=t0)
-    log(f"{model_id}: store of {meta['total_bytes'] / 2**20:,.1f} MiB "
-        f"({meta['bytes']['acts.npy'] / 2**20:,.1f} MiB activations) in {meta['build_seconds']:.1f} s -> {out_dir}")
+    log.info(f"{model_id}: store of {meta['total_bytes'] / 2**20:,.1f} MiB "
+             f"({meta['bytes']['acts.npy'] / 2**20:,.1f} MiB activations) in {meta['build_seconds']:.1f} s "
+             f"-> {out_dir}")
     return meta
 
 
@@ -340,6 +343,5 @@ def run_explore_store(args):
                 predictions=args.predictions, ngram=args.ngram, oracle_ngrams=args.oracle_ngrams,
                 oracle_settings=json.loads(args.oracle_settings) if args.oracle_settings else None,
                 cells=args.cells, eval_streams=args.eval_streams, eval_warmup=args.eval_warmup,
-                streams=args.streams, warmup=args.warmup, chunk=args.chunk,
-                log=lambda message: print(message, flush=True))
+                streams=args.streams, warmup=args.warmup, chunk=args.chunk)
     return 0
