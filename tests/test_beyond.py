@@ -16,7 +16,6 @@ from rnnlens.model import ModelSpec, build_model, count_parameters, match_hidden
 from rnnlens.train import TrainConfig, train
 from rnnlens.transformer import ByteTransformer, window_blocks
 
-QUIET = lambda *a, **k: None  # noqa: E731
 
 
 def _spec(arch, layers=2, hidden=16, vocab=7, window=24):
@@ -124,14 +123,14 @@ def test_training_learns_and_evaluation_covers_the_test_split(prepared, tmp_path
                       lr_warmup_steps=5, window=32, heads=2, val_streams=4, device="cpu")
     hidden, _, _ = match_hidden_size(arch, 1, 16, corpus.vocab_size)
     spec = ModelSpec(arch, 1, hidden, corpus.vocab_size, **({"window": 32, "heads": 2} if arch == "transformer" else {}))
-    assert train(cfg, corpus, spec, tmp_path / "m.pt", tmp_path / "h.csv", tmp_path / "c.pt", log=QUIET) == 0
+    assert train(cfg, corpus, spec, tmp_path / "m.pt", tmp_path / "h.csv", tmp_path / "c.pt") == 0
     history = pd.read_csv(tmp_path / "h.csv")
     # learnt some of the Markov structure (the tiny transformer, 8 wide, learns slowest)
     assert history.val_loss.iloc[-1] < min(history.val_loss.iloc[0], np.log(corpus.vocab_size) - 0.15)
     from rnnlens.model import load_model
 
     model, extra = load_model(tmp_path / "m.pt")
-    result = predict_test(model, corpus, streams=4, warmup=100, log=QUIET)
+    result = predict_test(model, corpus, streams=4, warmup=100)
     assert len(result["p"]) == corpus.split_size("test") and np.array_equal(result["target"], corpus.split("test"))
     assert abs(-np.log(result["p"]).mean() - history.val_loss.min()) < 0.3
 
@@ -173,7 +172,7 @@ def test_dynamic_evaluation_never_uses_a_byte_before_predicting_it(prepared, arc
 
 
 @pytest.mark.parametrize("arch", ["transformer", "lru"])
-def test_internals_score_every_unit_and_skip_gates(prepared, tmp_path, arch):
+def test_internals_score_every_unit_and_skip_gates(prepared, tmp_path, arch, caplog):
     from rnnlens.internals import analyse_model
 
     data = markov_text(1500) + b"".join(b'x = f("ab") { y[%d] }\n' % i for i in range(80))
@@ -181,14 +180,14 @@ def test_internals_score_every_unit_and_skip_gates(prepared, tmp_path, arch):
     torch.manual_seed(4)
     model = build_model(_spec(arch, 2, 8, corpus.vocab_size, window=16)).eval()
     model.init_weights(0.1)
-    messages = []
+    caplog.set_level("INFO", logger="rnnlens")
     paths = analyse_model(model, corpus, f"{arch}-2x8", tmp_path, cells=[(2, 3)], max_positions=300, streams=5,
-                          warmup=50, chunk=40, windows=2, window_chars=60, log=messages.append)
+                          warmup=50, chunk=40, windows=2, window_chars=60)
     units = 5 * 8 if arch == "transformer" else 2 * 8
     scores = pd.read_parquet(paths["cells"])
     assert scores.groupby(["layer", "unit"]).ngroups == 2 * units
     assert pd.read_parquet(paths["saturation"]).empty
-    assert any("has no gates" in m for m in messages)
+    assert "has no gates" in caplog.text
     assert (tmp_path / "cells.html").stat().st_size > 1000
 
 
