@@ -16,9 +16,8 @@ import pyarrow.parquet as pq
 from rnnlens.errors import RnnlensError
 from rnnlens.io import atomic_write_text
 from rnnlens.model import parse_model_id
-from rnnlens.oracles import model_id_of
 from rnnlens.plots import pyplot, save_figures
-from rnnlens.predictions import read_meta, read_predictions
+from rnnlens.predictions import model_id_of, read_meta, read_predictions
 
 ARCH_MARKERS = {"rnn": "s", "lstm": "o", "gru": "^"}
 ARCH_COLORMAPS = {"rnn": "Reds", "lstm": "Blues", "gru": "Greens"}

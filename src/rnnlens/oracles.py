@@ -38,7 +38,7 @@ from rnnlens.errors import RnnlensError
 from rnnlens import convergence
 from rnnlens.corpus import PreparedCorpus
 from rnnlens.io import atomic_write_text
-from rnnlens.predictions import read_meta, read_predictions
+from rnnlens.predictions import model_id_of, read_meta, read_predictions
 from rnnlens.words import as_bytes_array, segment
 from rnnlens.plots import pyplot, save_figures
 
@@ -253,13 +253,6 @@ def category_totals(table):
 
 
 # ---------------------------------------------------------------------------------------------- loading
-
-
-def model_id_of(meta, path):
-    for key in ("model", "model_id", "id", "name"):
-        if meta.get(key):
-            return str(meta[key])
-    return Path(path).stem
 
 
 def load_model_predictions(path, facts=None):

@@ -15,7 +15,7 @@ rule oracles:
         runtime=15,
     params:
         options=oracle_args(),
-        code=code_fingerprint("oracles", "words", "convergence"),
+        code=fingerprint("oracles"),
     shell:
         "python -m rnnlens oracles --data {input.data} --predictions {input.predictions} --ngram {input.ngram}"
         " {params.options} --csv-out {output.csv} --fig-out {output.png} > {log} 2>&1"
@@ -44,7 +44,7 @@ rule error_breakdown:
         runtime=15,
     params:
         options=oracle_args(),
-        code=code_fingerprint("oracles", "words", "convergence"),
+        code=fingerprint("oracles", "pick"),
     shell:
         "python -m rnnlens oracles --data {input.data} --predictions "
         + pick()
@@ -75,7 +75,7 @@ rule small_vs_large:
         runtime=15,
     params:
         options=oracle_args(),
-        code=code_fingerprint("oracles", "words", "convergence"),
+        code=fingerprint("small-vs-large", "pick"),
     shell:
         "python -m rnnlens small-vs-large --data {input.data} --small "
         + pick(extra="--size min")
@@ -107,7 +107,7 @@ rule perchar:
         runtime=10,
     params:
         min_count=ANALYSIS["perchar_min_count"],
-        code=code_fingerprint("perchar", "plots", "convergence"),
+        code=fingerprint("perchar", "pick"),
     shell:
         "python -m rnnlens perchar --a "
         + pick()
@@ -145,7 +145,7 @@ rule brackets:
         min_count=ANALYSIS["bracket_min_count"],
         max_distance=ANALYSIS["bracket_max_distance"],
         scope=lambda wc: config["corpora"][wc.corpus]["quote_scope"],
-        code=code_fingerprint("brackets", "plots", "convergence"),
+        code=fingerprint("brackets", "pick"),
     shell:
         "python -m rnnlens brackets --data {input.data} --predictions "
         + pick("--every-arch")
@@ -176,7 +176,7 @@ rule agreement:
         runtime=10,
     params:
         seed=config["training"].get("seed", 1),
-        code=code_fingerprint("agreement", "plots"),
+        code=fingerprint("agreement"),
     shell:
         "python -m rnnlens agreement --predictions {input} --csv-out {output.matrix}"
         " --embedding-out {output.embedding} --fig-out {output.png} --seed {params.seed} > {log} 2>&1"
@@ -205,7 +205,7 @@ rule dynamics:
         runtime=30,
     params:
         positions=DYNAMICS["positions"],
-        code=code_fingerprint("dynamics", "evaluate", "nnn", "plots"),
+        code=fingerprint("dynamics-models"),
     shell:
         "python -m rnnlens dynamics-models --data {input.data} --model {input.model} --nnn {input.nnn}"
         " --positions {params.positions} --threads {threads} --csv-out {output.csv} --fig-out {output.png}"

@@ -1,4 +1,3 @@
-import hashlib
 import json
 import sys
 from pathlib import Path
@@ -20,6 +19,11 @@ from rnnlens.config import (
     load_schema,
     trial_settings,
 )
+from rnnlens.fetch import SOURCE_KEYS
+
+# A rule's `code` param is fingerprint(<the rnnlens commands its shell runs>): a hash of every package module those
+# commands can import, read from the imports (rnnlens/fingerprint.py). Editing one of them reruns the rule.
+from rnnlens.fingerprint import fingerprint
 
 SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
 config.update(coerce_strings(config, load_schema(SCHEMA)))
@@ -30,7 +34,6 @@ try:
 except ConfigError as err:
     raise WorkflowError(str(err))
 
-SRC = Path(workflow.basedir) / "src" / "rnnlens"
 CORPORA = list(config["corpora"])
 GRID = config["grid"]
 MODELS = [
@@ -63,16 +66,6 @@ wildcard_constraints:
     dropout="[0-9.]+",
 
 
-def code_fingerprint(*modules):
-    """Hash of the package modules a stage depends on. Used as a param, so that editing them marks the
-    stage's outputs stale (Snakemake's code trigger sees only the rule's own shell text).
-    """
-    digest = hashlib.sha256()
-    for name in modules:
-        digest.update((SRC / f"{name}.py").read_bytes())
-    return digest.hexdigest()[:16]
-
-
 def json_arg(value):
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
@@ -98,10 +91,16 @@ def train_runtime(wildcards, attempt):
 
 
 def corpus_spec(corpus):
-    spec = dict(config["corpora"][corpus])
-    spec.pop("split", None)
-    spec.pop("paper", None)
-    return spec
+    """The keys of a corpus entry that the fetch reads (not its split, paper name or quote_scope, which other
+    rules read: a change there must not re-fetch the corpus)."""
+    return {k: v for k, v in config["corpora"][corpus].items() if k in SOURCE_KEYS}
+
+
+def corpus_source(wildcards):
+    """A local source file of the corpus, as an input of the fetch: editing that file re-fetches it."""
+    spec = corpus_spec(wildcards.corpus)
+    path = spec.get("path") or spec.get("tarball", {}).get("path")
+    return [path] if path else []
 
 
 def paper_names():

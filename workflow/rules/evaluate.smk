@@ -17,7 +17,7 @@ rule evaluate:
     params:
         streams=EVAL["streams"],
         warmup=EVAL["warmup"],
-        code=code_fingerprint("model", "evaluate", "predictions", "corpus"),
+        code=fingerprint("evaluate"),
     shell:
         "python -m rnnlens evaluate --model {input.model} --data {input.data} --out {output}"
         " --model-id {wildcards.model} --streams {params.streams} --warmup {params.warmup}"

@@ -31,9 +31,7 @@ rule explore_store:
         ngram=explore_ngram_arg,
         oracles=json_arg(EXPLORE_ORACLES),
         evaluation=f"--eval-streams {EVAL['streams']} --eval-warmup {EVAL['warmup']}",
-        code=code_fingerprint(
-            "explore/store", "internals", "evaluate", "oracles", "words"
-        ),
+        code=fingerprint("explore-store"),
     shell:
         "python -m rnnlens explore-store --model {input.model} --data {input.data} --out-dir {params.out_dir}"
         " --model-id {wildcards.model} --predictions {input.predictions} --cells {input.cells} {params.ngram}"

@@ -28,9 +28,7 @@ rule internals:
         out_dir=subpath(output.saturation, parent=True),
         max_positions=INTERNALS["max_positions"],
         cells=user_cells,
-        code=code_fingerprint(
-            "internals", "saturation", "features", "cells", "cellviz", "plots"
-        ),
+        code=fingerprint("internals"),
     shell:
         "python -m rnnlens internals --model {input.model} --data {input.data} --out-dir {params.out_dir}"
         " --model-id {wildcards.model} --max-positions {params.max_positions} {params.cells}"
@@ -57,7 +55,7 @@ rule best_cells:
         mem_mb=2000,
         runtime=10,
     params:
-        code=code_fingerprint("cells"),
+        code=fingerprint("best-cells"),
     shell:
         "python -m rnnlens best-cells --tables {input} --out {output.best}"
         " --explanations-out {output.explanations} > {log} 2>&1"
@@ -85,6 +83,6 @@ rule saturation_figure:
         mem_mb=2000,
         runtime=10,
     params:
-        code=code_fingerprint("saturation"),
+        code=fingerprint("saturation-figure"),
     shell:
         "python -m rnnlens saturation-figure --inputs {input} --out {output} > {log} 2>&1"

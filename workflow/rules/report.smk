@@ -23,7 +23,7 @@ rule table1:
         runtime=10,
     params:
         paper=json_arg(paper_names()),
-        code=code_fingerprint("tables", "paper"),
+        code=fingerprint("table1"),
     shell:
         "python -m rnnlens table1 --predictions {input.predictions} --models {input.models}"
         " --paper-names '{params.paper}' --out-csv {output.csv} --out-md {output.md} > {log} 2>&1"
@@ -70,7 +70,7 @@ rule training_curves:
     params:
         labels=MODELS,
         n_models=len(MODELS),
-        code=code_fingerprint("tables", "plots"),
+        code=fingerprint("curves"),
     shell:
         "python -m rnnlens curves --histories {input} --labels {params.labels}"
         " --title 'Training curves on {wildcards.corpus}: {params.n_models} models (hue: architecture, shade: size, line: depth)'"

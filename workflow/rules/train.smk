@@ -19,7 +19,7 @@ rule train:
         settings=train_settings,
         # the checkpoint is not an output: Snakemake must keep it when a job is killed, so the retry resumes
         checkpoint="results/{corpus}/models/{model}/dropout-{dropout}/checkpoint.pt",
-        code=code_fingerprint("model", "train", "corpus", "convergence"),
+        code=fingerprint("train"),
     shell:
         "python -m rnnlens train --data {input.data} --models-table {input.models} --model {wildcards.model}"
         " --settings '{params.settings}' --out-model {output.model} --out-history {output.history}"
@@ -43,7 +43,7 @@ rule select_dropout:
         mem_mb=1000,
         runtime=5,
     params:
-        code=code_fingerprint("train", "model"),
+        code=fingerprint("select-dropout"),
     shell:
         "python -m rnnlens select-dropout --trials {input} --out-model {output.model}"
         " --out-history {output.history} --out-selection {output.selection} > {log} 2>&1"
