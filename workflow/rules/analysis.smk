@@ -1,6 +1,6 @@
 rule oracles:
     input:
-        data="results/{corpus}/data.json",
+        data=DATA_JSON,
         predictions="results/{corpus}/predictions/{model}.parquet",
         ngram=oracle_ngrams,
     output:
@@ -15,6 +15,7 @@ rule oracles:
         runtime=15,
     params:
         options=oracle_args(),
+        corpus=corpus_digest,
         code=fingerprint("oracles"),
     shell:
         "python -m rnnlens oracles --data {input.data} --predictions {input.predictions} --ngram {input.ngram}"
@@ -23,7 +24,7 @@ rule oracles:
 
 rule error_breakdown:
     input:
-        data="results/{corpus}/data.json",
+        data=DATA_JSON,
         table1="results/tables/table1.csv",
         predictions=corpus_predictions,
         ngram=oracle_ngrams,
@@ -44,6 +45,7 @@ rule error_breakdown:
         runtime=15,
     params:
         options=oracle_args(),
+        corpus=corpus_digest,
         code=fingerprint("oracles", "pick"),
     shell:
         "python -m rnnlens oracles --data {input.data} --predictions "
@@ -54,7 +56,7 @@ rule error_breakdown:
 
 rule small_vs_large:
     input:
-        data="results/{corpus}/data.json",
+        data=DATA_JSON,
         table1="results/tables/table1.csv",
         predictions=corpus_predictions,
         ngram=oracle_ngrams,
@@ -75,6 +77,7 @@ rule small_vs_large:
         runtime=15,
     params:
         options=oracle_args(),
+        corpus=corpus_digest,
         code=fingerprint("small-vs-large", "pick"),
     shell:
         "python -m rnnlens small-vs-large --data {input.data} --small "
@@ -117,7 +120,7 @@ rule perchar:
 
 rule brackets:
     input:
-        data="results/{corpus}/data.json",
+        data=DATA_JSON,
         table1="results/tables/table1.csv",
         predictions=corpus_predictions,
         ngram=f"results/{{corpus}}/predictions/ngram-{REFERENCE_NGRAM}.parquet",
@@ -145,6 +148,7 @@ rule brackets:
         min_count=ANALYSIS["bracket_min_count"],
         max_distance=ANALYSIS["bracket_max_distance"],
         scope=lambda wc: config["corpora"][wc.corpus]["quote_scope"],
+        corpus=corpus_digest,
         code=fingerprint("brackets", "pick"),
     shell:
         "python -m rnnlens brackets --data {input.data} --predictions "
@@ -184,7 +188,7 @@ rule agreement:
 
 rule dynamics:
     input:
-        data="results/{corpus}/data.json",
+        data=DATA_JSON,
         model=f"results/{{corpus}}/models/{DYNAMICS['model']}/model.pt",
         nnn=expand("results/{{corpus}}/nnn/nnn-{n}.pt", n=DYNAMICS_NNN),
     output:
@@ -205,6 +209,7 @@ rule dynamics:
         runtime=30,
     params:
         positions=DYNAMICS["positions"],
+        corpus=corpus_digest,
         code=fingerprint("dynamics-models"),
     shell:
         "python -m rnnlens dynamics-models --data {input.data} --model {input.model} --nnn {input.nnn}"

@@ -1,9 +1,7 @@
-# Content, not timestamps, decides what a corpus reruns (README, "What reruns when"):
-# - update(): Snakemake keeps the fetched corpus while the fetch runs and puts it back when the fetch fails (a wrong
-#   sha256 must not cost the good corpus);
-# - prepare_corpus is a checkpoint: once it has run, Snakemake re-evaluates the jobs below it, and those find
-#   data.json newer but with the checksum they recorded (it depends on the bytes and the split alone), so an
-#   identical re-fetch reruns nothing below the prepare, while changed bytes rerun all of that corpus.
+# Content, not timestamps, decides what a corpus reruns (README, "What reruns when"). update(): Snakemake keeps
+# the fetched corpus while the fetch runs and puts it back if the fetch fails (a wrong sha256 must not cost the good
+# corpus). prepare_corpus is a checkpoint: the jobs below it are judged again once it has run, by the hash of the
+# data.json it wrote (common.smk, DATA_JSON), so an identical re-fetch reruns nothing below it.
 rule fetch_corpus:
     input:
         corpus_source,
@@ -47,7 +45,7 @@ checkpoint prepare_corpus:
 
 rule models_table:
     input:
-        "results/{corpus}/data.json",
+        DATA_JSON,
     output:
         "results/{corpus}/models.csv",
     log:
@@ -61,6 +59,7 @@ rule models_table:
         archs=",".join(GRID["arch"]),
         layers=",".join(map(str, GRID["layers"])),
         sizes=",".join(map(str, GRID["size"])),
+        corpus=corpus_digest,
         code=fingerprint("models-table"),
     shell:
         "python -m rnnlens models-table --data {input} --archs {params.archs} --layers {params.layers}"

@@ -1,7 +1,7 @@
 rule evaluate:
     input:
         model="results/{corpus}/models/{model}/model.pt",
-        data="results/{corpus}/data.json",
+        data=DATA_JSON,
     output:
         "results/{corpus}/predictions/{model}.parquet",
     log:
@@ -17,6 +17,7 @@ rule evaluate:
     params:
         streams=EVAL["streams"],
         warmup=EVAL["warmup"],
+        corpus=corpus_digest,
         code=fingerprint("evaluate"),
     shell:
         "python -m rnnlens evaluate --model {input.model} --data {input.data} --out {output}"

@@ -1,7 +1,7 @@
 rule internals:
     input:
         model="results/{corpus}/models/{model}/model.pt",
-        data="results/{corpus}/data.json",
+        data=DATA_JSON,
     output:
         saturation="results/{corpus}/internals/{model}/saturation.parquet",
         summary="results/{corpus}/internals/{model}/saturation_summary.csv",
@@ -28,6 +28,7 @@ rule internals:
         out_dir=subpath(output.saturation, parent=True),
         max_positions=INTERNALS["max_positions"],
         cells=user_cells,
+        corpus=corpus_digest,
         code=fingerprint("internals"),
     shell:
         "python -m rnnlens internals --model {input.model} --data {input.data} --out-dir {params.out_dir}"

@@ -1,6 +1,6 @@
 rule ngram:
     input:
-        "results/{corpus}/data.json",
+        DATA_JSON,
     output:
         model="results/{corpus}/ngram/ngram-{n}.binary",
         predictions="results/{corpus}/predictions/ngram-{n}.parquet",
@@ -18,6 +18,7 @@ rule ngram:
         runtime=60,
     params:
         memory=lambda wc, resources: f"{int(resources.mem_mb * 0.7)}M",
+        corpus=corpus_digest,
         code=fingerprint("ngram"),
     shell:
         "python -m rnnlens ngram --data {input} --n {wildcards.n} --model-out {output.model}"
@@ -26,7 +27,7 @@ rule ngram:
 
 rule nnn:
     input:
-        "results/{corpus}/data.json",
+        DATA_JSON,
     output:
         model="results/{corpus}/nnn/nnn-{n}.pt",
         predictions="results/{corpus}/predictions/nnn-{n}.parquet",
@@ -47,6 +48,7 @@ rule nnn:
         patience=NNN["patience"],
         batch=NNN["batch_size"],
         seed=config["training"].get("seed", 1),
+        corpus=corpus_digest,
         code=fingerprint("nnn"),
     shell:
         "python -m rnnlens nnn --data {input} --n {wildcards.n} --hidden {params.hidden} --epochs {params.epochs}"

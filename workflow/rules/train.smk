@@ -1,6 +1,6 @@
 rule train:
     input:
-        data="results/{corpus}/data.json",
+        data=DATA_JSON,
         models="results/{corpus}/models.csv",
     output:
         model="results/{corpus}/models/{model}/dropout-{dropout}/model.pt",
@@ -19,6 +19,7 @@ rule train:
         settings=train_settings,
         # the checkpoint is not an output: Snakemake must keep it when a job is killed, so the retry resumes
         checkpoint="results/{corpus}/models/{model}/dropout-{dropout}/checkpoint.pt",
+        corpus=corpus_digest,
         code=fingerprint("train"),
     shell:
         "python -m rnnlens train --data {input.data} --models-table {input.models} --model {wildcards.model}"
