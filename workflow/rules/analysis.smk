@@ -25,7 +25,7 @@ rule oracles:
 rule error_breakdown:
     input:
         data=DATA_JSON,
-        table1="results/tables/table1.csv",
+        table1="results/{corpus}/table1.csv",
         predictions=corpus_predictions,
         ngram=oracle_ngrams,
     output:
@@ -57,7 +57,7 @@ rule error_breakdown:
 rule small_vs_large:
     input:
         data=DATA_JSON,
-        table1="results/tables/table1.csv",
+        table1="results/{corpus}/table1.csv",
         predictions=corpus_predictions,
         ngram=oracle_ngrams,
     output:
@@ -89,7 +89,7 @@ rule small_vs_large:
 
 rule perchar:
     input:
-        table1="results/tables/table1.csv",
+        table1="results/{corpus}/table1.csv",
         predictions=corpus_predictions,
         ngram=f"results/{{corpus}}/predictions/ngram-{REFERENCE_NGRAM}.parquet",
     output:
@@ -121,7 +121,7 @@ rule perchar:
 rule brackets:
     input:
         data=DATA_JSON,
-        table1="results/tables/table1.csv",
+        table1="results/{corpus}/table1.csv",
         predictions=corpus_predictions,
         ngram=f"results/{{corpus}}/predictions/ngram-{REFERENCE_NGRAM}.parquet",
     output:

@@ -98,6 +98,13 @@ def dropout_trials(wildcards):
     ]
 
 
+def model_grid_args(wildcards):
+    """models-table arguments for the one grid point of wildcards.model (e.g. lstm-2x128)."""
+    arch, shape = wildcards.model.split("-")
+    layers, size = shape.split("x")
+    return f"--archs {arch} --layers {layers} --sizes {size}"
+
+
 def train_runtime(wildcards, attempt):
     size = int(wildcards.model.split("x")[1])
     layers = int(wildcards.model.split("-")[1].split("x")[0])

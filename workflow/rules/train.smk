@@ -1,7 +1,29 @@
+# One model's row of the models table (its hidden size from its parameter budget and the vocabulary): what its
+# training reads, so that a grid that grows adds rows without marking the models already trained stale.
+rule model_spec:
+    input:
+        DATA_JSON,
+    output:
+        "results/{corpus}/models/{model}/spec.csv",
+    log:
+        "results/logs/{corpus}/model_spec/{model}.log",
+    conda:
+        "../../envs/rnnlens.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    params:
+        grid=model_grid_args,
+        corpus=corpus_digest,
+        code=fingerprint("models-table"),
+    shell:
+        "python -m rnnlens models-table --data {input} {params.grid} --out {output} > {log} 2>&1"
+
+
 rule train:
     input:
         data=DATA_JSON,
-        models="results/{corpus}/models.csv",
+        models="results/{corpus}/models/{model}/spec.csv",
     output:
         model="results/{corpus}/models/{model}/dropout-{dropout}/model.pt",
         history="results/{corpus}/models/{model}/dropout-{dropout}/history.csv",
