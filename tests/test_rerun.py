@@ -153,9 +153,11 @@ def test_ngram_orders_rerun_only_ngram_jobs_and_their_dependants(clone):
     assert planned(clone) == {"ngram:toy,3", "table2"}
 
 
-def test_refetching_identical_bytes_reruns_nothing_below_the_corpus(clone):
+def test_refetching_or_repreparing_identical_bytes_reruns_nothing_below_the_corpus(clone):
     ran = jobs_in(snakemake(clone, "--forcerun", "fetch_corpus"))
     assert ran == {"fetch_corpus:toy", "prepare_corpus:toy"}
+    assert planned(clone) == set()
+    assert jobs_in(snakemake(clone, "--forcerun", "prepare_corpus")) == {"prepare_corpus:toy"}
     assert planned(clone) == set()
 
 
