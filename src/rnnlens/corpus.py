@@ -6,8 +6,8 @@ A prepared corpus on disk is two files under results/{corpus}/:
   data.json   {"corpus", "sha256", "size", "vocab": [byte values], "layout": {...},
                "pieces": {"train": [[start, end], ...], "val": [...], "test": [...]}}
 data.json depends on the corpus's bytes and its split alone (not on where the bytes came from): re-fetching the
-same bytes writes the same data.json, and Snakemake, which compares the checksum of inputs under 1 MB, reruns
-nothing downstream (README, "What reruns when").
+same bytes writes the same data.json, and the workflow, which hashes it as a param of every job that reads it,
+reruns nothing downstream (README, "What reruns when").
 
 A split is a list of pieces: [start, end) byte ranges of the corpus. Two layouts:
   contiguous  one piece per split: the first fraction of the corpus trains, the next validates, the rest tests.
