@@ -124,6 +124,11 @@ def test_edit_train_reruns_training_and_everything_downstream(clone):
     assert planned(clone) == per_model(MODEL_JOBS) | AGGREGATES
 
 
+def test_batch_size_reruns_training_and_no_baseline(clone):
+    edit_config(clone, lambda c: c["training"].update(batch_size=4))
+    assert planned(clone) == per_model(MODEL_JOBS) | AGGREGATES
+
+
 def test_quote_scope_reruns_only_the_bracket_analysis(clone):
     edit_config(clone, lambda c: c["corpora"]["toy"].update(quote_scope="paragraph"))
     assert planned(clone) == {"brackets:toy"}
