@@ -7,7 +7,8 @@ import tarfile
 import numpy as np
 import pytest
 
-from rnnlens.corpus import CorpusError, PreparedCorpus, acquire, prepare, split_bounds, stdlib_corpus
+from rnnlens.corpus import CorpusError, PreparedCorpus, prepare, split_bounds
+from rnnlens.fetch import acquire, stdlib_corpus
 from rnnlens.kernel import build_corpus_from_tar
 
 

@@ -14,7 +14,7 @@ from rnnlens.dynamics import plot_dynamics
 from rnnlens.perchar import per_character, plot_per_character
 from rnnlens.predictions import write_predictions
 from rnnlens.saturation import draw_saturation
-from rnnlens.tables import training_curves
+from rnnlens.curves import training_curves
 
 
 def boxes(fig):

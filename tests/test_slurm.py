@@ -34,8 +34,8 @@ def targets(corpora=("toy", "news")):
             *(f"results/tables/models_{c}.csv" for c in corpora)]
 
 
-RULES = ["fetch_corpus", "prepare_corpus", "models_table", "models_report", "train", "select_dropout", "evaluate",
-         "training_curves", "table1"]
+RULES = ["fetch_corpus", "prepare_corpus", "models_table", "model_spec", "models_report", "train", "select_dropout",
+         "evaluate", "training_curves", "table1"]
 
 
 def cluster_answers():

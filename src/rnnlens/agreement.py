@@ -17,9 +17,8 @@ import pandas as pd
 from rnnlens.errors import RnnlensError
 from rnnlens.io import atomic_write_text, parquet_schema
 from rnnlens.model import parse_model_id
-from rnnlens.oracles import model_id_of
 from rnnlens.plots import pyplot, save_figures
-from rnnlens.predictions import read_meta, read_predictions
+from rnnlens.predictions import model_id_of, read_meta, read_predictions
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from rnnlens import log
 from rnnlens.errors import RnnlensError
 
 COMMANDS = {
-    "fetch": ("rnnlens.corpus", "materialise a configured corpus (path, url+sha256, stdlib, tarball)"),
+    "fetch": ("rnnlens.fetch", "materialise a configured corpus (path, url+sha256, stdlib, tarball)"),
     "prepare": ("rnnlens.corpus", "vocabulary, split pieces and a summary JSON of a fetched corpus"),
     "models-table": ("rnnlens.model", "hidden size of every grid point from its parameter budget"),
     "train": ("rnnlens.train", "train (or resume) one model"),
@@ -23,7 +23,7 @@ COMMANDS = {
     "table1": ("rnnlens.tables", "Table 1 from predictions metadata and models tables"),
     "table2": ("rnnlens.tables", "Table 2 from n-gram and n-NN predictions and Table 1"),
     "pick": ("rnnlens.picks", "print the predictions path of the best model of a kind (from Table 1)"),
-    "curves": ("rnnlens.tables", "training curves figure from history CSVs"),
+    "curves": ("rnnlens.curves", "training curves figure from history CSVs"),
     "sample": ("rnnlens.sample", "generate text from a trained model"),
     "ngram": ("rnnlens.ngram", "KenLM byte n-gram baseline: build it on the training split, predict the test split"),
     "nnn": ("rnnlens.nnn", "n-NN baseline (one tanh layer over the previous n bytes): train, predict the test split"),

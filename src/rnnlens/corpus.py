@@ -1,9 +1,13 @@
-"""Corpora as bytes: fetching and verifying them, the vocabulary, and the train/val/test split layout.
+"""Corpora as bytes: the vocabulary, the train/val/test split layout and the prepared corpus every stage reads.
+(Fetching them is rnnlens.fetch.)
 
 A prepared corpus on disk is two files under results/{corpus}/:
   corpus.bin  the raw bytes (verified copy)
   data.json   {"corpus", "sha256", "size", "vocab": [byte values], "layout": {...},
                "pieces": {"train": [[start, end], ...], "val": [...], "test": [...]}}
+data.json depends on the corpus's bytes and its split alone (not on where the bytes came from): re-fetching the
+same bytes writes the same data.json, and the workflow, which hashes it as a param of every job that reads it,
+reruns nothing downstream (README, "What reruns when").
 
 A split is a list of pieces: [start, end) byte ranges of the corpus. Two layouts:
   contiguous  one piece per split: the first fraction of the corpus trains, the next validates, the rest tests.
@@ -18,77 +22,18 @@ import hashlib
 import json
 import logging
 import math
-import sys
-import sysconfig
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from rnnlens.errors import CorpusError  # noqa: F401 - its home for callers: rnnlens.corpus.CorpusError
-from rnnlens.io import atomic_copy, atomic_write_bytes, download, sha256_of, verify_sha256, write_json
+from rnnlens.io import write_json
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
 LAYOUTS = ("contiguous", "rows")
-
-
-def stdlib_corpus(max_bytes):
-    """The demo corpus: the Python standard library's own .py source, in sorted path order, capped.
-    Present on every machine with Python, so the demo runs offline."""
-    root = Path(sysconfig.get_paths()["stdlib"])
-    chunks, total = [], 0
-    for path in sorted(root.rglob("*.py"), key=lambda p: p.relative_to(root).as_posix()):
-        rel = path.relative_to(root).as_posix()
-        if rel.startswith(("site-packages/", "test/", "idlelib/", "lib2to3/tests/")) or "/test" in rel:
-            continue
-        data = path.read_bytes()
-        chunks.append(data)
-        total += len(data)
-        if total >= max_bytes:
-            break
-    return b"".join(chunks)[:max_bytes]
-
-
-def acquire(spec, dest):
-    """Materialise one configured corpus as raw bytes at `dest` and return a provenance dict.
-
-    spec keys: path | url (+ sha256) | stdlib (+ max_bytes) | tarball (kernel-style source builder)."""
-    dest = Path(dest)
-    provenance = {}
-    if "path" in spec:
-        src = Path(spec["path"])
-        if not src.is_file():
-            raise CorpusError(f"corpus file {src} does not exist. Fix `path:` in the config or put the file there.")
-        actual = verify_sha256(src, spec.get("sha256"), f"corpus {src}")
-        atomic_copy(src, dest)
-        provenance = {"source": str(src), "sha256": actual}
-    elif "url" in spec:
-        fetched = download(spec["url"], dest.with_name(dest.name + ".download"))
-        try:
-            actual = verify_sha256(fetched, spec.get("sha256"), f"download of {spec['url']}")
-        except CorpusError:
-            fetched.unlink(missing_ok=True)
-            raise
-        if not spec.get("sha256"):
-            log.warning(f"no sha256 given for {spec['url']}; recorded the downloaded file's sha256 {actual}. "
-                        "Put it in the config to pin this version.")
-        fetched.replace(dest)  # same folder: an atomic rename
-        provenance = {"source": spec["url"], "sha256": actual, "sha256_pinned": bool(spec.get("sha256"))}
-    elif "stdlib" in spec:
-        data = stdlib_corpus(int(spec.get("max_bytes", 1_000_000)))
-        atomic_write_bytes(dest, data)
-        provenance = {"source": f"python {sys.version.split()[0]} standard library", "sha256": sha256_of(dest)}
-    elif "tarball" in spec:
-        from rnnlens.kernel import build_from_tarball
-
-        provenance = build_from_tarball(spec["tarball"], dest)
-    else:
-        raise CorpusError("a corpus needs one of `path`, `url` (+ `sha256`), `stdlib` or `tarball` in the config")
-    if "sha256" in spec and "path" not in spec and "url" not in spec:
-        provenance["sha256"] = verify_sha256(dest, spec["sha256"], "built corpus")
-    return provenance
 
 
 def check_fractions(fractions):
@@ -275,33 +220,17 @@ class PreparedCorpus:
 
 # --- commands -------------------------------------------------------------------------------------------------------
 
-def add_fetch_arguments(parser):
-    parser.add_argument("--corpus", required=True)
-    parser.add_argument("--spec", required=True, help="the corpus's config entry as JSON")
-    parser.add_argument("--out", required=True)
-    parser.add_argument("--provenance", required=True)
-
-
-def run_fetch(args):
-    provenance = acquire(json.loads(args.spec), args.out)
-    provenance["corpus"] = args.corpus
-    write_json(args.provenance, provenance)
-    log.info(f"corpus {args.corpus}: {Path(args.out).stat().st_size} bytes, sha256 {provenance['sha256']}")
-    return 0
-
-
 def add_prepare_arguments(parser):
     parser.add_argument("--corpus", required=True)
     parser.add_argument("--corpus-bin", required=True)
-    parser.add_argument("--provenance")
     parser.add_argument("--split", required=True, help='JSON, e.g. {"train": 0.8, "val": 0.1, "test": 0.1}')
-    parser.add_argument("--min-train-bytes", type=int, default=2)
     parser.add_argument("--out", required=True)
 
 
 def run_prepare(args):
-    summary = prepare(args.corpus, args.corpus_bin, json.loads(args.split), args.min_train_bytes)
-    summary["provenance"] = json.loads(Path(args.provenance).read_text()) if args.provenance else None
+    # whether the training split fills one batch is for `rnnlens train` to say: it knows the batch size, and a
+    # batch-size change then reruns no baseline that reads this file
+    summary = prepare(args.corpus, args.corpus_bin, json.loads(args.split))
     write_json(args.out, summary, indent=1)
     log.info(f"corpus {args.corpus}: {summary['size']} bytes, vocabulary {summary['vocab_size']}, "
              f"splits {summary['split_sizes']}")

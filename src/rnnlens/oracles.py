@@ -40,7 +40,7 @@ from rnnlens import convergence
 from rnnlens.corpus import PreparedCorpus
 from rnnlens.io import atomic_write_text
 from rnnlens.picks import add_pick_options, one_of
-from rnnlens.predictions import read_meta, read_predictions
+from rnnlens.predictions import model_id_of, read_meta, read_predictions
 from rnnlens.words import as_bytes_array, segment
 from rnnlens.plots import pyplot, save_figures
 
@@ -257,13 +257,6 @@ def category_totals(table):
 
 
 # ---------------------------------------------------------------------------------------------- loading
-
-
-def model_id_of(meta, path):
-    for key in ("model", "model_id", "id", "name"):
-        if meta.get(key):
-            return str(meta[key])
-    return Path(path).stem
 
 
 def load_model_predictions(path, facts=None):

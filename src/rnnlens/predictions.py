@@ -6,6 +6,7 @@ argmax uint8 (nullable), p_argmax float32 (nullable). File metadata under the ke
 """
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -21,6 +22,14 @@ SCHEMA = pa.schema(
         ("p_argmax", pa.float32()),
     ]
 )
+
+
+def model_id_of(meta, path):
+    """The model id of a predictions file: from its metadata, else the file name."""
+    for key in ("model", "model_id", "id", "name"):
+        if meta.get(key):
+            return str(meta[key])
+    return Path(path).stem
 
 
 def mean_nats(p):

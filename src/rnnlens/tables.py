@@ -1,4 +1,5 @@
-"""Table 1 (test cross-entropy grid beside the paper's), the models table, and training curves."""
+"""Table 1 (test cross-entropy grid beside the paper's), Table 2, and the pick of a best model from Table 1.
+(The training-curves figure is rnnlens.curves: a figure edit must not look like a table change.)"""
 
 import json
 import logging
@@ -10,7 +11,6 @@ from rnnlens.io import atomic_csv, atomic_write_text
 from rnnlens.model import DYNAMIC_SUFFIX
 from rnnlens.paper import table1_value
 from rnnlens.predictions import read_meta
-from rnnlens.plots import save_figures
 
 log = logging.getLogger(__name__)
 
@@ -122,36 +122,6 @@ def table1_markdown(df):
     return "\n".join(lines)
 
 
-def training_curves(history_paths, labels, out_path, title=None):
-    """Training and validation loss per epoch of every model: a colour per model (hue: architecture, shade:
-    size), a line style per depth, the legend beside the axes. Returns the figure."""
-    from matplotlib.ticker import MaxNLocator
-
-    from rnnlens.plots import legend_outside, model_styles, pyplot
-
-    plt = pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=False)
-    styles = model_styles(labels)
-    for path, label in zip(history_paths, labels):
-        hist = pd.read_csv(path)
-        if hist.empty:
-            continue
-        style = styles[label]
-        for ax, column in zip(axes, ("train_loss", "val_loss")):
-            ax.plot(hist.epoch, hist[column], linestyle=style["linestyle"], color=style["color"],
-                    marker=style["marker"], markersize=3, label=label)
-    for ax, name in zip(axes, ("training loss", "validation loss")):
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(f"{name} (nats/char)")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.grid(alpha=0.3)
-    legend_outside(axes[1], ncol=1 if len(labels) <= 18 else 2)
-    fig.suptitle(title or "Training curves (colour: architecture and size; line: depth)")
-    fig.tight_layout()
-    save_figures(fig, [out_path], dpi=130)
-    return fig
-
-
 def table2(ngram_paths, nnn_paths, table1_csv):
     """Per corpus and n: n-gram and n-NN test loss, the paper's value where known, and the best RNN of Table 1."""
     from rnnlens.paper import NGRAM_CONFIRMED, NGRAM_TEST_LOSS
@@ -232,16 +202,4 @@ def run_table2(args):
     atomic_csv(df, args.out_csv)
     atomic_write_text(args.out_md, table2_markdown(df))
     log.info(f"Table 2: {len(df)} rows -> {args.out_csv}, {args.out_md}")
-    return 0
-
-
-def add_curves_arguments(parser):
-    parser.add_argument("--histories", nargs="+", required=True)
-    parser.add_argument("--labels", nargs="+", required=True)
-    parser.add_argument("--title")
-    parser.add_argument("--out", required=True)
-
-
-def run_curves(args):
-    training_curves(args.histories, args.labels, args.out, args.title)
     return 0

@@ -110,7 +110,7 @@ def tbptt_streams(indices, batch_size):
     position 1..B*L is a target exactly once per epoch; the last (len-1) % B positions are dropped."""
     length = (len(indices) - 1) // batch_size
     if length < 1:
-        raise InputError(f"{len(indices)} tokens are too few for {batch_size} streams")
+        raise InputError(f"the training split ({len(indices)} bytes) is too small for {batch_size} streams: use a larger corpus or split.train, or lower training.batch_size")
     inputs = indices[: batch_size * length].reshape(batch_size, length)
     targets = indices[1 : batch_size * length + 1].reshape(batch_size, length)
     return inputs, targets

@@ -1,6 +1,6 @@
 rule oracles:
     input:
-        data="results/{corpus}/data.json",
+        data=DATA_JSON,
         predictions="results/{corpus}/predictions/{model}.parquet",
         ngram=oracle_ngrams,
     output:
@@ -15,7 +15,8 @@ rule oracles:
         runtime=15,
     params:
         options=oracle_args(),
-        code=code_fingerprint("oracles", "words", "convergence"),
+        corpus=corpus_digest,
+        code=fingerprint("oracles"),
     shell:
         "python -m rnnlens oracles --data {input.data} --predictions {input.predictions} --ngram {input.ngram}"
         " {params.options} --csv-out {output.csv} --fig-out {output.png} > {log} 2>&1"
@@ -23,8 +24,8 @@ rule oracles:
 
 rule error_breakdown:
     input:
-        data="results/{corpus}/data.json",
-        table1="results/tables/table1.csv",
+        data=DATA_JSON,
+        table1="results/{corpus}/table1.csv",
         predictions=corpus_predictions,
         ngram=oracle_ngrams,
     output:
@@ -44,7 +45,8 @@ rule error_breakdown:
         runtime=15,
     params:
         options=oracle_args(),
-        code=code_fingerprint("oracles", "words", "convergence"),
+        corpus=corpus_digest,
+        code=fingerprint("oracles"),
     shell:
         "python -m rnnlens oracles --data {input.data} --table1 {input.table1} --pick lstm"
         " --candidates {input.predictions} --ngram {input.ngram}"
@@ -53,8 +55,8 @@ rule error_breakdown:
 
 rule small_vs_large:
     input:
-        data="results/{corpus}/data.json",
-        table1="results/tables/table1.csv",
+        data=DATA_JSON,
+        table1="results/{corpus}/table1.csv",
         predictions=corpus_predictions,
         ngram=oracle_ngrams,
     output:
@@ -74,7 +76,8 @@ rule small_vs_large:
         runtime=15,
     params:
         options=oracle_args(),
-        code=code_fingerprint("oracles", "words", "convergence"),
+        corpus=corpus_digest,
+        code=fingerprint("small-vs-large"),
     shell:
         "python -m rnnlens small-vs-large --data {input.data} --table1 {input.table1} --pick lstm"
         " --candidates {input.predictions} --ngram {input.ngram} {params.options}"
@@ -83,7 +86,7 @@ rule small_vs_large:
 
 rule perchar:
     input:
-        table1="results/tables/table1.csv",
+        table1="results/{corpus}/table1.csv",
         predictions=corpus_predictions,
         ngram=f"results/{{corpus}}/predictions/ngram-{REFERENCE_NGRAM}.parquet",
     output:
@@ -105,7 +108,7 @@ rule perchar:
         runtime=10,
     params:
         min_count=ANALYSIS["perchar_min_count"],
-        code=code_fingerprint("perchar", "plots", "convergence"),
+        code=fingerprint("perchar"),
     shell:
         "python -m rnnlens perchar --table1 {input.table1} --pick lstm --candidates {input.predictions}"
         " --b {input.ngram} --min-count {params.min_count}"
@@ -114,8 +117,8 @@ rule perchar:
 
 rule brackets:
     input:
-        data="results/{corpus}/data.json",
-        table1="results/tables/table1.csv",
+        data=DATA_JSON,
+        table1="results/{corpus}/table1.csv",
         predictions=corpus_predictions,
         ngram=f"results/{{corpus}}/predictions/ngram-{REFERENCE_NGRAM}.parquet",
     output:
@@ -146,7 +149,8 @@ rule brackets:
         min_count=ANALYSIS["bracket_min_count"],
         max_distance=ANALYSIS["bracket_max_distance"],
         scope=lambda wc: config["corpora"][wc.corpus]["quote_scope"],
-        code=code_fingerprint("brackets", "plots", "convergence"),
+        corpus=corpus_digest,
+        code=fingerprint("brackets"),
     shell:
         "python -m rnnlens brackets --data {input.data} --table1 {input.table1} --pick lstm"
         " --candidates {input.predictions} --predictions {input.ngram}"
@@ -176,7 +180,7 @@ rule agreement:
         runtime=10,
     params:
         seed=config["training"].get("seed", 1),
-        code=code_fingerprint("agreement", "plots"),
+        code=fingerprint("agreement"),
     shell:
         "python -m rnnlens agreement --predictions {input} --csv-out {output.matrix}"
         " --embedding-out {output.embedding} --fig-out {output.png} --seed {params.seed} > {log} 2>&1"
@@ -184,7 +188,7 @@ rule agreement:
 
 rule dynamics:
     input:
-        data="results/{corpus}/data.json",
+        data=DATA_JSON,
         model=f"results/{{corpus}}/models/{DYNAMICS['model']}/model.pt",
         nnn=expand("results/{{corpus}}/nnn/nnn-{n}.pt", n=DYNAMICS_NNN),
     output:
@@ -205,7 +209,8 @@ rule dynamics:
         runtime=30,
     params:
         positions=DYNAMICS["positions"],
-        code=code_fingerprint("dynamics", "evaluate", "nnn", "plots", "train"),
+        corpus=corpus_digest,
+        code=fingerprint("dynamics-models"),
     shell:
         "python -m rnnlens dynamics-models --data {input.data} --model {input.model} --nnn {input.nnn}"
         " --positions {params.positions} --threads {threads} --csv-out {output.csv} --fig-out {output.png}"
@@ -216,7 +221,7 @@ rule dynamics:
 # as their own, lstm+dyn) side by side, and what each removes of the LSTM's errors per category.
 rule compare_archs:
     input:
-        table1="results/tables/table1.csv",
+        table1="results/{corpus}/table1.csv",
         oracles=expand(
             "results/{{corpus}}/oracles/{model}.csv",
             model=PREDICTORS,
@@ -237,7 +242,7 @@ rule compare_archs:
         mem_mb=1000,
         runtime=5,
     params:
-        code=code_fingerprint("compare", "oracles", "tables", "plots"),
+        code=fingerprint("compare-archs"),
     shell:
         "python -m rnnlens compare-archs --table1 {input.table1} --corpus {wildcards.corpus}"
         " --oracles {input.oracles} --csv-out {output.csv} --fig-out {output.png} > {log} 2>&1"

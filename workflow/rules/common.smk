@@ -20,6 +20,11 @@ from rnnlens.config import (
     load_schema,
     trial_settings,
 )
+from rnnlens.fetch import SOURCE_KEYS
+
+# A rule's `code` param is fingerprint(<the rnnlens commands its shell runs>): a hash of every package module those
+# commands can import, read from the imports (rnnlens/fingerprint.py). Editing one of them reruns the rule.
+from rnnlens.fingerprint import fingerprint
 
 SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
 config.update(coerce_strings(config, load_schema(SCHEMA)))
@@ -30,7 +35,6 @@ try:
 except ConfigError as err:
     raise WorkflowError(str(err))
 
-SRC = Path(workflow.basedir) / "src" / "rnnlens"
 CORPORA = list(config["corpora"])
 GRID = config["grid"]
 MODELS = [
@@ -73,14 +77,19 @@ wildcard_constraints:
     dropout="[0-9.]+",
 
 
-def code_fingerprint(*modules):
-    """Hash of the package modules a stage depends on. Used as a param, so that editing them marks the
-    stage's outputs stale (Snakemake's code trigger sees only the rule's own shell text).
-    """
-    digest = hashlib.sha256()
-    for name in modules:
-        digest.update((SRC / f"{name}.py").read_bytes())
-    return digest.hexdigest()[:16]
+# Every job that reads a prepared corpus takes its data.json as an ancient() input and the hash of its bytes as the
+# `corpus` param: the content decides, not the modification time. data.json holds the corpus's sha256, so changed
+# bytes rerun all of the corpus; a re-fetch or re-prepare of the same bytes writes the same data.json and reruns
+# nothing. prepare_corpus is a checkpoint, so that when it runs, these jobs are judged again after it with the new
+# hash (README, "What reruns when").
+DATA_JSON = ancient("results/{corpus}/data.json")
+
+
+def corpus_digest(wildcards):
+    path = Path(f"results/{wildcards.corpus}/data.json")
+    if not path.exists():
+        return "not prepared yet"  # the job is judged again once prepare_corpus has made it
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
 def json_arg(value):
@@ -99,6 +108,13 @@ def dropout_trials(wildcards):
     ]
 
 
+def model_grid_args(wildcards):
+    """models-table arguments for the one grid point of wildcards.model (e.g. lstm-2x128)."""
+    arch, shape = wildcards.model.split("-")
+    layers, size = shape.split("x")
+    return f"--archs {arch} --layers {layers} --sizes {size}"
+
+
 def train_runtime(wildcards, attempt):
     size = int(wildcards.model.split("x")[1])
     layers = int(wildcards.model.split("-")[1].split("x")[0])
@@ -108,10 +124,16 @@ def train_runtime(wildcards, attempt):
 
 
 def corpus_spec(corpus):
-    spec = dict(config["corpora"][corpus])
-    spec.pop("split", None)
-    spec.pop("paper", None)
-    return spec
+    """The keys of a corpus entry that the fetch reads (not its split, paper name or quote_scope, which other
+    rules read: a change there must not re-fetch the corpus)."""
+    return {k: v for k, v in config["corpora"][corpus].items() if k in SOURCE_KEYS}
+
+
+def corpus_source(wildcards):
+    """A local source file of the corpus, as an input of the fetch: editing that file re-fetches it."""
+    spec = corpus_spec(wildcards.corpus)
+    path = spec.get("path") or spec.get("tarball", {}).get("path")
+    return [path] if path else []
 
 
 def paper_names():

@@ -1,7 +1,13 @@
+# Content, not timestamps, decides what a corpus reruns (README, "What reruns when"). update(): Snakemake keeps
+# the fetched corpus while the fetch runs and puts it back if the fetch fails (a wrong sha256 must not cost the good
+# corpus). prepare_corpus is a checkpoint: the jobs below it are judged again once it has run, by the hash of the
+# data.json it wrote (common.smk, DATA_JSON), so an identical re-fetch reruns nothing below it.
 rule fetch_corpus:
+    input:
+        corpus_source,
     output:
-        corpus="results/{corpus}/corpus.bin",
-        provenance="results/{corpus}/provenance.json",
+        corpus=update("results/{corpus}/corpus.bin"),
+        provenance=update("results/{corpus}/provenance.json"),
     log:
         "results/logs/{corpus}/fetch_corpus.log",
     conda:
@@ -11,16 +17,15 @@ rule fetch_corpus:
         runtime=60,
     params:
         spec=lambda wc: json_arg(corpus_spec(wc.corpus)),
-        code=code_fingerprint("corpus", "kernel"),
+        code=fingerprint("fetch"),
     shell:
         "python -m rnnlens fetch --corpus {wildcards.corpus} --spec '{params.spec}'"
         " --out {output.corpus} --provenance {output.provenance} > {log} 2>&1"
 
 
-rule prepare_corpus:
+checkpoint prepare_corpus:
     input:
-        corpus="results/{corpus}/corpus.bin",
-        provenance="results/{corpus}/provenance.json",
+        "results/{corpus}/corpus.bin",
     output:
         "results/{corpus}/data.json",
     log:
@@ -32,17 +37,15 @@ rule prepare_corpus:
         runtime=10,
     params:
         split=lambda wc: json_arg(config["corpora"][wc.corpus]["split"]),
-        min_train=config["training"]["batch_size"] * (config["training"]["seq_len"] + 1),
-        code=code_fingerprint("corpus"),
+        code=fingerprint("prepare"),
     shell:
-        "python -m rnnlens prepare --corpus {wildcards.corpus} --corpus-bin {input.corpus}"
-        " --provenance {input.provenance} --split '{params.split}' --min-train-bytes {params.min_train}"
-        " --out {output} > {log} 2>&1"
+        "python -m rnnlens prepare --corpus {wildcards.corpus} --corpus-bin {input}"
+        " --split '{params.split}' --out {output} > {log} 2>&1"
 
 
 rule models_table:
     input:
-        "results/{corpus}/data.json",
+        DATA_JSON,
     output:
         "results/{corpus}/models.csv",
     log:
@@ -56,7 +59,8 @@ rule models_table:
         archs=",".join(GRID["arch"]),
         layers=",".join(map(str, GRID["layers"])),
         sizes=",".join(map(str, GRID["size"])),
-        code=code_fingerprint("model", "transformer", "lru"),
+        corpus=corpus_digest,
+        code=fingerprint("models-table"),
     shell:
         "python -m rnnlens models-table --data {input} --archs {params.archs} --layers {params.layers}"
         " --sizes {params.sizes} --out {output} > {log} 2>&1"

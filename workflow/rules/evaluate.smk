@@ -1,7 +1,7 @@
 rule evaluate:
     input:
         model="results/{corpus}/models/{model}/model.pt",
-        data="results/{corpus}/data.json",
+        data=DATA_JSON,
     output:
         "results/{corpus}/predictions/{model}.parquet",
     log:
@@ -19,9 +19,8 @@ rule evaluate:
     params:
         streams=EVAL["streams"],
         warmup=EVAL["warmup"],
-        code=code_fingerprint(
-            "model", "evaluate", "predictions", "corpus", "transformer", "lru"
-        ),
+        corpus=corpus_digest,
+        code=fingerprint("evaluate"),
     shell:
         "python -m rnnlens evaluate --model {input.model} --data {input.data} --out {output}"
         " --model-id {wildcards.model} --streams {params.streams} --warmup {params.warmup}"
@@ -33,7 +32,7 @@ rule evaluate:
 rule evaluate_dynamic:
     input:
         model="results/{corpus}/models/{base}/model.pt",
-        data="results/{corpus}/data.json",
+        data=DATA_JSON,
     output:
         "results/{corpus}/predictions/{base}+dyn.parquet",
     log:
@@ -51,9 +50,8 @@ rule evaluate_dynamic:
         decay=DYNAMIC.get("decay"),
         segment=DYNAMIC.get("segment"),
         warmup=EVAL["warmup"],
-        code=code_fingerprint(
-            "model", "dyneval", "predictions", "corpus", "transformer", "lru"
-        ),
+        corpus=corpus_digest,
+        code=fingerprint("dyneval"),
     shell:
         "python -m rnnlens dyneval --model {input.model} --data {input.data} --out {output}"
         " --model-id {wildcards.base} --lr {params.lr} --decay {params.decay} --segment {params.segment}"

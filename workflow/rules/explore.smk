@@ -5,7 +5,7 @@
 rule explore_store:
     input:
         model="results/{corpus}/models/{model}/model.pt",
-        data="results/{corpus}/data.json",
+        data=DATA_JSON,
         predictions="results/{corpus}/predictions/{model}.parquet",
         cells="results/{corpus}/internals/{model}/cells.parquet",
         ngram=explore_ngram,
@@ -31,9 +31,8 @@ rule explore_store:
         ngram=explore_ngram_arg,
         oracles=json_arg(EXPLORE_ORACLES),
         evaluation=f"--eval-streams {EVAL['streams']} --eval-warmup {EVAL['warmup']}",
-        code=code_fingerprint(
-            "explore/store", "internals", "evaluate", "oracles", "words"
-        ),
+        corpus=corpus_digest,
+        code=fingerprint("explore-store"),
     shell:
         "python -m rnnlens explore-store --model {input.model} --data {input.data} --out-dir {params.out_dir}"
         " --model-id {wildcards.model} --predictions {input.predictions} --cells {input.cells} {params.ngram}"

@@ -1,7 +1,7 @@
 rule internals:
     input:
         model="results/{corpus}/models/{model}/model.pt",
-        data="results/{corpus}/data.json",
+        data=DATA_JSON,
     output:
         saturation="results/{corpus}/internals/{model}/saturation.parquet",
         summary="results/{corpus}/internals/{model}/saturation_summary.csv",
@@ -36,16 +36,8 @@ rule internals:
         out_dir=subpath(output.saturation, parent=True),
         max_positions=INTERNALS["max_positions"],
         cells=user_cells,
-        code=code_fingerprint(
-            "internals",
-            "saturation",
-            "features",
-            "cells",
-            "cellviz",
-            "plots",
-            "transformer",
-            "lru",
-        ),
+        corpus=corpus_digest,
+        code=fingerprint("internals"),
     shell:
         "python -m rnnlens internals --model {input.model} --data {input.data} --out-dir {params.out_dir}"
         " --model-id {wildcards.model} --max-positions {params.max_positions} {params.cells}"
@@ -72,7 +64,7 @@ rule best_cells:
         mem_mb=2000,
         runtime=10,
     params:
-        code=code_fingerprint("cells"),
+        code=fingerprint("best-cells"),
     shell:
         "python -m rnnlens best-cells --tables {input} --out {output.best}"
         " --explanations-out {output.explanations} > {log} 2>&1"
@@ -101,6 +93,6 @@ rule saturation_figure:
         mem_mb=2000,
         runtime=10,
     params:
-        code=code_fingerprint("saturation"),
+        code=fingerprint("saturation-figure"),
     shell:
         "python -m rnnlens saturation-figure --inputs {input} --out {output.png} > {log} 2>&1"

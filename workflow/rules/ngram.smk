@@ -1,6 +1,6 @@
 rule ngram:
     input:
-        "results/{corpus}/data.json",
+        DATA_JSON,
     output:
         model="results/{corpus}/ngram/ngram-{n}.binary",
         predictions="results/{corpus}/predictions/ngram-{n}.parquet",
@@ -18,7 +18,8 @@ rule ngram:
         runtime=60,
     params:
         memory=lambda wc, resources: f"{int(resources.mem_mb * 0.7)}M",
-        code=code_fingerprint("ngram", "corpus", "predictions"),
+        corpus=corpus_digest,
+        code=fingerprint("ngram"),
     shell:
         "python -m rnnlens ngram --data {input} --n {wildcards.n} --model-out {output.model}"
         " --predictions-out {output.predictions} --stats-out {output.stats} --memory {params.memory} > {log} 2>&1"
@@ -26,7 +27,7 @@ rule ngram:
 
 rule nnn:
     input:
-        "results/{corpus}/data.json",
+        DATA_JSON,
     output:
         model="results/{corpus}/nnn/nnn-{n}.pt",
         predictions="results/{corpus}/predictions/nnn-{n}.parquet",
@@ -47,7 +48,8 @@ rule nnn:
         patience=NNN["patience"],
         batch=NNN["batch_size"],
         seed=config["training"].get("seed", 1),
-        code=code_fingerprint("nnn", "corpus", "predictions"),
+        corpus=corpus_digest,
+        code=fingerprint("nnn"),
     shell:
         "python -m rnnlens nnn --data {input} --n {wildcards.n} --hidden {params.hidden} --epochs {params.epochs}"
         " --patience {params.patience} --batch-size {params.batch} --seed {params.seed} --threads {threads}"
@@ -83,7 +85,7 @@ rule table2:
         mem_mb=1000,
         runtime=10,
     params:
-        code=code_fingerprint("tables", "paper"),
+        code=fingerprint("table2"),
     shell:
         "python -m rnnlens table2 --ngram {input.ngram} --nnn {input.nnn} --table1 {input.table1}"
         " --out-csv {output.csv} --out-md {output.md} > {log} 2>&1"

@@ -1,7 +1,29 @@
+# One model's row of the models table (its hidden size from its parameter budget and the vocabulary): what its
+# training reads, so that a grid that grows adds rows without marking the models already trained stale.
+rule model_spec:
+    input:
+        DATA_JSON,
+    output:
+        "results/{corpus}/models/{model}/spec.csv",
+    log:
+        "results/logs/{corpus}/model_spec/{model}.log",
+    conda:
+        "../../envs/rnnlens.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    params:
+        grid=model_grid_args,
+        corpus=corpus_digest,
+        code=fingerprint("models-table"),
+    shell:
+        "python -m rnnlens models-table --data {input} {params.grid} --out {output} > {log} 2>&1"
+
+
 rule train:
     input:
-        data="results/{corpus}/data.json",
-        models="results/{corpus}/models.csv",
+        data=DATA_JSON,
+        models="results/{corpus}/models/{model}/spec.csv",
     output:
         model="results/{corpus}/models/{model}/dropout-{dropout}/model.pt",
         history="results/{corpus}/models/{model}/dropout-{dropout}/history.csv",
@@ -21,9 +43,8 @@ rule train:
         settings=train_settings,
         # the checkpoint is not an output: Snakemake must keep it when a job is killed, so the retry resumes
         checkpoint="results/{corpus}/models/{model}/dropout-{dropout}/checkpoint.pt",
-        code=code_fingerprint(
-            "model", "train", "corpus", "convergence", "transformer", "lru"
-        ),
+        corpus=corpus_digest,
+        code=fingerprint("train"),
     shell:
         "python -m rnnlens train --data {input.data} --models-table {input.models} --model {wildcards.model}"
         " --settings '{params.settings}' --out-model {output.model} --out-history {output.history}"
@@ -49,7 +70,7 @@ rule select_dropout:
         mem_mb=1000,
         runtime=5,
     params:
-        code=code_fingerprint("train", "model"),
+        code=fingerprint("select-dropout"),
     shell:
         "python -m rnnlens select-dropout --trials {input} --out-model {output.model}"
         " --out-history {output.history} --out-selection {output.selection} > {log} 2>&1"

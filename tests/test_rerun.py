@@ -1,0 +1,186 @@
+"""What reruns when (README): each row changes one thing in a copy of a finished tiny workflow and asserts the exact
+jobs Snakemake plans (a dry run), or runs where only running can tell (the corpus rows: whether the fetched bytes
+changed is known once they are fetched)."""
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT, markov_text, run_env
+
+pytestmark = pytest.mark.slow
+
+MODELS = ("lstm-1x8", "gru-1x8")
+
+
+def corpus_bytes(seed=0):
+    # code-like lines so that the bracket analysis has brackets and quotes
+    lines = [b'    if (x[%d] > 0) { y = "abc"; } /* note */\n' % (i % 7) for i in range(300)]
+    return markov_text(6000, seed=seed) + b"".join(lines)
+
+
+def tiny_config():
+    """Every rule the paper's analyses use, on two tiny models and n-gram orders 1 and 2 (no n-NN, no explorer)."""
+    return {
+        "corpora": {"toy": {"path": "corpus.txt", "split": {"train": 0.8, "val": 0.1, "test": 0.1},
+                            "quote_scope": "line"}},
+        "grid": {"arch": ["lstm", "gru"], "layers": [1], "size": [8]},
+        "training": {"seed": 1, "batch_size": 8, "seq_len": 20, "max_epochs": 1, "patience": 1,
+                     "checkpoint_seconds": 60, "device": "cpu"},
+        "evaluation": {"streams": 4, "warmup": 50},
+        "resources": {"train_threads": 1},
+        "ngram": {"orders": [1, 2], "memory_mb": 200},
+        "analysis": {"reference_ngram": 2, "bracket_bin": 10, "perchar_min_count": 5,
+                     "oracles": {"ngram_orders": [1, 2], "memory_windows": [100]},
+                     "internals": {"max_positions": 300, "threads": 1}, "explore": {"models": []}},
+    }
+
+
+def snakemake(workdir, *args, check=True):
+    cmd = [str(Path(sys.executable).parent / "snakemake"), "--cores", "2", "--configfile", "tiny.yaml", *args]
+    proc = subprocess.run(cmd, cwd=workdir, env=run_env(), capture_output=True, text=True, timeout=900)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc.stdout + proc.stderr
+
+
+def jobs_in(output):
+    """The jobs a Snakemake log lists, as 'rule' or 'rule:wildcard values' (e.g. 'train:toy,lstm-1x8,0'); the
+    target rule `all` left out."""
+    jobs = set()
+    for match in re.finditer(r"^(?:local)?(?:rule|checkpoint) (\w+):\n((?:    .*\n)*)", output, re.M):
+        wildcards = re.search(r"^    wildcards: (.*)$", match.group(2), re.M)
+        values = ",".join(kv.split("=", 1)[1] for kv in wildcards.group(1).split(", ")) if wildcards else ""
+        jobs.add(match.group(1) + (f":{values}" if values else ""))
+    return jobs - {"all"}
+
+
+def planned(workdir):
+    return jobs_in(snakemake(workdir, "-n"))
+
+
+def edit_config(workdir, change):
+    config = yaml.safe_load((workdir / "tiny.yaml").read_text())
+    change(config)
+    (workdir / "tiny.yaml").write_text(yaml.safe_dump(config))
+
+
+def per_model(rules, models=MODELS, corpus="toy"):
+    return {f"{rule}:{corpus},{model}" + (",0" if rule == "train" else "") for rule in rules for model in models}
+
+
+# the jobs that read every model of a corpus (its figures and tables), and the tables over every corpus
+CORPUS_AGGREGATES = {f"{rule}:toy" for rule in ("corpus_table1", "training_curves", "agreement", "best_cells",
+                                                 "saturation_figure", "error_breakdown", "perchar", "brackets")}
+AGGREGATES = CORPUS_AGGREGATES | {"table1", "table2"}
+MODEL_JOBS = ("train", "select_dropout", "evaluate", "internals", "oracles")
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """One real run of the tiny workflow, shared by every row (each row works on a copy)."""
+    d = tmp_path_factory.mktemp("finished")
+    shutil.copy(ROOT / "Snakefile", d)
+    for name in ("workflow", "src", "profiles", "envs"):
+        shutil.copytree(ROOT / name, d / name, ignore=shutil.ignore_patterns("__pycache__"))
+    (d / "corpus.txt").write_bytes(corpus_bytes())
+    (d / "tiny.yaml").write_text(yaml.safe_dump(tiny_config()))
+    ran = jobs_in(snakemake(d))
+    assert planned(d) == set()
+    return d, ran
+
+
+@pytest.fixture
+def clone(finished, tmp_path):
+    """A copy of the finished workflow with the same modification times and Snakemake metadata (.snakemake)."""
+    d = tmp_path / "wf"
+    shutil.copytree(finished[0], d, symlinks=True)  # copy2: modification times kept
+    return d
+
+
+def test_the_tiny_run_made_every_job_once(finished):
+    _, ran = finished
+    data = {"fetch_corpus:toy", "prepare_corpus:toy", "models_table:toy", "models_report:toy", "ngram:toy,1",
+            "ngram:toy,2"}
+    assert ran == data | per_model(("model_spec",) + MODEL_JOBS) | AGGREGATES
+
+
+def test_edit_plots_reruns_only_figure_jobs(clone):
+    with open(clone / "src/rnnlens/plots.py", "a") as f:
+        f.write("\n# an edit\n")
+    # internals draws each model's saturation figure; best_cells reads its cell scores
+    figures = {f"{rule}:toy" for rule in ("training_curves", "agreement", "saturation_figure", "error_breakdown",
+                                          "perchar", "brackets", "best_cells")}
+    assert planned(clone) == figures | per_model(("internals", "oracles"))
+
+
+def test_edit_train_reruns_training_and_everything_downstream(clone):
+    with open(clone / "src/rnnlens/train.py", "a") as f:
+        f.write("\n# an edit\n")
+    assert planned(clone) == per_model(MODEL_JOBS) | AGGREGATES
+
+
+def test_batch_size_reruns_training_and_no_baseline(clone):
+    edit_config(clone, lambda c: c["training"].update(batch_size=4))
+    assert planned(clone) == per_model(MODEL_JOBS) | AGGREGATES
+
+
+def test_quote_scope_reruns_only_the_bracket_analysis(clone):
+    edit_config(clone, lambda c: c["corpora"]["toy"].update(quote_scope="paragraph"))
+    assert planned(clone) == {"brackets:toy"}
+
+
+def test_training_override_for_lstm_reruns_only_lstm_models_and_their_dependants(clone):
+    edit_config(clone, lambda c: c.update(training_overrides={"lstm": {"learning_rate": 0.001}}))
+    assert planned(clone) == per_model(MODEL_JOBS, models=["lstm-1x8"]) | AGGREGATES
+
+
+def test_a_new_size_trains_only_the_new_models(clone):
+    edit_config(clone, lambda c: c["grid"].update(size=[8, 12]))
+    new = ["lstm-1x12", "gru-1x12"]
+    assert planned(clone) == (per_model(("model_spec",) + MODEL_JOBS, models=new) | AGGREGATES
+                              | {"models_table:toy", "models_report:toy", "small_vs_large:toy"})
+
+
+def test_a_new_corpus_runs_only_its_jobs_and_the_tables(clone, finished):
+    (clone / "corpus2.txt").write_bytes(corpus_bytes(seed=1))
+    edit_config(clone, lambda c: c["corpora"].update(toy2={**c["corpora"]["toy"], "path": "corpus2.txt"}))
+    toy2 = {re.sub(r"^(\w+):toy\b", r"\1:toy2", job) for job in finished[1] if ":toy" in job}
+    assert planned(clone) == toy2 | {"table1", "table2"}
+
+
+def test_ngram_orders_rerun_only_ngram_jobs_and_their_dependants(clone):
+    edit_config(clone, lambda c: c["ngram"].update(orders=[1, 2, 3]))
+    assert planned(clone) == {"ngram:toy,3", "table2"}
+
+
+def test_refetching_or_repreparing_identical_bytes_reruns_nothing_below_the_corpus(clone):
+    ran = jobs_in(snakemake(clone, "--forcerun", "fetch_corpus"))
+    assert ran == {"fetch_corpus:toy", "prepare_corpus:toy"}
+    assert planned(clone) == set()
+    assert jobs_in(snakemake(clone, "--forcerun", "prepare_corpus")) == {"prepare_corpus:toy"}
+    assert planned(clone) == set()
+
+
+def test_a_failed_fetch_keeps_the_corpus_and_the_fixed_config_reruns_nothing_below_it(clone):
+    good = (clone / "results/toy/corpus.bin").read_bytes()
+    edit_config(clone, lambda c: c["corpora"]["toy"].update(sha256="0" * 64))
+    out = snakemake(clone, check=False)
+    assert "Error in rule fetch_corpus" in out
+    assert (clone / "results/toy/corpus.bin").read_bytes() == good
+    edit_config(clone, lambda c: c["corpora"]["toy"].pop("sha256"))
+    assert jobs_in(snakemake(clone)) == {"fetch_corpus:toy", "prepare_corpus:toy"}
+    assert planned(clone) == set()
+
+
+def test_changed_corpus_bytes_rerun_everything_of_that_corpus(clone, finished):
+    with open(clone / "corpus.txt", "ab") as f:
+        f.write(b"abc ab\n" * 10)
+    # before the fetch Snakemake cannot know what changes: it plans the fetch and judges the rest after it
+    assert planned(clone) == {"fetch_corpus:toy", "prepare_corpus:toy"}
+    assert jobs_in(snakemake(clone)) == finished[1]
+    assert planned(clone) == set()
