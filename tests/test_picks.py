@@ -98,5 +98,5 @@ def test_a_dry_run_plans_every_picking_analysis_with_its_pick():
     assert proc.returncode == 0, proc.stderr
     commands = [line for line in proc.stdout.splitlines() if "--pick" in line]
     for command in ("perchar", "brackets --data", "small-vs-large", "oracles --data"):
-        assert any(f"rnnlens {command}" in c and "--table1 results/tables/table1.csv --pick lstm --candidates" in c
+        assert any(f"rnnlens {command}" in c and "--table1 results/demo/table1.csv --pick lstm --candidates" in c
                    for c in commands), command
