@@ -75,7 +75,8 @@ def per_model(rules, models=MODELS, corpus="toy"):
 
 # the jobs that read every model of a corpus (its figures and tables), and the tables over every corpus
 CORPUS_AGGREGATES = {f"{rule}:toy" for rule in ("corpus_table1", "training_curves", "agreement", "best_cells",
-                                                 "saturation_figure", "error_breakdown", "perchar", "brackets")}
+                                                 "saturation_figure", "error_breakdown", "perchar", "brackets",
+                                                 "compare_archs")}
 AGGREGATES = CORPUS_AGGREGATES | {"table1", "table2"}
 MODEL_JOBS = ("train", "select_dropout", "evaluate", "internals", "oracles")
 
@@ -114,7 +115,7 @@ def test_edit_plots_reruns_only_figure_jobs(clone):
         f.write("\n# an edit\n")
     # internals draws each model's saturation figure; best_cells reads its cell scores
     figures = {f"{rule}:toy" for rule in ("training_curves", "agreement", "saturation_figure", "error_breakdown",
-                                          "perchar", "brackets", "best_cells")}
+                                          "perchar", "brackets", "best_cells", "compare_archs")}
     assert planned(clone) == figures | per_model(("internals", "oracles"))
 
 

@@ -127,21 +127,26 @@ def test_full_paper_grid_plans_144_training_jobs_for_72_models():
     assert jobs["train"] == 144 and jobs["select_dropout"] == jobs["evaluate"] == 72 and jobs["table1"] == 1
 
 
-def test_every_analysis_runs_end_to_end(tmp_path):
-    """The whole workflow, baselines and analyses included, on a tiny grid: every target of `all` is made."""
+def code_corpus_workdir(tmp_path, line, n_lines):
+    """A copy of the workflow on Markov text followed by code-like lines (so that brackets, quotes and comments
+    occur), in char-rnn's rows layout (4 pieces per split; no stage may join text across a seam). -> its config."""
     pytest.importorskip("kenlm", reason="KenLM not installed: run `make setup` (scripts/setup_kenlm.sh)")
     if not (Path(sys.executable).parent / "lmplz").exists() and not shutil.which("lmplz"):
         pytest.skip("lmplz not built: run `make setup` (scripts/setup_kenlm.sh)")
     for name in ("Snakefile", "workflow", "src", "profiles", "envs", "config.yaml"):
         src = ROOT / name
         (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / name)
-    # code-like text so that brackets, quotes and comments occur
-    lines = [b'    if (x[%d] > 0) { y = "abc"; } /* note */\n' % (i % 7) for i in range(300)]
+    lines = [line % (i % 7) for i in range(n_lines)]
     (tmp_path / "corpus.txt").write_bytes(markov_text(6000, alphabet=b"ab c\n") + b"".join(lines))
     config = tiny_config(tmp_path / "corpus.txt")
     config["corpora"]["toy"]["quote_scope"] = "line"
-    # char-rnn's rows layout: every stage reads pieces (4 per split) and never joins text across a seam
     config["corpora"]["toy"]["split"].update(layout="rows", rows=4, chunk=20)
+    return config
+
+
+def test_every_analysis_runs_end_to_end(tmp_path):
+    """The whole workflow, baselines and analyses included, on a tiny grid: every target of `all` is made."""
+    config = code_corpus_workdir(tmp_path, b'    if (x[%d] > 0) { y = "abc"; } /* note */\n', 300)
     config["grid"] = {"arch": ["rnn", "lstm", "gru"], "layers": [1], "size": [8, 12]}
     config["ngram"] = {"orders": [1, 2, 3], "memory_mb": 500}
     config["nnn"] = {"orders": [1, 2], "hidden": [16], "epochs": 1, "patience": 1, "batch_size": 200}
@@ -183,17 +188,7 @@ def test_transformer_lru_and_dynamic_evaluation_run_through_every_stage(tmp_path
     """Beyond the paper: a grid with the transformer and the LRU beside the LSTM, and dynamic-evaluation predictors,
     through every stage: Table 1 lists the +dyn predictors, the analyses take them, the cells stage scores the new
     archs' units and the saturation figure leaves them out, and the comparison across architectures is made."""
-    pytest.importorskip("kenlm", reason="KenLM not installed: run `make setup` (scripts/setup_kenlm.sh)")
-    if not (Path(sys.executable).parent / "lmplz").exists() and not shutil.which("lmplz"):
-        pytest.skip("lmplz not built: run `make setup` (scripts/setup_kenlm.sh)")
-    for name in ("Snakefile", "workflow", "src", "profiles", "envs", "config.yaml"):
-        src = ROOT / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / name)
-    lines = [b'    if (x[%d] > 0) { y = "abc"; }\n' % (i % 7) for i in range(250)]
-    (tmp_path / "corpus.txt").write_bytes(markov_text(6000, alphabet=b"ab c\n") + b"".join(lines))
-    config = tiny_config(tmp_path / "corpus.txt")
-    config["corpora"]["toy"]["quote_scope"] = "line"
-    config["corpora"]["toy"]["split"].update(layout="rows", rows=4, chunk=20)
+    config = code_corpus_workdir(tmp_path, b'    if (x[%d] > 0) { y = "abc"; }\n', 250)
     config["grid"] = {"arch": ["lstm", "transformer", "lru"], "layers": [1], "size": [8]}
     config["training_overrides"] = {"transformer": {"optimizer": "adamw", "window": 24, "heads": 2},
                                     "lru": {"optimizer": "adamw", "lr_warmup_steps": 3}}

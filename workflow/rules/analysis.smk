@@ -233,6 +233,7 @@ rule compare_archs:
             category="Error analysis",
             labels={"corpus": "{corpus}", "figure": "errors by architecture"},
         ),
+        pdf="results/figures/{corpus}/arch_errors.pdf",
         csv="results/{corpus}/analysis/arch_errors.csv",
     log:
         "results/logs/{corpus}/compare_archs.log",
