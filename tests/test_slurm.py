@@ -38,6 +38,10 @@ RULES = ["fetch_corpus", "prepare_corpus", "models_table", "model_spec", "models
          "evaluate", "training_curves", "table1"]
 
 
+# the failed fetch of the corpus with the wrong sha256: its Slurm log, named by its Slurm job id
+FAILED_FETCH = re.compile(r"Error in rule fetch_corpus:[^\[]*?(\S+/slurm_logs/rule_fetch_corpus/\S*?(\d+)\.log)")
+
+
 def cluster_answers():
     try:
         return subprocess.run(["sinfo", "-h"], capture_output=True, timeout=20).returncode == 0
@@ -95,8 +99,8 @@ def snakemake(workdir, *args, slurm=True, limit=300):
 
 
 def slurm_jobs(workdir):
-    """rule -> Slurm job ids that ran it, from the plugin's logs .snakemake/slurm_logs/<rule or group>/.../<id>.log
-    (a group job, several rules in one Slurm job, logs "Finished jobid: N (Rule: <rule>)" for each)."""
+    """rule -> Slurm job ids that ran it, from the plugin's logs .snakemake/slurm_logs/rule_<rule>/.../<id>.log
+    (each logs "Finished jobid: N (Rule: <rule>)")."""
     out = {}
     for log in (workdir / ".snakemake/slurm_logs").rglob("*.log"):
         for rule in set(re.findall(r"\(Rule: (\w+)\)", log.read_text())):
@@ -128,7 +132,7 @@ def cancel_training_when_started(workdir, proc, deadline):
         if log.exists() and "training lstm" in log.read_text():
             running = subprocess.run(["squeue", "-h", "-t", "RUNNING", "-o", "%i %k"], capture_output=True,
                                      text=True).stdout.split("\n")
-            ids = [line.split()[0] for line in running if " rule_model_" in line or " rule_train_" in line]
+            ids = [line.split()[0] for line in running if " rule_train_" in line]
             if ids:
                 subprocess.run(["scancel", ids[0]], check=True)
                 return int(ids[0])
@@ -180,19 +184,18 @@ def runs(tmp_path_factory):
 def test_every_rule_runs_as_a_slurm_job_and_training_asks_for_a_gpu(runs):
     jobs = slurm_jobs(runs["cluster"])
     assert sorted(jobs) == sorted(RULES), jobs
-    failed = int(re.search(r"Error in group data\s+log: \S+/(\d+)\.log", runs["first_out"]).group(1))
+    failed = int(FAILED_FETCH.search(runs["first_out"]).group(2))
     for job_id in job_ids(runs["cluster"]):
         info = scontrol(job_id)
         state = {runs["cancelled"]: "CANCELLED", failed: "FAILED"}.get(job_id, "COMPLETED")
         assert info["JobState"] == state, (job_id, info["Comment"], info["JobState"])
-        # training and evaluation (evaluation runs with the dropout pick as the group job rule_model_...) ask for a GPU
-        gpu_job = info["Comment"].startswith(("rule_train_", "rule_evaluate_", "rule_model_"))
+        # training and evaluation ask for a GPU
+        gpu_job = info["Comment"].startswith(("rule_train_", "rule_evaluate_"))
         asks_gpu = re.search(r"gres[:/]gpu[:=]1\b", info.get("TresPerJob", "")) is not None
         assert asks_gpu == gpu_job, (info["Comment"], info.get("TresPerJob"))
     # toy: the cancelled training job (it finished no rule) and its retry; news: one training job
     assert runs["cancelled"] not in jobs["train"] and len(jobs["train"]) == 2
-    # the dropout pick and the evaluation of the picked model run as one job (group `model`)
-    assert set(jobs["select_dropout"]) == set(jobs["evaluate"]) and len(jobs["evaluate"]) == 2
+    assert len(jobs["select_dropout"]) == len(jobs["evaluate"]) == 2
 
 
 def test_cancelled_training_resumes_on_retry_and_ends_like_an_uninterrupted_run(runs):
@@ -228,7 +231,7 @@ def test_results_equal_a_local_run(runs):
 def test_failed_job_leaves_no_output_and_the_fixed_rerun_completes_only_what_is_missing(runs):
     cluster, out = runs["cluster"], runs["first_out"]
     # the failure: non-zero exit (checked in the fixture), the paths of the job's logs, the cause in the rule log
-    slurm_log = re.search(r"Error in group data\s+log: (\S+/(\d+)\.log)", out)
+    slurm_log = FAILED_FETCH.search(out)
     assert slurm_log and Path(slurm_log.group(1)).exists(), out[-3000:]
     assert "Error in rule fetch_corpus" in Path(slurm_log.group(1)).read_text()
     assert re.search(r"Error in rule fetch_corpus:[^\[]*log: results/logs/news/fetch_corpus.log", out), out[-3000:]
