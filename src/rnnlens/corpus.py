@@ -104,6 +104,9 @@ def prepare(corpus_name, corpus_bin, split, min_train_bytes=2, min_eval_bytes=2)
 
     `split`: {train, val, test} fractions, optionally layout (contiguous | rows), rows and chunk."""
     path = Path(corpus_bin)
+    if not path.is_file():
+        raise CorpusError(f"corpus {corpus_name!r}: {path} does not exist. Fetch it first (`rnnlens fetch`, or the "
+                          "workflow's fetch_corpus rule).")
     data = path.read_bytes()
     if not data:
         raise CorpusError(f"corpus {corpus_name!r} ({corpus_bin}) is empty. Point its config entry at a non-empty "
