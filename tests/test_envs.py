@@ -30,7 +30,8 @@ def test_conda_env_lists_every_dependency_with_the_same_pin():
 def test_every_rule_names_the_env():
     for smk in (ROOT / "workflow" / "rules").glob("*.smk"):
         text = smk.read_text()
-        assert text.count("\nrule ") + text.startswith("rule ") == text.count('conda:\n        "../../envs/'), smk.name
+        rules = len(re.findall(r"^(?:rule|checkpoint) \w+:", text, re.M))
+        assert rules == text.count('conda:\n        "../../envs/'), smk.name
 
 
 def test_the_env_builds_kenlm_after_deploy_as_the_set_up_does():

@@ -166,7 +166,7 @@ def draw_saturation(frames, title=None, corpus=None):
             ax.set_xlim(-0.02, 1.02)
             ax.set_ylim(-0.02, 1.02)
             ax.set_aspect("equal")
-            ax.set_title("\n".join(textwrap.wrap(f"{m}: {GATE_TITLES[gate]}", 44)), fontsize=8)
+            ax.set_title(f"{m}:\n{GATE_TITLES[gate]}", fontsize=8)  # two lines: GRU titles are long
             ax.set_xlabel("fraction right-saturated (> 0.9)", fontsize=8)
             ax.set_ylabel("fraction left-saturated (< 0.1)", fontsize=8)
             ax.tick_params(labelsize=7)
