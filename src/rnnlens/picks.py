@@ -8,6 +8,7 @@ line could fail without stopping the command it fed: bash ignores the status of 
 The `pick` command prints the chosen paths, for use by hand.
 """
 
+import logging
 import sys
 from pathlib import Path
 
@@ -15,6 +16,8 @@ import pandas as pd
 
 from rnnlens.errors import InputError
 from rnnlens.predictions import read_meta
+
+log = logging.getLogger(__name__)
 
 
 def pick_model(table1_csv, corpus, arch=None, size="any", layers=None):
@@ -87,7 +90,7 @@ def picked(args, every_arch=False, size="any"):
     if missing:
         raise InputError(f"{args.table1} picks {', '.join(missing)} for {corpus}, but no --candidates file holds its "
                          "predictions; Table 1 is older than the grid: rerun the workflow")
-    print(f"picked from {args.table1}: {', '.join(models)}", flush=True)
+    log.info(f"picked from {args.table1}: {', '.join(models)}")
     return [by_model[m] for m in models]
 
 
