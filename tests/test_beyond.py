@@ -135,8 +135,9 @@ def test_training_learns_and_evaluation_covers_the_test_split(prepared, tmp_path
     assert abs(-np.log(result["p"]).mean() - history.val_loss.min()) < 0.3
 
 
-@pytest.mark.parametrize("arch", ["lstm", "transformer", "lru"])
-def test_dynamic_evaluation_never_uses_a_byte_before_predicting_it(prepared, arch):
+@pytest.mark.parametrize("arch,rule,lr", [("lstm", "sgd", 0.5), ("transformer", "sgd", 0.5), ("lru", "sgd", 0.5),
+                                         ("lstm", "rms", 0.01), ("transformer", "rms", 0.01)])
+def test_dynamic_evaluation_never_uses_a_byte_before_predicting_it(prepared, arch, rule, lr):
     text = bytearray(markov_text(4000))
     path_a = prepared(bytes(text), name="a")
     k_corpus = PreparedCorpus.load(path_a)
@@ -154,7 +155,7 @@ def test_dynamic_evaluation_never_uses_a_byte_before_predicting_it(prepared, arc
     runs = []
     for corpus in (k_corpus, corpus_b):
         model.load_state_dict(state)
-        runs.append(dynamic_predict(model, corpus, lr=0.5, segment=64, warmup=50))
+        runs.append(dynamic_predict(model, corpus, lr=lr, segment=64, warmup=50, rule=rule, ms_bytes=500))
     i = t - a_test  # index in the test split
     a, b = runs
     # everything predicted before byte t was read (and its own distribution) is the same ...

@@ -192,7 +192,8 @@ def test_transformer_lru_and_dynamic_evaluation_run_through_every_stage(tmp_path
     config["grid"] = {"arch": ["lstm", "transformer", "lru"], "layers": [1], "size": [8]}
     config["training_overrides"] = {"transformer": {"optimizer": "adamw", "window": 24, "heads": 2},
                                     "lru": {"optimizer": "adamw", "lr_warmup_steps": 3}}
-    config["evaluation"]["dynamic"] = {"lr": 0.01, "segment": 20, "models": ["lstm-1x8", "transformer-1x8"]}
+    config["evaluation"]["dynamic"] = {"rule": "rms", "lr": 0.001, "decay": 0.01, "segment": 20, "ms_bytes": 400,
+                                       "models": ["lstm-1x8", "transformer-1x8"]}
     config["ngram"] = {"orders": [1, 2, 3], "memory_mb": 500}
     config["analysis"] = {"reference_ngram": 3, "bracket_bin": 10, "perchar_min_count": 5,
                           "oracles": {"ngram_orders": [1, 2, 3], "memory_windows": [100, 500]},

@@ -46,13 +46,16 @@ rule evaluate_dynamic:
         mem_mb=4000,
         runtime=120,
     params:
+        rule=DYNAMIC.get("rule"),
         lr=DYNAMIC.get("lr"),
         decay=DYNAMIC.get("decay"),
         segment=DYNAMIC.get("segment"),
+        ms_bytes=DYNAMIC.get("ms_bytes"),
         warmup=EVAL["warmup"],
         corpus=corpus_digest,
         code=fingerprint("dyneval"),
     shell:
         "python -m rnnlens dyneval --model {input.model} --data {input.data} --out {output}"
-        " --model-id {wildcards.base} --lr {params.lr} --decay {params.decay} --segment {params.segment}"
-        " --warmup {params.warmup} --threads {threads} > {log} 2>&1"
+        " --model-id {wildcards.base} --rule {params.rule} --lr {params.lr} --decay {params.decay}"
+        " --segment {params.segment} --ms-bytes {params.ms_bytes} --warmup {params.warmup} --threads {threads}"
+        " > {log} 2>&1"
