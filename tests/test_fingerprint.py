@@ -22,9 +22,9 @@ def rule_blocks():
 
 
 def shell_commands(block):
-    """The rnnlens commands a rule's shell runs (the `pick()` helper of common.smk runs `rnnlens pick`)."""
+    """The rnnlens commands a rule's shell runs."""
     shell = block.split("    shell:", 1)[-1]
-    return set(re.findall(r"python -m rnnlens ([a-z0-9-]+)", shell)) | ({"pick"} if "pick(" in shell else set())
+    return set(re.findall(r"python -m rnnlens ([a-z0-9-]+)", shell))
 
 
 def test_every_rule_fingerprints_the_commands_it_runs():
