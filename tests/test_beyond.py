@@ -9,7 +9,7 @@ import torch
 
 from conftest import markov_text
 from rnnlens.corpus import PreparedCorpus
-from rnnlens.dyneval import dynamic_predict
+from rnnlens.dyneval import dynamic_predict, gradient_ms
 from rnnlens.evaluate import batch_rows, predict_rows, predict_test
 from rnnlens.lru import ByteLRU, scan
 from rnnlens.model import ModelSpec, build_model, count_parameters, match_hidden_size, models_table
@@ -170,6 +170,25 @@ def test_dynamic_evaluation_never_uses_a_byte_before_predicting_it(prepared, arc
     assert not np.allclose(static["logp"][64:], a["logp"][64:], atol=1e-4)
     if arch != "transformer":  # the first segment is predicted with the trained weights, like static evaluation
         assert np.allclose(static["logp"][:64], a["logp"][:64], atol=1e-5)
+
+
+def test_gradient_ms_reads_only_the_training_text_it_is_given(prepared):
+    """The RMS rule's mean squared gradients come from the first ms_bytes of the training split: a byte that occurs
+    only in the test split gets exactly zero on its input weights, the bytes that were read do not."""
+    data = markov_text(4000, alphabet=b"ab c\n")
+    data = data[:3600] + b"Z" * 50 + data[3650:]  # Z only in the test split (its last 10%)
+    corpus = PreparedCorpus.load(prepared(data))
+    torch.manual_seed(5)
+    model = build_model(_spec("lstm", 1, 8, corpus.vocab_size))
+    model.init_weights(0.3)
+    encoded = torch.from_numpy(corpus.encode(corpus.data))
+    ms = dict(zip((name for name, _ in model.named_parameters()),
+                  gradient_ms(model, corpus, encoded, segment=50, warmup=20, max_bytes=1000)))
+    column = ms["rnn.weight_ih_l0"].sum(0)  # per input byte (one-hot inputs)
+    z = list(corpus.vocab).index(ord("Z"))
+    assert column[z] == 0
+    assert (torch.cat([column[:z], column[z + 1 :]]) > 0).all()
+    assert all((m >= 0).all() for m in ms.values())
 
 
 @pytest.mark.parametrize("arch", ["transformer", "lru"])

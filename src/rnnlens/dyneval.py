@@ -60,11 +60,11 @@ def _segments(model, encoded, pieces, segment, warmup):
                                                     if isinstance(new_state, tuple) else new_state.detach())
 
 
-def gradient_ms(model, corpus, segment=100, warmup=2000, max_bytes=100_000, device="cpu"):
+def gradient_ms(model, corpus, encoded, segment=100, warmup=2000, max_bytes=100_000):
     """Krause et al.'s MS: the mean squared gradient of a segment's loss, per weight, over the first `max_bytes` of
-    the training split (read like the test split, no update). -> a tensor per parameter."""
+    the training split (read like the test split, no update); `encoded` is the corpus encoded on the model's
+    device. -> a tensor per parameter."""
     params = list(model.parameters())
-    encoded = torch.from_numpy(corpus.encode(corpus.data)).to(device)
     pieces, left = [], max_bytes
     for a, b in corpus.pieces["train"]:
         if left <= 0:
@@ -88,8 +88,10 @@ def dynamic_predict(model, corpus, lr=1e-4, decay=0.0, segment=100, warmup=2000,
     p_argmax. The model's weights are adapted in place (reload it to get the trained weights back).
 
     rule "sgd": theta -= lr * grad; decay pulls every weight back alike. rule "rms" (Krause et al.'s RMS rule):
-    the step of each weight is divided by the root of its mean squared gradient on training text (gradient_ms),
-    and the pull back is proportional to that root over its mean, so weights that training moved little stay put."""
+    the step of each weight is divided by the root of its mean squared gradient on training text (gradient_ms), so
+    every weight moves in units of its own usual gradient, and the pull back is proportional to that root over its
+    mean (capped at 1): the weights whose gradients were large in training are held closest to their trained
+    values."""
     if rule not in ("sgd", "rms"):
         raise InputError(f"evaluation.dynamic.rule {rule!r}: use sgd or rms")
     window = getattr(model, "window", 0)
@@ -99,13 +101,13 @@ def dynamic_predict(model, corpus, lr=1e-4, decay=0.0, segment=100, warmup=2000,
     params = list(model.parameters())
     trained = [p.detach().clone() for p in params]
     step_scale, decay_scale = [1.0] * len(params), [decay] * len(params)
+    encoded = torch.from_numpy(corpus.encode(corpus.data)).to(device)
     if rule == "rms":
-        roots = [ms.sqrt() for ms in gradient_ms(model, corpus, segment, warmup, ms_bytes, device)]
+        roots = [ms.sqrt() for ms in gradient_ms(model, corpus, encoded, segment, warmup, ms_bytes)]
         mean_root = torch.cat([r.flatten() for r in roots]).mean()
         # a weight whose gradient was ~0 in training must not take a huge step on test text
         step_scale = [1.0 / (r + 1e-3 * mean_root) for r in roots]
         decay_scale = [(decay * r / mean_root).clamp(max=1.0) for r in roots]
-    encoded = torch.from_numpy(corpus.encode(corpus.data)).to(device)
     pieces = [(int(a), int(b)) for a, b in corpus.pieces[split] if b > a]
     total = sum(b - a for a, b in pieces)
     logp, argmax, p_argmax = (np.empty(total, np.float64), np.empty(total, np.int64), np.empty(total, np.float32))
