@@ -23,7 +23,8 @@ if str(SRC) not in sys.path:  # run from a checkout without the package installe
     sys.path.insert(0, str(SRC))
 
 from rnnlens.corpus import PreparedCorpus  # noqa: E402
-from rnnlens.model import RNN_ARCHS as ARCHS, CharRNN, ModelSpec, count_parameters, match_hidden_size  # noqa: E402
+from rnnlens.model import (  # noqa: E402
+    RNN_ARCHS as ARCHS, CharRNN, ModelSpec, count_parameters, match_hidden_size, pick_device)
 
 # BENCH_RESULTS moves every output (the tests run the benchmarks into a temporary directory)
 RESULTS = Path(os.environ.get("BENCH_RESULTS") or ROOT / "results" / "bench")
@@ -34,15 +35,6 @@ SMALL_GRID = [("rnn", 1, 64), ("lstm", 1, 64), ("gru", 1, 64), ("lstm", 2, 128),
 WP_TRAIN_CHARS = 100 * ((round(3_258_246 * 0.8) - 1) // 100)
 LK_TRAIN_CHARS = 100 * ((round(6_206_996 * 0.9) - 1) // 100)
 PAPER_EPOCHS = 50
-
-
-def pick_device(name):
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit(f"--device {name}: this torch ({torch.__version__}) sees no CUDA device; use --device cpu")
-    return device
 
 
 def set_threads(threads):

@@ -14,6 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from rnnlens.errors import InputError
 from rnnlens.io import torch_load, torch_save
 
 log = logging.getLogger(__name__)
@@ -155,10 +156,18 @@ def build_model(spec: ModelSpec):
 
         return ByteLRU(spec)
     return CharRNN(spec)
+
+
 def pick_device(name):
+    """'auto' (CUDA when there is one), 'cpu', 'cuda', 'cuda:1'...; a CUDA device this torch cannot see is an
+    InputError rather than a failure deep inside the first tensor copy."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"device {name}: this torch ({torch.__version__}) sees no CUDA device; use cpu or auto "
+                         "(training.device in the config, --device on the command line)")
+    return device
 
 
 def detach_state(state):
