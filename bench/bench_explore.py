@@ -40,7 +40,8 @@ from rnnlens import log
 from rnnlens.corpus import PreparedCorpus, prepare
 from rnnlens.explore.server import Explorer, serve_in_thread
 from rnnlens.explore.store import Store, build_store
-from rnnlens.model import CharRNN, ModelSpec
+from rnnlens.model import ModelSpec
+from rnnlens.recurrent import CharRNN
 
 DEFAULT_CORPUS = ROOT.parent / "shared" / "data" / "warpeace.txt"
 

@@ -1,4 +1,4 @@
-"""Characters per second of the exact internals (rnnlens.internals.LayerwiseRunner: every gate and state of
+"""Characters per second of the exact internals (rnnlens.recurrent.LayerwiseRunner: every gate and state of
 every layer) against the model's own fused inference (CharRNN.forward under no_grad, decoder included) over the
 same streams and chunks, side by side in one run. The goal is a ratio internals/fused >= 0.5.
 
@@ -15,8 +15,9 @@ from pathlib import Path
 import torch
 
 from common import now, set_clock, write_json
-from rnnlens.internals import LayerwiseRunner
-from rnnlens.model import CharRNN, ModelSpec
+from rnnlens.recurrent import LayerwiseRunner
+from rnnlens.model import ModelSpec
+from rnnlens.recurrent import CharRNN
 
 
 def interleaved_best(fns, repeats, sync):

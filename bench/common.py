@@ -24,7 +24,8 @@ if str(SRC) not in sys.path:  # run from a checkout without the package installe
 
 from rnnlens.corpus import PreparedCorpus  # noqa: E402
 from rnnlens.model import (  # noqa: E402
-    RNN_ARCHS as ARCHS, CharRNN, ModelSpec, count_parameters, match_hidden_size, pick_device)
+    RNN_ARCHS as ARCHS, ModelSpec, count_parameters, match_hidden_size, pick_device)
+from rnnlens.recurrent import CharRNN  # noqa: E402
 
 # BENCH_RESULTS moves every output (the tests run the benchmarks into a temporary directory)
 RESULTS = Path(os.environ.get("BENCH_RESULTS") or ROOT / "results" / "bench")

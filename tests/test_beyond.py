@@ -208,6 +208,9 @@ def test_internals_score_every_unit_and_skip_gates(prepared, tmp_path, arch, cap
     assert scores.groupby(["layer", "unit"]).ngroups == 2 * units
     assert pd.read_parquet(paths["saturation"]).empty
     assert "has no gates" in caplog.text
+    from rnnlens.cli import main
+
+    assert main(["cell-pictures", "--dir", str(tmp_path), "--cells", "2:3"]) == 0
     assert (tmp_path / "cells.html").stat().st_size > 1000
 
 

@@ -14,7 +14,8 @@ from rnnlens.corpus import PreparedCorpus
 from rnnlens.features import compute_features
 from rnnlens.cli import main
 from rnnlens.internals import stream_test_internals
-from rnnlens.model import CharRNN, ModelSpec, save_model
+from rnnlens.model import ModelSpec, save_model
+from rnnlens.recurrent import CharRNN
 
 
 @pytest.fixture
@@ -179,6 +180,11 @@ def test_trained_lstm_has_an_inside_quotes_cell(tmp_path, one_thread):
     assert {"gate", "layer", "share_right_over_90"} <= set(pd.read_csv(out / "saturation_summary.csv").columns)
     frame, values, meta = read_excerpts(out / "excerpts.parquet")
     assert values.shape == (600, 1, 24) and meta["windows"] == [[0, 300], [end - start - 300, end - start]]
+    # internals computes; the pictures are drawn from its outputs by their own commands
+    assert not (out / "cells.html").exists() and not (out / "saturation.png").exists()
+    assert main(["cell-pictures", "--dir", str(out), "--data", str(tmp_path / "data.json"), "--cells", "1:0,1:5"]) == 0
+    assert main(["saturation-figure", "--inputs", str(out / "saturation.parquet"), "--out",
+                 str(out / "saturation.png")]) == 0
     html = (out / "cells.html").read_text()
     assert "in_dquote" in html and "layer 1, unit 5" in html and "<script" not in html and "http" not in html
     pngs = sorted(p.name for p in (out / "cells").glob("*.png"))
@@ -211,6 +217,10 @@ def test_internals_cli_on_a_vanilla_rnn_writes_the_same_outputs(tmp_path):
     assert main(["internals", "--model", str(tmp_path / "model.pt"), "--data", str(tmp_path / "data.json"),
                           "--out-dir", str(out), "--windows", "1", "--window-chars", "80"]) == 0
     assert len(pd.read_parquet(out / "saturation.parquet")) == 0
+    assert main(["cell-pictures", "--dir", str(out), "--data", str(tmp_path / "data.json")]) == 0
+    # one model without gates: its saturation figure says so, like every model's
+    assert main(["saturation-figure", "--inputs", str(out / "saturation.parquet"), "--out",
+                 str(out / "saturation.png")]) == 0
     for name in ("saturation.png", "saturation.pdf", "saturation_summary.csv", "cells.parquet", "cells_top.csv",
                  "excerpts.parquet", "cells.html", "cells.pdf"):
         assert (out / name).is_file(), name

@@ -5,7 +5,8 @@ import torch
 from conftest import markov_text
 from rnnlens.corpus import PreparedCorpus
 from rnnlens.evaluate import batch_rows, evaluate, predict_test
-from rnnlens.model import CharRNN, ModelSpec
+from rnnlens.model import ModelSpec
+from rnnlens.recurrent import CharRNN
 from rnnlens.predictions import read_predictions
 
 

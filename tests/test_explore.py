@@ -26,9 +26,10 @@ from rnnlens.explore.server import Explorer, byte_label, serve_in_thread
 from rnnlens.explore.store import (KINDS, NOT_ERROR, Store, base_meta, build_store, decode, empty_positions,
                                    level_threshold, quantise, write_store)
 from rnnlens.internals import stream_test_internals
-from rnnlens.model import CharRNN, ModelSpec
+from rnnlens.model import ModelSpec
+from rnnlens.recurrent import KINDS as RNN_KINDS, CharRNN
 from rnnlens.predictions import read_predictions
-from rnnlens.saturation import SaturationCounter
+from rnnlens.saturation import SaturationCounter, gates_of
 
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"
 
@@ -94,7 +95,7 @@ def test_store_holds_every_activation_and_the_evaluation_predictions(tmp_path, p
     assert meta["build_seconds"] > 0 and not list((tmp_path / "store").glob("*.part*"))
 
     # every kind of every unit, against the exact internals streamed the same way
-    counter = SaturationCounter("lstm", 2, 8)
+    counter = SaturationCounter(gates_of(RNN_KINDS["lstm"])[0], 2, 8)
     for chunk in stream_test_internals(model, corpus, streams=5, warmup=200, chunk=100):
         counter.update(chunk.acts, torch.from_numpy(chunk.valid))
         keep = chunk.valid

@@ -13,7 +13,7 @@ from rnnlens.brackets import bin_curves, plot_curves
 from rnnlens.dynamics import plot_dynamics
 from rnnlens.perchar import per_character, plot_per_character
 from rnnlens.predictions import write_predictions
-from rnnlens.saturation import draw_saturation
+from rnnlens.saturation_plot import draw_saturation
 from rnnlens.curves import training_curves
 
 

@@ -1,4 +1,5 @@
-"""Code fingerprints: every rule hashes exactly the import closure of the rnnlens commands its shell runs."""
+"""Code fingerprints: every rule hashes the modules the rnnlens commands of its shell execute, for its architecture,
+normalised so that comments and docstrings do not count."""
 import re
 import subprocess
 import sys
@@ -32,12 +33,12 @@ def test_every_rule_fingerprints_the_commands_it_runs():
     assert len(blocks) > 20
     for name, block in blocks.items():
         commands = shell_commands(block)
-        hashed = re.search(r"code=fingerprint\(([^)]*)\)", block)
+        hashed = re.search(r"code=(?:fingerprint|code_of|code_for_archs)\(((?:[^()]|\([^()]*\))*)\)", block)
         if not commands:
             assert hashed is None, f"rule {name} runs no rnnlens command but has a code fingerprint"
             continue
         assert hashed, f"rule {name} runs rnnlens {sorted(commands)} without code=fingerprint(...)"
-        assert set(re.findall(r'"([a-z0-9-]+)"', hashed.group(1))) == commands, name
+        assert set(re.findall(r'"([a-z0-9-]+)"', hashed.group(1).split("arch=")[0])) == commands, name
 
 
 def test_closure_holds_every_module_a_command_imports():
@@ -56,20 +57,48 @@ def test_closure_holds_every_module_a_command_imports():
     import json
 
     loaded = json.loads(proc.stdout)
+    # the dispatch (cli and what it imports to set up logging) and the registry are loaded, not hashed
+    dispatch = {"rnnlens.fingerprint", "rnnlens.__main__", "rnnlens.cli", "rnnlens.log", "rnnlens.archs"}
     for name in COMMANDS:
-        assert set(loaded[name]) - {"rnnlens.fingerprint"} <= closure(name), (name, set(loaded[name]) - closure(name))
+        assert set(loaded[name]) - dispatch <= closure(name), (name, set(loaded[name]) - closure(name))
 
 
 def test_closure_reads_lazy_imports_and_helpers_stay_out_of_stage_closures():
-    # internals imports saturation and cells inside a function: still in its closure
-    assert {"rnnlens.saturation", "rnnlens.cells", "rnnlens.cellviz"} <= closure("internals")
+    # internals imports saturation and cells inside a function: still in its closure; it draws nothing
+    assert {"rnnlens.saturation", "rnnlens.cells"} <= closure("internals")
+    assert not {"rnnlens.plots", "rnnlens.cellviz", "rnnlens.saturation_plot"} & closure("internals", arch="lstm")
     # a figure helper edit must not look like a change of training, the tables or a baseline
     for command in ("train", "evaluate", "table1", "table2", "pick", "ngram", "nnn", "prepare", "models-table"):
         assert "rnnlens.plots" not in closure(command), command
     # the tarball builder is the fetch's alone; oracles are not agreement's
     assert "rnnlens.kernel" in closure("fetch") and "rnnlens.kernel" not in closure("prepare")
     assert "rnnlens.oracles" not in closure("agreement")
-    assert {"rnnlens.__main__", "rnnlens.cli", "rnnlens"} <= closure("sample")
+    # the dispatch is out: a new command or a registry line changes which code runs, not what a command computes
+    assert "rnnlens" in closure("sample") and not {"rnnlens.__main__", "rnnlens.cli", "rnnlens.archs"} & closure("sample")
+
+
+def test_a_job_hashes_its_own_architecture_only():
+    lstm, lru = closure("train", arch="lstm"), closure("train", arch="lru")
+    assert "rnnlens.recurrent" in lstm and not {"rnnlens.lru", "rnnlens.transformer"} & lstm
+    assert "rnnlens.lru" in lru and not {"rnnlens.recurrent", "rnnlens.transformer"} & lru
+    assert not {"rnnlens.recurrent", "rnnlens.lru", "rnnlens.transformer"} & closure("table1")
+    assert closure("models-table", arch=["lstm", "lru"]) == (closure("models-table", arch="lstm")
+                                                             | closure("models-table", arch="lru"))
+    # the code param names every module with its hash (what `rnnlens stale` reads)
+    text = fingerprint("train", arch="lstm")
+    assert "rnnlens/train.py:" in text and "rnnlens/recurrent.py:" in text and "rnnlens/lru.py" not in text
+
+
+def test_comments_docstrings_and_formatting_do_not_count(tmp_path):
+    from rnnlens.fingerprint import normalised_source
+
+    plain = tmp_path / "a.py"
+    plain.write_text('def f(x):\n    return x + 1\n')
+    dressed = tmp_path / "b.py"
+    dressed.write_text('"""A module."""\n# a comment\n\n\ndef f( x ):\n    """Add one."""\n    return (x +\n            1)  # why\n')
+    changed = tmp_path / "c.py"
+    changed.write_text('def f(x):\n    return x + 2\n')
+    assert normalised_source(plain) == normalised_source(dressed) != normalised_source(changed)
 
 
 def test_fingerprint_changes_with_a_module_of_the_closure_only(tmp_path, monkeypatch):
@@ -78,9 +107,13 @@ def test_fingerprint_changes_with_a_module_of_the_closure_only(tmp_path, monkeyp
     copy = tmp_path / "rnnlens"
     subprocess.run(["cp", "-r", str(fp.SRC), str(copy)], check=True)
     monkeypatch.setattr(fp, "SRC", copy)
+    fp._closure.cache_clear()
     before = {c: fp.fingerprint(c) for c in ("train", "curves", "table1")}
     with open(copy / "plots.py", "a") as f:
         f.write("\n# an edit\n")
+    assert {c: fp.fingerprint(c) for c in ("train", "curves", "table1")} == before  # a comment: nothing
+    with open(copy / "plots.py", "a") as f:
+        f.write("\nEDITED = True\n")
     after = {c: fp.fingerprint(c) for c in ("train", "curves", "table1")}
     assert after["curves"] != before["curves"]
     assert after["train"] == before["train"] and after["table1"] == before["table1"]

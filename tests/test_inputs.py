@@ -6,7 +6,8 @@ import torch
 from conftest import markov_text
 from rnnlens.cli import main
 from rnnlens.corpus import PreparedCorpus
-from rnnlens.model import CharRNN, ModelSpec, save_model
+from rnnlens.model import ModelSpec, save_model
+from rnnlens.recurrent import CharRNN
 from rnnlens.predictions import write_predictions
 
 

@@ -6,9 +6,9 @@ import torch
 import torch.nn.functional as F
 
 from rnnlens.corpus import PreparedCorpus
-from rnnlens.internals import (ACTIVATIONS, LayerwiseRunner, excerpt_windows, parse_cells, reference_internals,
-                               stream_test_internals)
-from rnnlens.model import CharRNN, ModelSpec
+from rnnlens.internals import excerpt_windows, parse_cells, stream_test_internals
+from rnnlens.model import ModelSpec
+from rnnlens.recurrent import ACTIVATIONS, CharRNN, LayerwiseRunner, reference_internals
 
 VOCAB = 11
 

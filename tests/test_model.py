@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from rnnlens.model import RNN_ARCHS, CharRNN, ModelSpec, count_parameters, match_hidden_size, parse_model_id
+from rnnlens.model import RNN_ARCHS, ModelSpec, count_parameters, match_hidden_size, parse_model_id
+from rnnlens.recurrent import CharRNN
 
 
 @pytest.mark.parametrize("arch", RNN_ARCHS)
@@ -29,11 +30,18 @@ def test_matched_hidden_size_is_the_closest(arch, layers):
 
 
 def test_model_id_parsing():
+    # the grammar alone: any architecture name parses; the registry says whether it is known
     assert parse_model_id("gru-3x256") == ("gru", 3, 256)
-    with pytest.raises(ValueError, match="unknown architecture"):
-        parse_model_id("mamba-1x64")
-    with pytest.raises(ValueError, match="ARCH-LAYERSxSIZE"):
-        parse_model_id("lstm64")
+    assert parse_model_id("gru-3x256+dyn") == ("gru", 3, 256)
+    assert parse_model_id("my_gru2-1x64") == ("my_gru2", 1, 64)
+    for bad in ("lstm64", "LSTM-1x64", "lstm-1x", "lstm-x64", "2lstm-1x64"):
+        with pytest.raises(ValueError, match="ARCH-LAYERSxSIZE"):
+            parse_model_id(bad)
+    from rnnlens import archs
+    from rnnlens.errors import InputError
+
+    with pytest.raises(InputError, match="unknown architecture 'mamba'.*architectures:"):
+        archs.load("mamba")
 
 
 def test_forward_shapes_and_state_carry():

@@ -3,9 +3,10 @@ import pandas as pd
 import pytest
 import torch
 
-from rnnlens.internals import LayerwiseRunner
-from rnnlens.model import CharRNN, ModelSpec
-from rnnlens.saturation import (SaturationCounter, plot_saturation, read_table, saturation_fractions, summarize,
+from rnnlens.model import ModelSpec
+from rnnlens.recurrent import KINDS, CharRNN, LayerwiseRunner
+from rnnlens.saturation_plot import plot_saturation
+from rnnlens.saturation import (SaturationCounter, gates_of, read_table, saturation_fractions, summarize,
                                 write_table)
 
 
@@ -42,7 +43,7 @@ def test_counter_streams_chunks_and_ignores_padding():
         return v
 
     valid = torch.tensor([[True, True, True], [True, True, False]])
-    counter = SaturationCounter("lstm", 2, 2)
+    counter = SaturationCounter(gates_of(KINDS["lstm"])[0], 2, 2)
     counter.update(hand_set_acts(values), valid)
     counter.update(hand_set_acts(values), torch.ones(2, 3, dtype=torch.bool))
     table = counter.table("m")
@@ -63,7 +64,7 @@ def test_counter_on_a_model_matches_direct_fractions(tmp_path):
     model.init_uniform(1.0)
     idx = torch.randint(0, 7, (3, 50))
     acts, _ = LayerwiseRunner(model).run(idx)
-    counter = SaturationCounter("gru", 2, 8)
+    counter = SaturationCounter(gates_of(KINDS["gru"])[0], 2, 8)
     counter.update(acts)
     table = counter.table("gru-2x8")
     for k in range(2):
@@ -92,7 +93,7 @@ def test_summary_shares():
 
 def test_gru_figure_plots_the_papers_update_gate():
     """PyTorch's z weighs h_prev; the paper's z weighs the candidate: the figure plots 1 - z, labelled."""
-    from rnnlens.saturation import draw_saturation
+    from rnnlens.saturation_plot import draw_saturation
 
     table = pd.DataFrame({
         "model": "gru-1x4", "layer": 1, "gate": ["reset", "update"], "unit": [0, 0],

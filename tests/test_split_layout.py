@@ -9,8 +9,10 @@ from rnnlens import ngram
 from rnnlens.brackets import closers_in_test
 from rnnlens.corpus import CorpusError, PreparedCorpus, row_pieces
 from rnnlens.evaluate import predict_test
-from rnnlens.internals import excerpt_windows, reference_internals, split_features, stream_test_internals
-from rnnlens.model import CharRNN, ModelSpec
+from rnnlens.internals import excerpt_windows, split_features, stream_test_internals
+from rnnlens.recurrent import reference_internals
+from rnnlens.model import ModelSpec
+from rnnlens.recurrent import CharRNN
 from rnnlens.nnn import NNNConfig, split_positions, train_nnn, write_test_predictions
 from rnnlens.oracles import TextFacts
 from rnnlens.predictions import read_predictions

@@ -16,14 +16,12 @@ import pandas as pd
 
 from rnnlens.errors import RnnlensError
 from rnnlens.io import atomic_write_text, parquet_schema
-from rnnlens.model import parse_model_id
-from rnnlens.plots import pyplot, save_figures
+from rnnlens.ids import parse_model_id
+from rnnlens.plots import family_style, pyplot, save_figures
 from rnnlens.predictions import model_id_of, read_meta, read_predictions
 
 log = logging.getLogger(__name__)
 
-ARCH_MARKERS = {"rnn": "s", "lstm": "o", "gru": "^", "transformer": "P", "lru": "v"}
-ARCH_COLORMAPS = {"rnn": "Reds", "lstm": "Blues", "gru": "Greens", "transformer": "Purples", "lru": "YlOrBr"}
 OTHER_MARKER, OTHER_COLOR = "D", "#555555"
 
 
@@ -95,8 +93,9 @@ def model_style(mid, sizes, depths):
         arch, layers, size = parse_model_id(mid)
     except ValueError:
         return OTHER_MARKER, OTHER_COLOR, 40.0
-    color = matplotlib.colormaps[ARCH_COLORMAPS[arch]](depth_shade(layers, depths))
-    return ARCH_MARKERS[arch], color, marker_area(size, sizes)
+    style = family_style(arch)  # the one colour family of each architecture, as in every figure
+    color = matplotlib.colormaps[style["colormap"]](depth_shade(layers, depths))
+    return style["marker"], color, marker_area(size, sizes)
 
 
 def plot_embedding(embedding, paths, title="t-SNE of models (argmax agreement)"):
@@ -116,9 +115,10 @@ def plot_embedding(embedding, paths, title="t-SNE of models (argmax agreement)")
         marker, color, area = model_style(row["model"], sizes, depths)
         ax.scatter(row["x"], row["y"], marker=marker, color=color, s=area, edgecolors="black", linewidths=0.5)
         ax.annotate(row["model"], (row["x"], row["y"]), xytext=(4, 3), textcoords="offset points", fontsize=7)
-    handles = [Line2D([], [], marker=ARCH_MARKERS[a], color="w", markerfacecolor=plt.get_cmap(ARCH_COLORMAPS[a])(0.7),
+    handles = [Line2D([], [], marker=family_style(a)["marker"], color="w",
+                      markerfacecolor=plt.get_cmap(family_style(a)["colormap"])(0.7),
                       markeredgecolor="black", markersize=8, label=a.upper())
-               for a in ARCH_MARKERS if any(p[0] == a for p in parsed.values())]
+               for a in dict.fromkeys(p[0] for p in parsed.values())]
     handles += [Line2D([], [], marker="o", color="w", markerfacecolor="0.6", markeredgecolor="black",
                        markersize=np.sqrt(marker_area(s, sizes)), label=f"budget {s}")
                 for s in sizes]

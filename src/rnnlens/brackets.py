@@ -194,7 +194,7 @@ def bin_curves(distances, probabilities, bin_width=20):
 
 
 def family_of(label, meta):
-    family = (meta or {}).get("family") or label.split("-")[0]
+    family = (meta or {}).get("family") or label.split("-")[0]  # a model's meta names it; a baseline: ngram-20
     return "ngram" if label.startswith("ngram") else family
 
 

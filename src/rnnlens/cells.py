@@ -41,6 +41,18 @@ SCORE_COLUMNS = ["layer", "unit", "feature", "kind", "value", "score", "sign", "
                  "strength", "partial"]
 
 
+def parse_cells(text):
+    """'1:17,2:5' -> [(1, 17), (2, 5)] (layer from 1, unit from 0)."""
+    cells = []
+    for item in filter(None, (s.strip() for s in (text or "").split(","))):
+        try:
+            layer, unit = (int(v) for v in item.split(":"))
+        except ValueError:
+            raise InputError(f"cell {item!r} is not LAYER:UNIT (layer from 1, unit from 0), e.g. --cells 1:17,2:5") from None
+        cells.append((layer, unit))
+    return cells
+
+
 def sample_positions(n, max_positions):
     """Up to max_positions evenly spaced positions of 0..n-1 (all when n is small enough or max <= 0)."""
     if max_positions is None or max_positions <= 0 or n <= max_positions:

@@ -19,6 +19,7 @@ import pandas as pd
 
 from rnnlens.errors import InputError
 from rnnlens.io import atomic_dir, atomic_path, atomic_write_text
+from rnnlens.cells import parse_cells
 
 RED = np.array([0.84, 0.19, 0.15])
 BLUE = np.array([0.13, 0.40, 0.76])
@@ -31,18 +32,6 @@ def glyph(byte):
     if byte in GLYPHS:
         return GLYPHS[byte]
     return chr(byte) if 33 <= byte < 127 else "\u00b7"
-
-
-def parse_cells(text):
-    """'1:17,2:5' -> [(1, 17), (2, 5)] (layer from 1, unit from 0)."""
-    cells = []
-    for item in filter(None, (s.strip() for s in (text or "").split(","))):
-        try:
-            layer, unit = (int(v) for v in item.split(":"))
-        except ValueError:
-            raise InputError(f"cell {item!r} is not LAYER:UNIT (layer from 1, unit from 0), e.g. --cells 1:17,2:5") from None
-        cells.append((layer, unit))
-    return cells
 
 
 def colour(values):

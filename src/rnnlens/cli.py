@@ -33,7 +33,7 @@ COMMANDS = {
                                        "excerpts, pictures"),
     "cell-pictures": ("rnnlens.cellviz", "redraw one model's cell pictures from its internals outputs"),
     "best-cells": ("rnnlens.cells", "cross-model table of the best cell per feature"),
-    "saturation-figure": ("rnnlens.saturation", "gate saturation figure (and summary) of one or more models"),
+    "saturation-figure": ("rnnlens.saturation_plot", "gate saturation figure (and summary) of one or more models"),
     "oracles": ("rnnlens.oracles", "one model's error breakdown by oracles (Fig. 6)"),
     "small-vs-large": ("rnnlens.oracles", "where the extra errors of a small model fall, against a large one"),
     "agreement": ("rnnlens.agreement", "argmax agreement matrix of models and its t-SNE embedding"),
@@ -43,6 +43,7 @@ COMMANDS = {
     "dyneval": ("rnnlens.dyneval", "test predictions of a trained model under dynamic evaluation ({model}+dyn)"),
     "compare-archs": ("rnnlens.compare", "error breakdown by oracle category per architecture, against the LSTM"),
     "explore": ("rnnlens.explore.server", "serve the activation explorer of a corpus's models on 127.0.0.1"),
+    "stale": ("rnnlens.stale", "list every job the workflow would rerun for the current config, and why"),
 }
 
 

@@ -14,7 +14,7 @@ from rnnlens.errors import InputError
 from rnnlens.io import atomic_csv
 from rnnlens.oracles import CATEGORIES, CATEGORY_COLORS, CATEGORY_LABELS, category_totals
 from rnnlens.plots import legend_outside, pyplot, save_figures
-from rnnlens.tables import ARCH_ORDER
+from rnnlens.tables import arch_rank
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +40,7 @@ def compare(table1_csv, corpus, oracle_csvs, reference="lstm"):
                          "category": category, "errors": count,
                          "share_of_test": float(totals["share_of_test"].get(category, 0.0))})
     df = pd.DataFrame(rows)
-    order = {a: i for i, a in enumerate(ARCH_ORDER)}
-    df = df.sort_values(["arch", "category"], key=lambda s: s.map(order) if s.name == "arch"
+    df = df.sort_values(["arch", "category"], key=lambda s: s.map(arch_rank) if s.name == "arch"
                         else s.map({c: i for i, c in enumerate(CATEGORIES)})).reset_index(drop=True)
     if reference in set(df.arch):
         ref = df[df.arch == reference].set_index("category")["errors"]

@@ -12,6 +12,7 @@ import jsonschema
 import yaml
 
 from rnnlens.errors import RnnlensError
+from rnnlens.ids import format_model_id, parse_model_id
 from rnnlens.ngram import MAX_ORDER as KENLM_MAX_ORDER  # the paper's n-gram with n context bytes is order n + 1
 
 
@@ -98,13 +99,20 @@ def semantic_problems(config, base_dir="."):
            for run in runs):
         problems.append("training.precision: fp16 needs a CUDA device, but training.device is cpu; use bf16 or fp32")
     grid = config.get("grid", {})
-    models = [f"{a}-{l}x{s}" for a in grid.get("arch", []) for l in grid.get("layers", []) for s in grid.get("size", [])]
-    for model in (m for m in models if m.startswith("transformer-")):
+    arch_problems = architecture_problems(config, base_dir)
+    if arch_problems:
+        return problems + arch_problems  # the checks below build models of these architectures
+    models = [format_model_id(a, l, s) for a in grid.get("arch", []) for l in grid.get("layers", [])
+              for s in grid.get("size", [])]
+    from rnnlens import archs
+
+    for model in models:
         settings = training_settings(config, model)
-        window, seq_len = settings.get("window", 0), settings.get("seq_len", 100)
-        if window < seq_len:
+        arch = parse_model_id(model).arch
+        window, seq_len = archs.spec_options(arch, settings).get("window", 0), settings.get("seq_len", 100)
+        if window and window < seq_len:
             problems.append(f"training.window: {model} has a context window of {window} bytes, shorter than its "
-                            f"training.seq_len {seq_len}; set training_overrides.transformer.window >= seq_len")
+                            f"training.seq_len {seq_len}; set training_overrides.{arch}.window >= seq_len")
     dynamic = (config.get("evaluation") or {}).get("dynamic") or {}
     for model in dynamic.get("models", []):
         if model not in models:
@@ -113,6 +121,39 @@ def semantic_problems(config, base_dir="."):
         if n + 1 > KENLM_MAX_ORDER:
             problems.append(f"ngram.orders: n = {n} context bytes needs KenLM order {n + 1}, above the build's "
                             f"maximum order {KENLM_MAX_ORDER}; use n <= {KENLM_MAX_ORDER - 1}")
+    return problems
+
+
+def register_architectures(config, base_dir="."):
+    """Make the config's own architectures (`architectures:`) known to this process and to the jobs it starts (the
+    environment variable rnnlens.archs.ENV), with file paths made absolute."""
+    import os
+
+    from rnnlens import archs
+
+    entries = {name: str(Path(base_dir, source).resolve()) if archs.is_file_source(source) else source
+               for name, source in (config.get("architectures") or {}).items()}
+    if entries:
+        os.environ[archs.ENV] = json.dumps(entries, sort_keys=True)
+    else:
+        os.environ.pop(archs.ENV, None)
+    return entries
+
+
+def architecture_problems(config, base_dir="."):
+    """The config's own architectures import and meet the protocol; every grid architecture is known."""
+    from rnnlens import archs
+
+    declared = config.get("architectures") or {}
+    problems = archs.check(declared, base_dir)
+    if problems:
+        return problems
+    register_architectures(config, base_dir)
+    known = list(archs.BUILTIN) + [n for n in declared if n not in archs.BUILTIN]
+    for i, arch in enumerate((config.get("grid") or {}).get("arch", [])):
+        if arch not in known:
+            problems.append(f"grid.arch[{i}]: value {json.dumps(arch)} is not allowed; expected one of "
+                            f"{', '.join(json.dumps(a) for a in known)} (or register it under `architectures`)")
     return problems
 
 
@@ -184,12 +225,16 @@ def check_config(config, schema_path, base_dir="."):
 
 
 def training_settings(config, model):
-    """The training settings of one model: `training`, then overrides for its size label (`size-256`), for its
-    arch, then for its id."""
-    arch = model.split("-", 1)[0]
+    """The training settings of one model: `training`, then its architecture's defaults (rnnlens.archs: e.g. the
+    transformer's optimiser and window), then the overrides for its size label (`size-256`), for its arch, then for
+    its id."""
+    from rnnlens import archs
+
+    arch, _, size = parse_model_id(model)
     settings = dict(config["training"])
+    settings.update(archs.training_defaults(arch, settings))
     overrides = config.get("training_overrides") or {}
-    settings.update(overrides.get(f"size-{model.rsplit('x', 1)[-1]}", {}))
+    settings.update(overrides.get(f"size-{size}", {}))
     settings.update(overrides.get(arch, {}))
     settings.update(overrides.get(model, {}))
     dynamics = (config.get("analysis") or {}).get("dynamics") or {}

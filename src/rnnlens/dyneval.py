@@ -23,17 +23,14 @@ import torch
 import torch.nn.functional as F
 
 from rnnlens.errors import InputError
-from rnnlens.model import DYNAMIC_SUFFIX
+from rnnlens.ids import DYNAMIC_SUFFIX
 from rnnlens.predictions import write_predictions
 
 log = logging.getLogger(__name__)
 
 
 def _forward(model, x, state):
-    from rnnlens.lru import ByteLRU
-
-    if isinstance(model, ByteLRU):
-        return model(x, state, parallel=True)  # the scan: same numbers as the step loop, and fast backward
+    # with gradients on, every architecture runs its training-time path (the LRU its parallel scan)
     return model(x, state)
 
 
@@ -96,7 +93,7 @@ def dynamic_predict(model, corpus, lr=1e-4, decay=0.0, segment=100, warmup=2000,
         raise InputError(f"evaluation.dynamic.rule {rule!r}: use sgd or rms")
     window = getattr(model, "window", 0)
     if window and segment > window:
-        raise InputError(f"evaluation.dynamic.segment {segment} is longer than the transformer's window {window}")
+        raise InputError(f"evaluation.dynamic.segment {segment} is longer than the model's window {window}")
     model = model.to(device).eval()  # no dropout while adapting
     params = list(model.parameters())
     trained = [p.detach().clone() for p in params]

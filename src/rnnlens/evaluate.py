@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from rnnlens.corpus import PreparedCorpus
+from rnnlens.errors import InputError
 from rnnlens.predictions import write_predictions
 
 log = logging.getLogger(__name__)
@@ -57,10 +58,9 @@ def predict_rows(model, encoded, rows, warmup=2000, chunk=2000, device="cpu", ke
 
     -> dict of numpy arrays over the rows' positions, in row order: logp (float64, log-probability of the true
     byte), argmax (vocabulary index, or byte when `vocab` is given), p_argmax, and with keep_probs `probs`.
-    A model without state (the transformer) reads each position's window of real text instead of a warm-up."""
+    A model with a `window` (no carried state: the transformer) reads each position's window of real text
+    instead of a warm-up (predict_rows_windowed)."""
     if getattr(model, "window", None):
-        from rnnlens.transformer import predict_rows_windowed
-
         return predict_rows_windowed(model, encoded, rows, device=device, keep_probs=keep_probs, vocab=vocab)
     lookback, warmup = stream_layout(rows, warmup)
     starts = np.array([start for start, _ in rows], dtype=np.int64)
@@ -100,6 +100,71 @@ def predict_rows(model, encoded, rows, warmup=2000, chunk=2000, device="cpu", ke
         result["argmax"] = np.asarray(vocab, dtype=np.uint8)[result["argmax"]]
     if keep_probs:
         result["probs"] = probs_out[keep]
+    return result
+
+
+def window_blocks(rows, window, stride):
+    """Strided windows covering batch rows (corpus start, length): every position of every row is predicted
+    exactly once, by the window whose last `stride` outputs cover it, from at most `window` bytes of real text
+    before it (at least window - stride + 1 where the corpus allows).
+
+    -> list of (input start, input length, first target column, targets, out offset): the window reads the
+    corpus from `input start` for `input length` bytes; its outputs from `first target column` on predict
+    `targets` consecutive positions, stored at `out offset` in the rows' concatenated output."""
+    blocks, offset = [], 0
+    for start, length in rows:
+        for p in range(start, start + length, stride):
+            end = min(p + stride, start + length)  # targets p .. end-1, read from inputs a .. end-2
+            a = max(0, end - 1 - window)
+            if p - 1 < a or p < 1:
+                raise InputError("a row starting at the corpus's first byte has no input to predict it from")
+            blocks.append((a, end - 1 - a, p - 1 - a, end - p, offset + p - start))
+        offset += length
+    return blocks
+
+
+@torch.no_grad()
+def predict_rows_windowed(model, encoded, rows, device="cpu", keep_probs=False, vocab=None, stride=None,
+                          batch=64):
+    """predict_rows for a model without state: every position of the rows once, from at most model.window bytes
+    of the real text before it (strided windows, stride window // 2 by default). Same result dict as
+    rnnlens.evaluate.predict_rows."""
+    window = model.window
+    stride = stride or max(1, window // 2)
+    blocks = window_blocks(rows, window, stride)
+    total = sum(length for _, length in rows)
+    logp_out = np.empty(total, dtype=np.float64)
+    am_out = np.empty(total, dtype=np.int64)
+    pam_out = np.empty(total, dtype=np.float32)
+    probs_out = np.empty((total, model.spec.vocab_size), dtype=np.float32) if keep_probs else None
+    model = model.to(device).eval()
+    encoded = encoded.to(device)
+    by_length = {}
+    for block in blocks:  # windows of one length run as one batch (all but a few have the full window)
+        by_length.setdefault(block[1], []).append(block)
+    for length, group in by_length.items():
+        for i in range(0, len(group), batch):
+            part = group[i : i + batch]
+            starts = torch.tensor([b[0] for b in part], device=device)
+            index = starts[:, None] + torch.arange(length + 1, device=device)[None, :]
+            window_bytes = encoded[index]
+            logits, _ = model(window_bytes[:, :-1])
+            logprobs = F.log_softmax(logits.float(), dim=-1)
+            for row, (_, _, first, n, out) in enumerate(part):
+                lp = logprobs[row, first : first + n]
+                target = window_bytes[row, first + 1 : first + 1 + n]
+                logp_out[out : out + n] = lp.gather(-1, target[:, None])[:, 0].double().cpu().numpy()
+                best, arg = lp.max(dim=-1)
+                pam_out[out : out + n] = best.exp().cpu().numpy()
+                am_out[out : out + n] = arg.cpu().numpy()
+                if keep_probs:
+                    probs_out[out : out + n] = lp.exp().cpu().numpy()
+    result = {"logp": logp_out, "argmax": am_out, "p_argmax": pam_out,
+              "layout": {"rows": len(rows), "window": window, "stride": stride, "windows": len(blocks)}}
+    if vocab is not None:
+        result["argmax"] = np.asarray(vocab, dtype=np.uint8)[result["argmax"]]
+    if keep_probs:
+        result["probs"] = probs_out
     return result
 
 

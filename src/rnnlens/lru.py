@@ -19,8 +19,34 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from rnnlens.archs import Kind
 
-def count_parameters(layers, hidden, vocab_size):
+
+# --- the architecture protocol (rnnlens.archs) ---------------------------------------------------------------------
+
+def build_model(spec):
+    return ByteLRU(spec)
+
+
+def internals_runner(model, method="auto"):
+    return LRURunner(model)
+
+
+def training_defaults(arch, settings):
+    """AdamW with a short warm-up and norm clipping: the paper's RMSProp recipe is for the RNNs."""
+    return {"optimizer": "adamw", "learning_rate": 3e-3, "lr_warmup_steps": 200, "grad_clip_mode": "norm",
+            "grad_clip": 1.0}
+
+
+def style(arch):
+    return {"colormap": "YlOrBr", "marker": "v"}
+
+
+def describe(arch):
+    return "a linear recurrent unit"
+
+
+def count_parameters(arch, layers, hidden, vocab_size):
     """Equals sum(p.numel()) of ByteLRU: embedding; per layer a LayerNorm, nu/theta/gamma (N each), B and C
     (complex: 2 N H each), D (H) and the GLU (2 x H x H + biases); final LayerNorm and decoder."""
     h = n = hidden
@@ -134,9 +160,9 @@ class ByteLRU(nn.Module):
 
     def forward(self, idx, state=None, parallel=None, keep=None):
         """idx (batch, T) -> logits (batch, T, vocab), state (layers, batch, N) complex. parallel: the scan
-        (default while training) or the step loop (default in eval mode). keep: a list receiving each layer's
-        states (batch, T, N) complex, for internals."""
-        parallel = self.training if parallel is None else parallel
+        (default when gradients are recorded: training, dynamic evaluation) or the step loop (default without:
+        evaluation, internals). keep: a list receiving each layer's states (batch, T, N) complex, for internals."""
+        parallel = torch.is_grad_enabled() if parallel is None else parallel
         if state is None:
             state = self.init_state(idx.shape[0], idx.device)
         h = self.drop(self.embed(idx))
@@ -156,8 +182,11 @@ class LRURunner:
     def __init__(self, model):
         self.model = model.eval()
         self.method = "step"
+        self.kinds = {"cells": Kind(None, None)}
+        self.cell_kind = "cells"
+        self.unit_layout = "state real 0..N-1, imaginary N..2N-1"
         self.units = 2 * model.spec.hidden
-        self.weights = [[model.decoder.weight]]  # dtype and device, as rnnlens.internals reads them
+        self.device, self.dtype = model.decoder.weight.device, model.decoder.weight.dtype
 
     @torch.no_grad()
     def warm(self, idx):

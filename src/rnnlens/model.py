@@ -1,29 +1,25 @@
-"""Character-level recurrent models as in Karpathy et al. (2015): one-hot input, a fused
-nn.RNN / nn.LSTM / nn.GRU stack, dropout between layers and before the linear decoder. Beyond the paper,
-`transformer` (rnnlens.transformer) and `lru` (rnnlens.lru) share the interface: forward(idx, state) ->
-(logits, state), init_weights(scale), spec; `build_model(spec)` picks the class.
+"""What every architecture shares: the model spec, the width for a parameter budget, the models table, saving and
+loading. What an architecture *is* lives in its own module, found through the registry (rnnlens.archs): the
+paper's rnn, lstm and gru in rnnlens.recurrent, the transformer and the LRU beyond the paper, and your own.
 
-Size is a parameter budget: every (arch, layers) gets the hidden size whose parameter count
-is closest to that of the 1-layer LSTM with `size` cells on the same vocabulary.
+Size is a parameter budget: every (arch, layers) gets the hidden size whose parameter count is closest to that of
+the 1-layer LSTM with `size` cells on the same vocabulary.
 """
 
 import logging
 from dataclasses import asdict, dataclass
 
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
 
+from rnnlens import archs
 from rnnlens.errors import InputError
+from rnnlens.ids import format_model_id, parse_model_id  # noqa: F401 - parse_model_id: its old home
 from rnnlens.io import torch_load, torch_save
 
 log = logging.getLogger(__name__)
 
-ARCHS = ("rnn", "lstm", "gru", "transformer", "lru")
+# the paper's recurrent family (rnnlens.recurrent); every other name is resolved by the registry
 RNN_ARCHS = ("rnn", "lstm", "gru")
-DYNAMIC_SUFFIX = "+dyn"  # predictor id of a model under dynamic evaluation: lstm-2x128+dyn
-GATES_PER_ARCH = {"rnn": 1, "lstm": 4, "gru": 3}
-RECURRENT_MODULES = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 
 
 @dataclass(frozen=True)
@@ -33,59 +29,34 @@ class ModelSpec:
     hidden: int
     vocab_size: int
     dropout: float = 0.0
-    window: int = 0  # transformer: context window in bytes
-    heads: int = 0  # transformer: attention heads
+    window: int = 0  # a windowed model's context in bytes (the transformer's); 0: none
+    heads: int = 0  # the transformer's attention heads
 
     def to_dict(self):
         return asdict(self)
 
 
 def model_id(arch, layers, size):
-    return f"{arch}-{layers}x{size}"
+    return format_model_id(arch, layers, size)
 
 
-def parse_model_id(mid):
-    """'lstm-2x128' -> ('lstm', 2, 128) (also for its dynamic-evaluation predictor 'lstm-2x128+dyn'); raises
-    ValueError with the expected form otherwise."""
-    mid = mid.removesuffix(DYNAMIC_SUFFIX)
-    try:
-        arch, rest = mid.split("-", 1)
-        layers, size = rest.split("x", 1)
-        layers, size = int(layers), int(size)
-    except ValueError:
-        raise ValueError(f"model id {mid!r} is not of the form ARCH-LAYERSxSIZE, e.g. lstm-2x128") from None
-    if arch not in ARCHS:
-        raise ValueError(f"model id {mid!r}: unknown architecture {arch!r}; allowed: {', '.join(ARCHS)}")
-    return arch, layers, size
+def budget_of(size, vocab_size):
+    """The parameter budget of size label `size`: the parameters of the paper's 1-layer LSTM with `size` cells
+    (PyTorch's four gates with two bias vectors each, then the decoder), whatever architecture is matched to it."""
+    return 4 * size * (vocab_size + size) + 8 * size + size * vocab_size + vocab_size
 
 
 def count_parameters(arch, layers, hidden, vocab_size):
-    """Parameters of the recurrent stack (PyTorch keeps two bias vectors per layer, as char-rnn's
-    i2h and h2h linear maps do) plus the decoder; equals sum(p.numel()) of CharRNN (and of the transformer and
-    the LRU for those archs)."""
-    if arch == "transformer":
-        from rnnlens.transformer import count_parameters as transformer_parameters
-
-        return transformer_parameters(layers, hidden, vocab_size)
-    if arch == "lru":
-        from rnnlens.lru import count_parameters as lru_parameters
-
-        return lru_parameters(layers, hidden, vocab_size)
-    gates = GATES_PER_ARCH[arch]
-    total = 0
-    for layer in range(layers):
-        inputs = vocab_size if layer == 0 else hidden
-        total += gates * hidden * (inputs + hidden) + 2 * gates * hidden
-    return total + hidden * vocab_size + vocab_size
+    """Parameters of `arch` at that width: equals sum(p.numel()) of its model (its module's count_parameters)."""
+    return int(archs.load(arch).count_parameters(arch, layers, hidden, vocab_size))
 
 
 def match_hidden_size(arch, layers, size, vocab_size, max_hidden=8192):
     """Hidden size of (arch, layers) whose parameter count is closest to the 1-layer LSTM with
     `size` cells; ties go to the smaller network. Returns (hidden, params, budget)."""
-    budget = count_parameters("lstm", 1, size, vocab_size)
+    budget = budget_of(size, vocab_size)
     best = None
-    # transformer widths step by 8 so that the configured heads divide them into even head sizes
-    step = 8 if arch == "transformer" else 1
+    step = archs.width_step(arch)  # e.g. the transformer's widths are multiples of 8 for its heads
     for hidden in range(step, max_hidden + 1, step):
         params = count_parameters(arch, layers, hidden, vocab_size)
         key = (abs(params - budget), hidden)
@@ -96,10 +67,10 @@ def match_hidden_size(arch, layers, size, vocab_size, max_hidden=8192):
     return best[1], best[2], budget
 
 
-def models_table(corpus, vocab_size, archs, layers_list, sizes):
+def models_table(corpus, vocab_size, arch_names, layers_list, sizes):
     rows = []
     for size in sizes:
-        for arch in archs:
+        for arch in arch_names:
             for layers in layers_list:
                 hidden, params, budget = match_hidden_size(arch, layers, size, vocab_size)
                 rows.append({"corpus": corpus, "model": model_id(arch, layers, size), "arch": arch,
@@ -108,54 +79,9 @@ def models_table(corpus, vocab_size, archs, layers_list, sizes):
     return rows
 
 
-
-class CharRNN(nn.Module):
-    def __init__(self, spec: ModelSpec):
-        super().__init__()
-        self.spec = spec
-        rnn_kwargs = dict(
-            input_size=spec.vocab_size,
-            hidden_size=spec.hidden,
-            num_layers=spec.layers,
-            dropout=spec.dropout if spec.layers > 1 else 0.0,
-            batch_first=True,
-        )
-        if spec.arch == "rnn":
-            rnn_kwargs["nonlinearity"] = "tanh"
-        self.rnn = RECURRENT_MODULES[spec.arch](**rnn_kwargs)
-        self.drop = nn.Dropout(spec.dropout)
-        self.decoder = nn.Linear(spec.hidden, spec.vocab_size)
-
-    def init_uniform(self, scale=0.08):
-        # the paper's (and char-rnn's) initialisation of every weight and bias
-        for p in self.parameters():
-            nn.init.uniform_(p, -scale, scale)
-
-    init_weights = init_uniform  # the interface every architecture shares (train.py calls it)
-
-    def init_state(self, batch, device=None):
-        shape = (self.spec.layers, batch, self.spec.hidden)
-        h = torch.zeros(shape, device=device)
-        return (h, torch.zeros(shape, device=device)) if self.spec.arch == "lstm" else h
-
-    def forward(self, idx, state=None):
-        """idx: (batch, time) int64 vocabulary indices -> logits (batch, time, vocab), new state."""
-        x = F.one_hot(idx, self.spec.vocab_size).to(self.decoder.weight.dtype)
-        out, state = self.rnn(x, state)
-        return self.decoder(self.drop(out)), state
-
-
 def build_model(spec: ModelSpec):
-    """The model class of spec.arch."""
-    if spec.arch == "transformer":
-        from rnnlens.transformer import ByteTransformer
-
-        return ByteTransformer(spec)
-    if spec.arch == "lru":
-        from rnnlens.lru import ByteLRU
-
-        return ByteLRU(spec)
-    return CharRNN(spec)
+    """The model of spec.arch, built by its architecture's module."""
+    return archs.load(spec.arch).build_model(spec)
 
 
 def pick_device(name):

@@ -15,20 +15,30 @@ def pyplot():
     return plt
 
 
-# One hue per architecture (a baseline gets a neutral one), a shade per model within it, a line style per depth:
-# every model of a grid gets its own colour, and models of one architecture stay recognisable as a family.
-ARCH_COLORMAPS = {"lstm": "Blues", "gru": "Greens", "rnn": "Oranges", "nnn": "Purples", "transformer": "Reds",
-                  "lru": "YlOrBr"}
+# One hue per architecture (rnnlens.archs: each architecture's module names its colour family; a baseline gets a
+# neutral one), a shade per model within it, a line style per depth: every model of a grid gets its own colour,
+# and models of one architecture stay recognisable as a family.
+BASELINE_STYLES = {"nnn": {"colormap": "Purples", "marker": "D"}, "ngram": {"colormap": "Greys", "marker": "x"}}
 DEPTH_LINESTYLES = {1: "-", 2: "--", 3: ":", 4: "-."}
-ARCH_MARKERS = {"lstm": "o", "gru": "^", "rnn": "s", "nnn": "D", "ngram": "x", "transformer": "P", "lru": "v"}
+
+
+def family_style(family):
+    """{"colormap", "marker"} of an architecture or a baseline family (ngram, nnn)."""
+    if family in BASELINE_STYLES:
+        return BASELINE_STYLES[family]
+    from rnnlens import archs
+
+    return archs.style(family)
 
 
 def _parse(label):
     import re
 
-    match = re.match(r"(rnn|lstm|gru|transformer|lru)-(\d+)x(\d+)", label)
-    if match:
-        return match.group(1), int(match.group(2)), int(match.group(3))
+    from rnnlens.ids import find_model_id
+
+    found = find_model_id(label)
+    if found and label.startswith(f"{found.arch}-"):
+        return found.arch, found.layers, found.size
     for family in ("ngram", "nnn"):
         if label.startswith(family):
             return family, 1, int(re.sub(r"\D", "", label.split("-", 1)[-1]) or 0)
@@ -49,12 +59,12 @@ def model_styles(labels):
             greys = [str(round(g, 2)) for g in np.linspace(0.0, 0.5, max(len(members), 1))]
             shades = greys
         else:
-            cmap = matplotlib.colormaps[ARCH_COLORMAPS[family]]
+            cmap = matplotlib.colormaps[family_style(family)["colormap"]]
             shades = [cmap(x) for x in np.linspace(0.45, 0.95, len(members))] if len(members) > 1 else [cmap(0.75)]
         for label, shade in zip(members, shades):
             layers = parsed[label][1]
             styles[label] = {"color": shade, "linestyle": "--" if family == "ngram" else
-                             DEPTH_LINESTYLES.get(layers, "-"), "marker": ARCH_MARKERS.get(family, "o")}
+                             DEPTH_LINESTYLES.get(layers, "-"), "marker": family_style(family)["marker"]}
     cycle = matplotlib.colormaps["tab10"]
     for i, label in enumerate(others):
         styles[label] = {"color": cycle(i % 10), "linestyle": "-", "marker": "o"}

@@ -8,14 +8,22 @@ import math
 import pandas as pd
 
 from rnnlens.io import atomic_csv, atomic_write_text
-from rnnlens.model import DYNAMIC_SUFFIX
+from rnnlens.ids import DYNAMIC_SUFFIX
 from rnnlens.paper import table1_value
 from rnnlens.predictions import read_meta
 
 log = logging.getLogger(__name__)
 
-# Table 1's column order: the paper's, then the architectures beyond it, each followed by its dynamic evaluation
+# Table 1's column order: the paper's, then the architectures beyond it, each followed by its dynamic evaluation;
+# your own architectures come last, by name
 ARCH_ORDER = tuple(a + suffix for a in ("lstm", "rnn", "gru", "transformer", "lru") for suffix in ("", DYNAMIC_SUFFIX))
+
+
+
+def arch_rank(arch):
+    """A sort key of table columns: ARCH_ORDER, then other architectures by name."""
+    return f"{ARCH_ORDER.index(arch):03d}" if arch in ARCH_ORDER else f"999{arch}"
+
 
 RECALLED_NOTE = ("Paper values are recalled from Karpathy, Johnson & Fei-Fei (2015), Table 1, not re-checked "
                  "against the PDF.")
@@ -45,8 +53,7 @@ def table1(prediction_paths, models_csvs, paper_names=None):
              zip(df.corpus, df.arch, df.layers, df["size"])]
     df["paper_test_loss_recalled"] = paper
     df["difference"] = [round(ours - p, 4) if p is not None else None for ours, p in zip(df.test_loss, paper)]
-    order = {a: i for i, a in enumerate(ARCH_ORDER)}
-    df = df.sort_values(["corpus", "size", "arch", "layers"], key=lambda s: s.map(order) if s.name == "arch" else s)
+    df = df.sort_values(["corpus", "size", "arch", "layers"], key=lambda s: s.map(arch_rank) if s.name == "arch" else s)
     return df[["corpus", "model", "arch", "layers", "size", "hidden", "params", "test_loss",
                "paper_test_loss_recalled", "difference", "best_val_loss", "epochs", "dropout",
                "dropout_tried", "converged"]].reset_index(drop=True)
@@ -81,7 +88,7 @@ def table1_markdown(df):
              "Lower is better. d = the dropout chosen on validation where several were tried.", ""]
     for corpus, group in df.groupby("corpus", sort=False):
         has_paper = group.paper_test_loss_recalled.notna().any()
-        cols = [(a, l) for a in ARCH_ORDER for l in sorted(group.layers.unique())
+        cols = [(a, l) for a in sorted(set(group.arch), key=arch_rank) for l in sorted(group.layers.unique())
                 if ((group.arch == a) & (group.layers == l)).any()]
         lines += [f"## {corpus}", "",
                   f"Each cell: ours (paper). {RECALLED_NOTE}" if has_paper else

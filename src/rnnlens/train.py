@@ -74,7 +74,7 @@ class TrainConfig:
     optimizer: str = "rmsprop"  # "adamw" suits the transformer and the LRU
     weight_decay: float = 0.0  # adamw only
     lr_warmup_steps: int = 0  # linear warm-up of the learning rate over the first optimizer steps
-    window: int = 0  # transformer: context window in bytes (training.seq_len must not exceed it)
+    window: int = 0  # a windowed model's context in bytes (the transformer's default: rnnlens.transformer)
     heads: int = 4  # transformer: attention heads
 
     @classmethod
@@ -239,7 +239,7 @@ class TrainState:
     """Where one training stands. `to_dict()` is the checkpoint: tensors and plain data only, so torch_load reads
     it with weights_only=True; `restore()` puts a checkpoint back into a freshly built state."""
 
-    model: torch.nn.Module  # CharRNN, or the transformer / LRU beyond the paper
+    model: torch.nn.Module  # any architecture's (rnnlens.archs)
     optimizer: torch.optim.Optimizer
     scaler: object  # torch.amp.GradScaler with fp16, else None
     best_weights: dict
@@ -574,7 +574,8 @@ def add_train_arguments(parser):
 def run_train(args):
     import pandas as pd
 
-    from rnnlens.model import parse_model_id
+    from rnnlens import archs
+    from rnnlens.ids import parse_model_id
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -585,7 +586,7 @@ def run_train(args):
     if args.model not in table.index:
         raise InputError(f"model {args.model} is not in {args.models_table}; add its arch/layers/size to the grid")
     spec = ModelSpec(arch, layers, int(table.loc[args.model, "hidden"]), corpus.vocab_size, cfg.dropout,
-                     **({"window": cfg.window, "heads": cfg.heads} if arch == "transformer" else {}))
+                     **archs.spec_options(arch, asdict(cfg)))
     meta = {"model_id": args.model, "corpus": corpus.name, "size_label": size,
             "code_fingerprint": args.code_fingerprint}
     return train(cfg, corpus, spec, args.out_model, args.out_history, args.checkpoint, meta=meta,

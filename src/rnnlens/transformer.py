@@ -8,7 +8,8 @@ the width matched to a budget) does not depend on the context window, and the mo
 
 The model keeps no state between calls: `forward(idx, state)` ignores `state` and returns None for it, so it
 trains on the same truncated-BPTT batches as the recurrent models (each batch a fresh context). Evaluation gives
-every byte up to `window` bytes of real preceding text with strided windows (`predict_rows_windowed`).
+every byte up to `window` bytes of real preceding text with strided windows
+(rnnlens.evaluate.predict_rows_windowed), as it does any model with a `window`.
 """
 
 import math
@@ -18,13 +19,52 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from rnnlens.archs import Kind
 from rnnlens.errors import InputError
+from rnnlens.evaluate import window_blocks
 
 MLP_RATIO = 4
 WIDTH_MULTIPLE = 8  # widths are multiples of 8, so 1, 2, 4 (and for multiples of 16, 8) heads of even size fit
+WINDOW_PER_SEQ_LEN = 4  # the default context window: this many training sequences
 
 
-def count_parameters(layers, hidden, vocab_size):
+# --- the architecture protocol (rnnlens.archs) ---------------------------------------------------------------------
+
+def build_model(spec):
+    return ByteTransformer(spec)
+
+
+def internals_runner(model, method="auto"):
+    return WindowedRunner(model)
+
+
+def training_defaults(arch, settings):
+    """AdamW with a short warm-up and norm clipping (the paper's RMSProp recipe is for the RNNs), and a context
+    window of a few training sequences unless one is set."""
+    defaults = {"optimizer": "adamw", "learning_rate": 3e-3, "lr_warmup_steps": 200, "grad_clip_mode": "norm",
+                "grad_clip": 1.0}
+    if not settings.get("window"):
+        defaults["window"] = WINDOW_PER_SEQ_LEN * int(settings.get("seq_len", 100))
+    return defaults
+
+
+def spec_options(arch, settings):
+    return {"window": int(settings.get("window") or 0), "heads": int(settings.get("heads") or 4)}
+
+
+def width_step(arch):
+    return WIDTH_MULTIPLE
+
+
+def style(arch):
+    return {"colormap": "Reds", "marker": "P"}
+
+
+def describe(arch):
+    return "a transformer"
+
+
+def count_parameters(arch, layers, hidden, vocab_size):
     """Equals sum(p.numel()) of ByteTransformer: embedding, per block two LayerNorms, qkv and output projections,
     the MLP, then the final LayerNorm and the decoder (all with biases)."""
     d, m = hidden, MLP_RATIO * hidden
@@ -119,71 +159,6 @@ class ByteTransformer(nn.Module):
         return self.decoder(self.drop(self.ln_f(x))), None
 
 
-def window_blocks(rows, window, stride):
-    """Strided windows covering batch rows (corpus start, length): every position of every row is predicted
-    exactly once, by the window whose last `stride` outputs cover it, from at most `window` bytes of real text
-    before it (at least window - stride + 1 where the corpus allows).
-
-    -> list of (input start, input length, first target column, targets, out offset): the window reads the
-    corpus from `input start` for `input length` bytes; its outputs from `first target column` on predict
-    `targets` consecutive positions, stored at `out offset` in the rows' concatenated output."""
-    blocks, offset = [], 0
-    for start, length in rows:
-        for p in range(start, start + length, stride):
-            end = min(p + stride, start + length)  # targets p .. end-1, read from inputs a .. end-2
-            a = max(0, end - 1 - window)
-            if p - 1 < a or p < 1:
-                raise InputError("a row starting at the corpus's first byte has no input to predict it from")
-            blocks.append((a, end - 1 - a, p - 1 - a, end - p, offset + p - start))
-        offset += length
-    return blocks
-
-
-@torch.no_grad()
-def predict_rows_windowed(model, encoded, rows, device="cpu", keep_probs=False, vocab=None, stride=None,
-                          batch=64):
-    """predict_rows for a model without state: every position of the rows once, from at most model.window bytes
-    of the real text before it (strided windows, stride window // 2 by default). Same result dict as
-    rnnlens.evaluate.predict_rows."""
-    window = model.window
-    stride = stride or max(1, window // 2)
-    blocks = window_blocks(rows, window, stride)
-    total = sum(length for _, length in rows)
-    logp_out = np.empty(total, dtype=np.float64)
-    am_out = np.empty(total, dtype=np.int64)
-    pam_out = np.empty(total, dtype=np.float32)
-    probs_out = np.empty((total, model.spec.vocab_size), dtype=np.float32) if keep_probs else None
-    model = model.to(device).eval()
-    encoded = encoded.to(device)
-    by_length = {}
-    for block in blocks:  # windows of one length run as one batch (all but a few have the full window)
-        by_length.setdefault(block[1], []).append(block)
-    for length, group in by_length.items():
-        for i in range(0, len(group), batch):
-            part = group[i : i + batch]
-            starts = torch.tensor([b[0] for b in part], device=device)
-            index = starts[:, None] + torch.arange(length + 1, device=device)[None, :]
-            window_bytes = encoded[index]
-            logits, _ = model(window_bytes[:, :-1])
-            logprobs = F.log_softmax(logits.float(), dim=-1)
-            for row, (_, _, first, n, out) in enumerate(part):
-                lp = logprobs[row, first : first + n]
-                target = window_bytes[row, first + 1 : first + 1 + n]
-                logp_out[out : out + n] = lp.gather(-1, target[:, None])[:, 0].double().cpu().numpy()
-                best, arg = lp.max(dim=-1)
-                pam_out[out : out + n] = best.exp().cpu().numpy()
-                am_out[out : out + n] = arg.cpu().numpy()
-                if keep_probs:
-                    probs_out[out : out + n] = lp.exp().cpu().numpy()
-    result = {"logp": logp_out, "argmax": am_out, "p_argmax": pam_out,
-              "layout": {"rows": len(rows), "window": window, "stride": stride, "windows": len(blocks)}}
-    if vocab is not None:
-        result["argmax"] = np.asarray(vocab, dtype=np.uint8)[result["argmax"]]
-    if keep_probs:
-        result["probs"] = probs_out
-    return result
-
-
 @torch.no_grad()
 def windowed_internals(model, corpus, rows, stride=None, batch=64):
     """Per-layer activations (residual stream after the block, then its MLP neurons: 5 x hidden units) after
@@ -212,3 +187,21 @@ def windowed_internals(model, corpus, rows, stride=None, batch=64):
                     acts[k][row, :n] = torch.cat([layer["resid"][row, first : first + n],
                                                   layer["mlp"][row, first : first + n]], dim=-1)
             yield pos, acts
+
+
+class WindowedRunner:
+    """Internals of a ByteTransformer for rnnlens.internals: per layer the residual stream after the block (units
+    0..H-1) then its MLP neurons (H..5H-1), each position read from the windows of evaluation moved one byte on."""
+
+    method = "windowed"
+    kinds = {"cells": Kind(None, None)}
+    cell_kind = "cells"
+    unit_layout = "residual stream 0..H-1, MLP neurons H..5H-1"
+
+    def __init__(self, model):
+        self.model = model.eval()
+        self.units = 5 * model.spec.hidden
+
+    def stream(self, corpus, rows, warmup=0, chunk=0):
+        for pos, acts in windowed_internals(self.model, corpus, rows):
+            yield pos, [{"cells": a} for a in acts]

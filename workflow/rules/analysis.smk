@@ -210,7 +210,7 @@ rule dynamics:
     params:
         positions=DYNAMICS["positions"],
         corpus=corpus_digest,
-        code=fingerprint("dynamics-models"),
+        code=fingerprint("dynamics-models", arch=parse_model_id(DYNAMICS["model"]).arch),
     shell:
         "python -m rnnlens dynamics-models --data {input.data} --model {input.model} --nnn {input.nnn}"
         " --positions {params.positions} --threads {threads} --csv-out {output.csv} --fig-out {output.png}"

@@ -21,9 +21,18 @@ from rnnlens.config import (
     trial_settings,
 )
 from rnnlens.fetch import SOURCE_KEYS
+from rnnlens.ids import (
+    MODEL_PATTERN,
+    dynamic_id,
+    family_of,
+    format_model_id,
+    parse_model_id,
+)
 
-# A rule's `code` param is fingerprint(<the rnnlens commands its shell runs>): a hash of every package module those
-# commands can import, read from the imports (rnnlens/fingerprint.py). Editing one of them reruns the rule.
+# A rule's `code` param names and hashes every module the job executes (rnnlens/fingerprint.py): fingerprint(command)
+# for a job that builds no model, code_of(command) for a per-model job (its architecture's module from the {model}
+# or {base} wildcard), code_for_archs(command) for a job over the grid's models. An edit that changes what one of
+# them computes reruns the job; comments, docstrings and other architectures' modules do not.
 from rnnlens.fingerprint import fingerprint
 
 SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
@@ -38,7 +47,7 @@ except ConfigError as err:
 CORPORA = list(config["corpora"])
 GRID = config["grid"]
 MODELS = [
-    f"{arch}-{layers}x{size}"
+    format_model_id(arch, layers, size)
     for arch in GRID["arch"]
     for layers in GRID["layers"]
     for size in GRID["size"]
@@ -47,7 +56,7 @@ RES = config["resources"]
 EVAL = config["evaluation"]
 # dynamic evaluation: a predictor {model}+dyn for each of evaluation.dynamic.models (default: every model)
 DYNAMIC = EVAL.get("dynamic") or {}
-DYNAMIC_MODELS = [f"{m}+dyn" for m in DYNAMIC.get("models", MODELS)] if DYNAMIC else []
+DYNAMIC_MODELS = [dynamic_id(m) for m in DYNAMIC.get("models", MODELS)] if DYNAMIC else []
 PREDICTORS = MODELS + DYNAMIC_MODELS
 NGRAM = config["ngram"]
 NGRAM_ORDERS = NGRAM.get("orders", [])  # none: no n-gram baselines
@@ -56,8 +65,6 @@ NNN_ORDERS = NNN.get("orders", [])  # none: no n-NN baselines
 ANALYSIS = config["analysis"]
 ORACLES = ANALYSIS["oracles"]
 INTERNALS = ANALYSIS["internals"]
-# the transformer and the LRU have no gates: the saturation figure leaves them out (their internals say so)
-GATED_MODELS = [m for m in MODELS if m.startswith(("lstm-", "gru-"))]
 DYNAMICS = ANALYSIS["dynamics"]
 REFERENCE_NGRAM = ANALYSIS.get("reference_ngram", max(NGRAM_ORDERS, default=0))
 ORACLE_NGRAMS = [n for n in ORACLES["ngram_orders"] if n in NGRAM_ORDERS]
@@ -66,7 +73,7 @@ HAS_LSTM = "lstm" in GRID["arch"]
 
 
 # rules that train or read weights constrain {model} to a trained model (no +dyn predictor)
-TRAINED_MODEL = "(rnn|lstm|gru|transformer|lru)-[0-9]+x[0-9]+"
+TRAINED_MODEL = MODEL_PATTERN
 
 
 wildcard_constraints:
@@ -110,14 +117,27 @@ def dropout_trials(wildcards):
 
 def model_grid_args(wildcards):
     """models-table arguments for the one grid point of wildcards.model (e.g. lstm-2x128)."""
-    arch, shape = wildcards.model.split("-")
-    layers, size = shape.split("x")
+    arch, layers, size = parse_model_id(wildcards.model)
     return f"--archs {arch} --layers {layers} --sizes {size}"
 
 
+def code_of(*commands):
+    """The code param of a per-model rule: the commands' modules and its model's architecture module."""
+
+    def code(wildcards):
+        model = wildcards.get("model") or wildcards.get("base")
+        return fingerprint(*commands, arch=parse_model_id(model).arch)
+
+    return code
+
+
+def code_for_archs(*commands):
+    """The code param of a rule that builds models of every architecture of the grid (the models table)."""
+    return fingerprint(*commands, arch=GRID["arch"])
+
+
 def train_runtime(wildcards, attempt):
-    size = int(wildcards.model.split("x")[1])
-    layers = int(wildcards.model.split("-")[1].split("x")[0])
+    _, layers, size = parse_model_id(wildcards.model)
     table = {int(k): v for k, v in RES["train_runtime_minutes"].items()}
     base = table.get(size) or max(table.values(), default=60)
     return int(base * (1 + 0.25 * (layers - 1)) * 2 ** (attempt - 1))
@@ -196,16 +216,16 @@ def analysis_targets():
             ]
         targets += [f"results/{corpus}/oracles/{m}.csv" for m in PREDICTORS]
         targets += [f"results/{corpus}/internals/{m}/cells.html" for m in MODELS]
+        targets += [f"results/{corpus}/internals/{m}/saturation.png" for m in MODELS]
         targets.append(f"results/tables/best_cells_{corpus}.csv")
-        if GATED_MODELS:
-            targets.append(f"{fig}/saturation.png")
+        targets.append(f"{fig}/saturation.png")
         if HAS_LSTM:
             targets.append(f"{fig}/error_breakdown.png")
             if len(GRID["size"]) > 1:
                 targets.append(f"{fig}/small_vs_large.png")
         if len(PREDICTORS) > 1:
             targets.append(f"{fig}/tsne.png")
-        if len({m.split("-")[0] + m.partition("+")[1] for m in PREDICTORS}) > 1:
+        if len({family_of(m) for m in PREDICTORS}) > 1:
             targets.append(f"{fig}/arch_errors.png")
         if DYNAMICS["model"] in MODELS and DYNAMICS_NNN:
             targets.append(f"{fig}/dynamics.png")

@@ -60,7 +60,7 @@ rule models_table:
         layers=",".join(map(str, GRID["layers"])),
         sizes=",".join(map(str, GRID["size"])),
         corpus=corpus_digest,
-        code=fingerprint("models-table"),
+        code=code_for_archs("models-table"),
     shell:
         "python -m rnnlens models-table --data {input} --archs {params.archs} --layers {params.layers}"
         " --sizes {params.sizes} --out {output} > {log} 2>&1"

@@ -20,7 +20,7 @@ rule evaluate:
         streams=EVAL["streams"],
         warmup=EVAL["warmup"],
         corpus=corpus_digest,
-        code=fingerprint("evaluate"),
+        code=code_of("evaluate"),
     shell:
         "python -m rnnlens evaluate --model {input.model} --data {input.data} --out {output}"
         " --model-id {wildcards.model} --streams {params.streams} --warmup {params.warmup}"
@@ -53,7 +53,7 @@ rule evaluate_dynamic:
         ms_bytes=DYNAMIC.get("ms_bytes"),
         warmup=EVAL["warmup"],
         corpus=corpus_digest,
-        code=fingerprint("dyneval"),
+        code=code_of("dyneval"),
     shell:
         "python -m rnnlens dyneval --model {input.model} --data {input.data} --out {output}"
         " --model-id {wildcards.base} --rule {params.rule} --lr {params.lr} --decay {params.decay}"

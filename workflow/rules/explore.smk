@@ -32,7 +32,7 @@ rule explore_store:
         oracles=json_arg(EXPLORE_ORACLES),
         evaluation=f"--eval-streams {EVAL['streams']} --eval-warmup {EVAL['warmup']}",
         corpus=corpus_digest,
-        code=fingerprint("explore-store"),
+        code=code_of("explore-store"),
     shell:
         "python -m rnnlens explore-store --model {input.model} --data {input.data} --out-dir {params.out_dir}"
         " --model-id {wildcards.model} --predictions {input.predictions} --cells {input.cells} {params.ngram}"

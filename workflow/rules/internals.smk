@@ -1,3 +1,5 @@
+# The numbers of one model's internals (gate saturation, cell scores, excerpts); the pictures are drawn from them
+# by cell_pictures and model_saturation_figure, so that a figure edit redraws and recomputes nothing.
 rule internals:
     input:
         model="results/{corpus}/models/{model}/model.pt",
@@ -5,21 +7,9 @@ rule internals:
     output:
         saturation="results/{corpus}/internals/{model}/saturation.parquet",
         summary="results/{corpus}/internals/{model}/saturation_summary.csv",
-        saturation_png="results/{corpus}/internals/{model}/saturation.png",
-        saturation_pdf="results/{corpus}/internals/{model}/saturation.pdf",
         cells="results/{corpus}/internals/{model}/cells.parquet",
         top="results/{corpus}/internals/{model}/cells_top.csv",
         excerpts="results/{corpus}/internals/{model}/excerpts.parquet",
-        # one PNG per picture (how many depends on the model), written as a whole; cells.pdf has them all
-        pictures=directory("results/{corpus}/internals/{model}/cells"),
-        pictures_pdf="results/{corpus}/internals/{model}/cells.pdf",
-        html=report(
-            "results/{corpus}/internals/{model}/cells.html",
-            caption="../report/cells.rst",
-            category="Inside the networks",
-            subcategory="{corpus}",
-            labels={"model": "{model}", "figure": "cell pictures"},
-        ),
     log:
         "results/logs/{corpus}/internals/{model}.log",
     benchmark:
@@ -37,11 +27,70 @@ rule internals:
         max_positions=INTERNALS["max_positions"],
         cells=user_cells,
         corpus=corpus_digest,
-        code=fingerprint("internals"),
+        code=code_of("internals"),
     shell:
         "python -m rnnlens internals --model {input.model} --data {input.data} --out-dir {params.out_dir}"
         " --model-id {wildcards.model} --max-positions {params.max_positions} {params.cells}"
         " --threads {threads} > {log} 2>&1"
+
+
+rule cell_pictures:
+    input:
+        cells="results/{corpus}/internals/{model}/cells.parquet",
+        excerpts="results/{corpus}/internals/{model}/excerpts.parquet",
+        data=DATA_JSON,
+    output:
+        # one PNG per picture (how many depends on the model), written as a whole; cells.pdf has them all
+        pictures=directory("results/{corpus}/internals/{model}/cells"),
+        pictures_pdf="results/{corpus}/internals/{model}/cells.pdf",
+        html=report(
+            "results/{corpus}/internals/{model}/cells.html",
+            caption="../report/cells.rst",
+            category="Inside the networks",
+            subcategory="{corpus}",
+            labels={"model": "{model}", "figure": "cell pictures"},
+        ),
+    log:
+        "results/logs/{corpus}/cell_pictures/{model}.log",
+    benchmark:
+        "results/benchmarks/{corpus}/cell_pictures/{model}.tsv"
+    wildcard_constraints:
+        model=TRAINED_MODEL,
+    conda:
+        "../../envs/rnnlens.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=20,
+    params:
+        out_dir=subpath(input.cells, parent=True),
+        cells=user_cells,
+        corpus=corpus_digest,
+        code=fingerprint("cell-pictures"),
+    shell:
+        "python -m rnnlens cell-pictures --dir {params.out_dir} --data {input.data} --model-id {wildcards.model}"
+        " {params.cells} > {log} 2>&1"
+
+
+# one model's gate saturation figure (a model without gates gets a figure that says so)
+rule model_saturation_figure:
+    input:
+        "results/{corpus}/internals/{model}/saturation.parquet",
+    output:
+        png="results/{corpus}/internals/{model}/saturation.png",
+        pdf="results/{corpus}/internals/{model}/saturation.pdf",  # written beside the PNG
+    log:
+        "results/logs/{corpus}/model_saturation_figure/{model}.log",
+    wildcard_constraints:
+        model=TRAINED_MODEL,
+    conda:
+        "../../envs/rnnlens.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    params:
+        code=fingerprint("saturation-figure"),
+    shell:
+        "python -m rnnlens saturation-figure --inputs {input} --out {output.png} > {log} 2>&1"
 
 
 rule best_cells:
@@ -74,7 +123,7 @@ rule saturation_figure:
     input:
         expand(
             "results/{{corpus}}/internals/{model}/saturation.parquet",
-            model=GATED_MODELS,
+            model=MODELS,
         ),
     output:
         png=report(
@@ -82,7 +131,7 @@ rule saturation_figure:
             caption="../report/saturation.rst",
             category="Inside the networks",
             subcategory="{corpus}",
-            labels={"model": "all LSTM and GRU", "figure": "gate saturation"},
+            labels={"model": "all with gates", "figure": "gate saturation"},
         ),
         pdf="results/figures/{corpus}/saturation.pdf",  # written beside the PNG
     log:

@@ -15,7 +15,7 @@ rule model_spec:
     params:
         grid=model_grid_args,
         corpus=corpus_digest,
-        code=fingerprint("models-table"),
+        code=code_of("models-table"),
     shell:
         "python -m rnnlens models-table --data {input} {params.grid} --out {output} > {log} 2>&1"
 
@@ -44,11 +44,11 @@ rule train:
         # the checkpoint is not an output: Snakemake must keep it when a job is killed, so the retry resumes
         checkpoint="results/{corpus}/models/{model}/dropout-{dropout}/checkpoint.pt",
         corpus=corpus_digest,
-        code=fingerprint("train"),
+        code=code_of("train"),
     shell:
         "python -m rnnlens train --data {input.data} --models-table {input.models} --model {wildcards.model}"
         " --settings '{params.settings}' --out-model {output.model} --out-history {output.history}"
-        " --checkpoint {params.checkpoint} --threads {threads} --code-fingerprint {params.code} >> {log} 2>&1"
+        " --checkpoint {params.checkpoint} --threads {threads} --code-fingerprint '{params.code}' >> {log} 2>&1"
 
 
 # The model of a grid point: the dropout trial with the best validation loss (the paper chose dropout on

@@ -196,14 +196,14 @@ def empty_positions(n):
 
 def _fill_from_model(model, corpus, streams, warmup, chunk):
     """A fill_acts that streams the exact internals (rnnlens.internals) into the memmap, chunk by chunk."""
-    from rnnlens.internals import LayerwiseRunner, stream_test_internals
+    from rnnlens.internals import runner_for, stream_test_internals
 
     spec = model.spec
     kinds = KINDS[spec.arch]
     H = spec.hidden
 
     def fill(acts):
-        runner = LayerwiseRunner(model)
+        runner = runner_for(model)
         for chunk_acts in stream_test_internals(model, corpus, streams, warmup, chunk, runner=runner):
             pos = chunk_acts.pos
             for k, kind in enumerate(kinds):

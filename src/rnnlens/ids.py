@@ -1,0 +1,72 @@
+"""Model and predictor ids: the one place that knows their grammar (no torch, so the workflow, tables and figures
+read ids without loading models).
+
+    model id       ARCH-LAYERSxSIZE          lstm-2x128, mygru-1x64   (SIZE: the parameter budget's label)
+    predictor id   MODEL[+dyn]               lstm-2x128+dyn: the model under dynamic evaluation
+
+ARCH is a registered architecture's name (rnnlens.archs): lower-case letters, digits and underscores, starting
+with a letter, so that `-` always ends it.
+"""
+
+import re
+from typing import NamedTuple
+
+DYNAMIC_SUFFIX = "+dyn"
+ARCH_PATTERN = "[a-z][a-z0-9_]*"
+MODEL_PATTERN = f"{ARCH_PATTERN}-[0-9]+x[0-9]+"  # also the workflow's wildcard constraint of a trained model
+PREDICTOR_PATTERN = f"{MODEL_PATTERN}(?:\\{DYNAMIC_SUFFIX})?"
+_MODEL = re.compile(f"({ARCH_PATTERN})-([0-9]+)x([0-9]+)")
+
+
+class ModelId(NamedTuple):
+    arch: str
+    layers: int
+    size: int
+
+    def __str__(self):
+        return format_model_id(self.arch, self.layers, self.size)
+
+
+def format_model_id(arch, layers, size):
+    return f"{arch}-{int(layers)}x{int(size)}"
+
+
+def parse_model_id(mid):
+    """'lstm-2x128' (or its predictor 'lstm-2x128+dyn') -> ModelId('lstm', 2, 128); ValueError naming the form."""
+    match = _MODEL.fullmatch(base_model(mid))
+    if not match:
+        raise ValueError(f"model id {mid!r} is not of the form ARCH-LAYERSxSIZE, e.g. lstm-2x128 (ARCH: lower-case "
+                         "letters, digits and _)")
+    return ModelId(match.group(1), int(match.group(2)), int(match.group(3)))
+
+
+def find_model_id(text):
+    """The first model id inside `text` (a label, a file name), or None."""
+    match = _MODEL.search(text)
+    return ModelId(match.group(1), int(match.group(2)), int(match.group(3))) if match else None
+
+
+def is_dynamic(pid):
+    return pid.endswith(DYNAMIC_SUFFIX)
+
+
+def base_model(pid):
+    """The trained model behind a predictor id: lstm-2x128+dyn -> lstm-2x128."""
+    return pid.removesuffix(DYNAMIC_SUFFIX)
+
+
+def dynamic_id(mid):
+    return mid + DYNAMIC_SUFFIX
+
+
+def arch_of(pid):
+    return parse_model_id(pid).arch
+
+
+def family_of(pid):
+    """The architecture a predictor is grouped by in tables and figures: lstm, or lstm+dyn."""
+    return arch_of(pid) + (DYNAMIC_SUFFIX if is_dynamic(pid) else "")
+
+
+def size_label(pid):
+    return parse_model_id(pid).size
