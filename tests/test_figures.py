@@ -9,9 +9,9 @@ import pytest
 
 from rnnlens.cli import main
 from rnnlens.agreement import plot_embedding
-from rnnlens.brackets import bin_curves, plot_curves
+from rnnlens.brackets import bin_curves, guaranteed_context, plot_curves
 from rnnlens.dynamics import plot_dynamics
-from rnnlens.perchar import per_character, plot_per_character
+from rnnlens.perchar import per_character, plot_per_character, with_intervals
 from rnnlens.predictions import write_predictions
 from rnnlens.saturation import draw_saturation
 from rnnlens.curves import training_curves
@@ -66,6 +66,63 @@ def test_bracket_curve_legend_below_axes_fitted_y_and_ngram_visible(tmp_path):
     title = ax.get_title()
     assert title.startswith("demo: closing )") and all(m in title for m in probs)
     assert "bins with >= 10" in ax.get_xlabel()
+
+
+def band_limits(collection, x):
+    """(lowest, highest) y of a fill_between band at x."""
+    vertices = np.concatenate([path.vertices for path in collection.get_paths()])
+    at = vertices[np.isclose(vertices[:, 0], x)][:, 1]
+    return at.min(), at.max()
+
+
+def test_bracket_curves_carry_standard_error_bands_counts_and_one_line_per_guaranteed_context(tmp_path):
+    rng = np.random.default_rng(4)
+    distances = rng.integers(1, 160, 1500)
+    probs = {label: rng.random(1500) for label in ("lstm-1x64", "transformer-1x64", "transformer-1x64+dyn",
+                                                   "transformer-2x64")}
+    df = bin_curves(distances, probs, 20)
+    contexts = {"transformer-1x64": guaranteed_context({"window": 128, "evaluation": {"stride": 64}}),
+                "transformer-2x64": guaranteed_context({"window": 128, "evaluation": {"stride": 64}}),
+                "transformer-1x64+dyn": guaranteed_context({"window": 128, "dynamic": {"segment": 100}})}
+    assert contexts["transformer-1x64"]["guaranteed"] == 65 and contexts["transformer-1x64+dyn"]["guaranteed"] == 29
+    assert guaranteed_context({"window": 128})["guaranteed"] == 65 and guaranteed_context({"window": None}) is None
+    fig = plot_curves(df, "demo", "quote", {}, tmp_path / "b", 20, min_count=10, contexts=contexts)
+    ax = next(a for a in fig.axes if a.get_legend() is not None)
+    bands = {c.get_label().removeprefix("_band "): c for c in ax.collections if c.get_label().startswith("_band ")}
+    assert set(bands) == set(probs)
+    for label in probs:  # every bin's band spans mean +- standard error, read off the drawn polygon
+        for row in df[df["model"] == label].itertuples():
+            lo, hi = band_limits(bands[label], row.bin_start + 10)
+            assert lo == pytest.approx(row.mean_p - row.sem_p) and hi == pytest.approx(row.mean_p + row.sem_p)
+    assert ax.get_ylim()[1] >= (df["mean_p"] + df["sem_p"]).max()  # no band cut off at the top
+    counts = df.drop_duplicates("bin_start")["count"].astype(str).tolist()
+    assert [t.get_text() for t in ax.texts] == counts  # the number of closers over every bin
+    lines = {line.get_label(): line.get_xdata()[0] for line in ax.get_lines() if "opener surely read" in line.get_label()}
+    # the two stride-64 transformers share one line at 65, the segment-100 predictor has its own at 29
+    assert sorted(lines.values()) == [29, 65] and len(lines) == 2
+    assert any(label.startswith("transformer-1x64, transformer-2x64:") and "window 128, stride 64" in label
+               for label in lines)
+    assert "bands: +-1 standard error" in ax.get_xlabel()
+
+
+def test_per_character_points_and_differences_carry_their_intervals(tmp_path):
+    rng = np.random.default_rng(5)
+    target = rng.integers(97, 101, 4000)
+    p_a, p_b = rng.random(4000), rng.random(4000)
+    df = with_intervals(per_character(target, p_a, p_b), target, p_a, p_b, resamples=300)
+    assert (df["diff_ci_lo"] < df["diff"]).all() and (df["diff"] < df["diff_ci_hi"]).all()
+    fig = plot_per_character(df, "lstm-1x8", "ngram-3", "demo", tmp_path / "pc.png", 10, "95% bootstrap intervals")
+    ax_p, ax_d = fig.axes
+    assert "95% bootstrap intervals" in ax_p.get_title()
+    bars = [c for c in ax_p.containers if isinstance(c, matplotlib.container.ErrorbarContainer)]
+    assert [c.get_label() for c in bars] == ["lstm-1x8", "ngram-3"]
+    for container, column in zip(bars, ("mean_p_a", "mean_p_b")):
+        segments = container.lines[2][0].get_segments()  # one vertical segment per character, lo to hi
+        np.testing.assert_allclose([s[:, 1].min() for s in segments], df[f"{column}_ci_lo"])
+        np.testing.assert_allclose([s[:, 1].max() for s in segments], df[f"{column}_ci_hi"])
+    diff_bars = next(c for c in ax_d.containers if isinstance(c, matplotlib.container.BarContainer))
+    segments = diff_bars.errorbar.lines[2][0].get_segments()
+    np.testing.assert_allclose([s[:, 1].min() for s in segments], df["diff_ci_lo"])
 
 
 def test_bracket_figure_without_data_is_a_note(tmp_path):
