@@ -163,6 +163,41 @@ def test_training_curves_one_colour_per_model_legend_outside(tmp_path):
     assert "demo" in fig._suptitle.get_text()
 
 
+def test_training_curves_band_over_seeds_and_last_epochs_on_their_own_scale(tmp_path):
+    epochs = np.arange(1, 10)
+    loss = lambda floor, shift: floor + 2.0 * np.exp(-epochs) + 0.02 * np.sin(epochs) + shift  # noqa: E731
+    paths, labels = [], []
+    for seed, shift in ((1, 0.0), (2, 0.05)):  # two training seeds of lstm-1x8, one history file each
+        path = tmp_path / f"lstm-seed{seed}.csv"
+        pd.DataFrame({"epoch": epochs, "train_loss": loss(1.2, shift), "val_loss": loss(1.3, shift)}).to_csv(path, index=False)
+        paths.append(path)
+        labels.append("lstm-1x8")
+    # gru-1x8's two seeds in one file with a seed column; rnn-1x8 has one seed
+    both = pd.concat([pd.DataFrame({"seed": s, "epoch": epochs, "train_loss": loss(1.5, d), "val_loss": loss(1.6, d)})
+                      for s, d in ((1, 0.0), (2, -0.03))])
+    both.to_csv(tmp_path / "gru.csv", index=False)
+    pd.DataFrame({"epoch": epochs, "train_loss": loss(1.8, 0), "val_loss": loss(1.9, 0)}).to_csv(tmp_path / "rnn.csv", index=False)
+    fig = training_curves([*paths, tmp_path / "gru.csv", tmp_path / "rnn.csv"], labels + ["gru-1x8", "rnn-1x8"],
+                          tmp_path / "curves.png", title="demo")
+    assert len(fig.axes) == 4 and "mean over seeds, bands: their range" in fig._suptitle.get_text()
+    top_val, zoom_val = fig.axes[1], fig.axes[3]
+    bands = {c.get_label(): c for c in top_val.collections}
+    assert set(bands) == {"_band lstm-1x8", "_band gru-1x8"}  # one seed: no band
+    for label, (lo, hi) in (("lstm-1x8", (loss(1.3, 0.0), loss(1.3, 0.05))), ("gru-1x8", (loss(1.6, -0.03), loss(1.6, 0)))):
+        for epoch in (1, 5, 9):
+            assert band_limits(bands[f"_band {label}"], epoch) == pytest.approx((lo[epoch - 1], hi[epoch - 1]))
+        line = next(line for line in top_val.get_lines() if line.get_label() == f"{label} (2 seeds)")
+        np.testing.assert_allclose(line.get_ydata(), (lo + hi) / 2)
+    # the lower row: epochs 6-9 (the last third, at least two), y fitted to them, not to epoch 1's loss
+    assert zoom_val.get_xlim() == pytest.approx((5.7, 9.3))
+    low, high = zoom_val.get_ylim()
+    shown = np.concatenate([loss(f, d)[5:] for f, d in ((1.3, 0), (1.3, 0.05), (1.6, 0), (1.6, -0.03), (1.9, 0))])
+    assert low <= shown.min() and high >= shown.max() and high - low < 1.2 * np.ptp(shown)
+    assert high < loss(1.9, 0)[0]  # epoch 1 is off this scale
+    one = training_curves([tmp_path / "rnn.csv"], ["rnn-1x8"], tmp_path / "one.png", title="demo")
+    assert "one seed per model: no band" in one._suptitle.get_text() and not one.axes[0].collections
+
+
 def test_saturation_title_names_corpus_and_models():
     rows = [{"model": m, "gate": g, "layer": 1, "unit": u, "frac_left": 0.1, "frac_right": 0.5}
             for m in ("lstm-1x8", "gru-1x8")
