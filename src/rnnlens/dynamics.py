@@ -31,7 +31,7 @@ import pandas as pd
 
 from rnnlens.errors import InputError, RnnlensError
 from rnnlens.io import atomic_write_text
-from rnnlens.plots import legend_outside, pyplot, save_figures
+from rnnlens.plots import pyplot, save_figures
 
 log = logging.getLogger(__name__)
 

@@ -359,8 +359,8 @@ def _bars(ax, table, title, interval_note=None):
         right = row["count_ci_hi"] if with_ci else row["count"]
         ax.text(right + top * 0.01, yi, f"{count} ({share})", va="center", fontsize=7)
     ax.set_xlim(0, top * (1.45 if with_ci else 1.3))
-    ax.set_xlabel("errors removed (share of errors)" + (f"\nerror bars, [ ]: {interval_note}" if with_ci and interval_note
-                                                       else ""), fontsize=9 if with_ci else None)
+    note = f"\nerror bars, [ ]: {interval_note}" if with_ci and interval_note else ""
+    ax.set_xlabel(f"errors removed (share of errors){note}", fontsize=9 if with_ci else None)
     ax.set_title(title, fontsize=10)
 
 
@@ -511,8 +511,8 @@ def run_oracles(args):
         log.info(convergence.pick_note(model, meta))
     n_errors, n_test = float(table["n_errors"].iloc[0]), float(table["n_test"].iloc[0])
     seeds = f" (mean of {len(paths)} seeds)" if len(paths) > 1 else ""
-    plot_breakdown(table, args.fig_out, f"{facts_corpus(args)}: {convergence.label(model, meta)}: {n_errors:,.0f} errors "
-                   f"of {n_test:,.0f} test bytes ({100 * n_errors / max(n_test, 1):.1f}%){seeds}",
+    plot_breakdown(table, args.fig_out, f"{facts_corpus(args)}: {convergence.label(model, meta)}: {n_errors:,.0f} "
+                   f"errors of {n_test:,.0f} test bytes ({100 * n_errors / max(n_test, 1):.1f}%){seeds}",
                    intervals.describe(args.resamples, args.level, len(paths)))
     return 0
 
