@@ -80,9 +80,11 @@ def training_curves(history_paths, labels, out_path, title=None):
         for ax, name in zip(row, ("training loss", "validation loss")):
             ax.set_xlabel("epoch")
             ax.set_ylabel(f"{name} (nats/char)")
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
             ax.grid(alpha=0.3)
-            if r == 1:
+            if r == 0:
+                ax.set_xlim(0.5, last + 0.5)  # whole epochs on the axis, a one-epoch run included
+            else:
                 ax.set_title(f"{name}, epochs {zoom[0]}-{zoom[1]} on their own scale", fontsize=9)
     if zoom:
         for ax, column in zip(axes[1], COLUMNS):
