@@ -88,3 +88,39 @@ def test_cli_skips_ngrams_and_writes_matrix_embedding_and_figure(tmp_path, capsy
     e = pd.read_csv(out / "tsne.csv")
     assert list(e["model"]) == ids + ["nnn-2"]
     assert (out / "tsne.png").stat().st_size > 1000 and (out / "tsne.pdf").exists()
+
+
+def test_family_means_within_and_between_and_printed_beside_the_map(tmp_path):
+    from rnnlens.agreement import family_means, plot_embedding
+
+    ids = ["lstm-1x8", "lstm-2x8", "gru-1x8", "gru-2x8", "lstm-1x8+dyn", "nnn-2"]
+    m = pd.DataFrame(np.eye(6), index=ids, columns=ids)
+    pairs = {("lstm-1x8", "lstm-2x8"): 0.8, ("gru-1x8", "gru-2x8"): 0.7, ("lstm-1x8", "gru-1x8"): 0.6,
+             ("lstm-1x8", "gru-2x8"): 0.5, ("lstm-2x8", "gru-1x8"): 0.4, ("lstm-2x8", "gru-2x8"): 0.3}
+    for (a, b), v in pairs.items():
+        m.loc[a, b] = m.loc[b, a] = v
+    means = family_means(m).set_index(["family_a", "family_b"])
+    assert means.loc[("lstm", "lstm"), "mean"] == pytest.approx(0.8) and means.loc[("lstm", "lstm"), "pairs"] == 1
+    assert means.loc[("gru", "gru"), "mean"] == pytest.approx(0.7)
+    assert means.loc[("lstm", "gru"), "mean"] == pytest.approx(0.45) and means.loc[("lstm", "gru"), "pairs"] == 4
+    assert means.loc[("lstm", "gru"), "kind"] == "between"
+    # a dynamic-evaluation predictor is its own family; an id of another form is "other"
+    assert ("lstm+dyn", "lstm+dyn") not in means.index and ("lstm", "lstm+dyn") in means.index
+    assert ("other", "other") not in means.index and ("lstm", "other") in means.index
+    embedding = embed(m, seed=0)
+    fig = plot_embedding(embedding, [tmp_path / "tsne.png"], title="demo", agreement=m)
+    tsne, matrix = fig.axes[0], fig.axes[1]
+    drawn = matrix.get_images()[0].get_array()
+    assert drawn.shape == (6, 6) and np.ma.getmaskarray(np.diag(drawn)).all()  # the diagonal does not set the scale
+    # by family (a predictor beside its architecture), then depth and size; other ids last
+    assert [t.get_text() for t in matrix.get_yticklabels()] == ["lstm-1x8", "lstm-2x8", "lstm-1x8+dyn", "gru-1x8",
+                                                                "gru-2x8", "nnn-2"]
+    note = " ".join(t.get_text() for t in fig.texts)
+    assert "within: LSTM 0.800 (1 pair), GRU 0.700 (1 pair)" in note and "LSTM-GRU 0.450" in note
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)  # the saved figure's canvas is detached: draw it again as it was saved
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    legend = tsne.get_legend().get_window_extent(renderer)
+    assert not legend.overlaps(matrix.get_window_extent(renderer)) and not legend.overlaps(tsne.get_window_extent(renderer))

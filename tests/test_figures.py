@@ -9,9 +9,9 @@ import pytest
 
 from rnnlens.cli import main
 from rnnlens.agreement import plot_embedding
-from rnnlens.brackets import bin_curves, plot_curves
+from rnnlens.brackets import bin_curves, guaranteed_context, plot_curves
 from rnnlens.dynamics import plot_dynamics
-from rnnlens.perchar import per_character, plot_per_character
+from rnnlens.perchar import per_character, plot_per_character, with_intervals
 from rnnlens.predictions import write_predictions
 from rnnlens.saturation_plot import draw_saturation
 from rnnlens.curves import training_curves
@@ -68,6 +68,63 @@ def test_bracket_curve_legend_below_axes_fitted_y_and_ngram_visible(tmp_path):
     assert "bins with >= 10" in ax.get_xlabel()
 
 
+def band_limits(collection, x):
+    """(lowest, highest) y of a fill_between band at x."""
+    vertices = np.concatenate([path.vertices for path in collection.get_paths()])
+    at = vertices[np.isclose(vertices[:, 0], x)][:, 1]
+    return at.min(), at.max()
+
+
+def test_bracket_curves_carry_standard_error_bands_counts_and_one_line_per_guaranteed_context(tmp_path):
+    rng = np.random.default_rng(4)
+    distances = rng.integers(1, 160, 1500)
+    probs = {label: rng.random(1500) for label in ("lstm-1x64", "transformer-1x64", "transformer-1x64+dyn",
+                                                   "transformer-2x64")}
+    df = bin_curves(distances, probs, 20)
+    contexts = {"transformer-1x64": guaranteed_context({"window": 128, "evaluation": {"stride": 64}}),
+                "transformer-2x64": guaranteed_context({"window": 128, "evaluation": {"stride": 64}}),
+                "transformer-1x64+dyn": guaranteed_context({"window": 128, "dynamic": {"segment": 100}})}
+    assert contexts["transformer-1x64"]["guaranteed"] == 65 and contexts["transformer-1x64+dyn"]["guaranteed"] == 29
+    assert guaranteed_context({"window": 128})["guaranteed"] == 65 and guaranteed_context({"window": None}) is None
+    fig = plot_curves(df, "demo", "quote", {}, tmp_path / "b", 20, min_count=10, contexts=contexts)
+    ax = next(a for a in fig.axes if a.get_legend() is not None)
+    bands = {c.get_label().removeprefix("_band "): c for c in ax.collections if c.get_label().startswith("_band ")}
+    assert set(bands) == set(probs)
+    for label in probs:  # every bin's band spans mean +- standard error, read off the drawn polygon
+        for row in df[df["model"] == label].itertuples():
+            lo, hi = band_limits(bands[label], row.bin_start + 10)
+            assert lo == pytest.approx(row.mean_p - row.sem_p) and hi == pytest.approx(row.mean_p + row.sem_p)
+    assert ax.get_ylim()[1] >= (df["mean_p"] + df["sem_p"]).max()  # no band cut off at the top
+    counts = df.drop_duplicates("bin_start")["count"].astype(str).tolist()
+    assert [t.get_text() for t in ax.texts] == counts  # the number of closers over every bin
+    lines = {line.get_label(): line.get_xdata()[0] for line in ax.get_lines() if "opener surely read" in line.get_label()}
+    # the two stride-64 transformers share one line at 65, the segment-100 predictor has its own at 29
+    assert sorted(lines.values()) == [29, 65] and len(lines) == 2
+    assert any(label.startswith("transformer-1x64, transformer-2x64:") and "window 128, stride 64" in label
+               for label in lines)
+    assert "bands: +-1 standard error" in ax.get_xlabel()
+
+
+def test_per_character_points_and_differences_carry_their_intervals(tmp_path):
+    rng = np.random.default_rng(5)
+    target = rng.integers(97, 101, 4000)
+    p_a, p_b = rng.random(4000), rng.random(4000)
+    df = with_intervals(per_character(target, p_a, p_b), target, p_a, p_b, resamples=300)
+    assert (df["diff_ci_lo"] < df["diff"]).all() and (df["diff"] < df["diff_ci_hi"]).all()
+    fig = plot_per_character(df, "lstm-1x8", "ngram-3", "demo", tmp_path / "pc.png", 10, "95% bootstrap intervals")
+    ax_p, ax_d = fig.axes
+    assert "95% bootstrap intervals" in ax_p.get_title()
+    bars = [c for c in ax_p.containers if isinstance(c, matplotlib.container.ErrorbarContainer)]
+    assert [c.get_label() for c in bars] == ["lstm-1x8", "ngram-3"]
+    for container, column in zip(bars, ("mean_p_a", "mean_p_b")):
+        segments = container.lines[2][0].get_segments()  # one vertical segment per character, lo to hi
+        np.testing.assert_allclose([s[:, 1].min() for s in segments], df[f"{column}_ci_lo"])
+        np.testing.assert_allclose([s[:, 1].max() for s in segments], df[f"{column}_ci_hi"])
+    diff_bars = next(c for c in ax_d.containers if isinstance(c, matplotlib.container.BarContainer))
+    segments = diff_bars.errorbar.lines[2][0].get_segments()
+    np.testing.assert_allclose([s[:, 1].min() for s in segments], df["diff_ci_lo"])
+
+
 def test_bracket_figure_without_data_is_a_note(tmp_path):
     df = bin_curves(np.array([5, 7, 300]), {"lstm-1x8": np.array([0.1, 0.2, 0.3])}, 20)
     fig = plot_curves(df, "demo", "brace", {}, tmp_path / "brackets-demo-brace", 20, min_count=10)
@@ -104,6 +161,41 @@ def test_training_curves_one_colour_per_model_legend_outside(tmp_path):
         assert {s for label, s in styles if "-1x" in label} == {"-"} and {s for label, s in styles if "-2x" in label} == {"--"}
         assert all(float(t).is_integer() for t in ax.get_xticks())  # epochs are whole numbers
     assert "demo" in fig._suptitle.get_text()
+
+
+def test_training_curves_band_over_seeds_and_last_epochs_on_their_own_scale(tmp_path):
+    epochs = np.arange(1, 10)
+    loss = lambda floor, shift: floor + 2.0 * np.exp(-epochs) + 0.02 * np.sin(epochs) + shift  # noqa: E731
+    paths, labels = [], []
+    for seed, shift in ((1, 0.0), (2, 0.05)):  # two training seeds of lstm-1x8, one history file each
+        path = tmp_path / f"lstm-seed{seed}.csv"
+        pd.DataFrame({"epoch": epochs, "train_loss": loss(1.2, shift), "val_loss": loss(1.3, shift)}).to_csv(path, index=False)
+        paths.append(path)
+        labels.append("lstm-1x8")
+    # gru-1x8's two seeds in one file with a seed column; rnn-1x8 has one seed
+    both = pd.concat([pd.DataFrame({"seed": s, "epoch": epochs, "train_loss": loss(1.5, d), "val_loss": loss(1.6, d)})
+                      for s, d in ((1, 0.0), (2, -0.03))])
+    both.to_csv(tmp_path / "gru.csv", index=False)
+    pd.DataFrame({"epoch": epochs, "train_loss": loss(1.8, 0), "val_loss": loss(1.9, 0)}).to_csv(tmp_path / "rnn.csv", index=False)
+    fig = training_curves([*paths, tmp_path / "gru.csv", tmp_path / "rnn.csv"], labels + ["gru-1x8", "rnn-1x8"],
+                          tmp_path / "curves.png", title="demo")
+    assert len(fig.axes) == 4 and "mean over seeds, bands: their range" in fig._suptitle.get_text()
+    top_val, zoom_val = fig.axes[1], fig.axes[3]
+    bands = {c.get_label(): c for c in top_val.collections}
+    assert set(bands) == {"_band lstm-1x8", "_band gru-1x8"}  # one seed: no band
+    for label, (lo, hi) in (("lstm-1x8", (loss(1.3, 0.0), loss(1.3, 0.05))), ("gru-1x8", (loss(1.6, -0.03), loss(1.6, 0)))):
+        for epoch in (1, 5, 9):
+            assert band_limits(bands[f"_band {label}"], epoch) == pytest.approx((lo[epoch - 1], hi[epoch - 1]))
+        line = next(line for line in top_val.get_lines() if line.get_label() == f"{label} (2 seeds)")
+        np.testing.assert_allclose(line.get_ydata(), (lo + hi) / 2)
+    # the lower row: epochs 6-9 (the last third, at least two), y fitted to them, not to epoch 1's loss
+    assert zoom_val.get_xlim() == pytest.approx((5.7, 9.3))
+    low, high = zoom_val.get_ylim()
+    shown = np.concatenate([loss(f, d)[5:] for f, d in ((1.3, 0), (1.3, 0.05), (1.6, 0), (1.6, -0.03), (1.9, 0))])
+    assert low <= shown.min() and high >= shown.max() and high - low < 1.2 * np.ptp(shown)
+    assert high < loss(1.9, 0)[0]  # epoch 1 is off this scale
+    one = training_curves([tmp_path / "rnn.csv"], ["rnn-1x8"], tmp_path / "one.png", title="demo")
+    assert "one seed per model: no band" in one._suptitle.get_text() and not one.axes[0].collections
 
 
 def test_saturation_title_names_corpus_and_models():

@@ -238,6 +238,61 @@ def test_cli_writes_csv_and_figures(tmp_path):
     assert (out / "svl.png").exists()
 
 
+def test_cli_breakdown_has_bootstrap_intervals_and_takes_the_seeds_of_a_model(tmp_path, capsys):
+    import matplotlib
+
+    from rnnlens.oracles import plot_breakdown
+
+    data_json, target = _prepared(tmp_path)
+    p, ngram, expected = _hand_made()
+    ngram_files = []
+    for n, q in ngram.items():
+        write_predictions(tmp_path / f"ngram-{n}.parquet", target, q, meta={"model": f"ngram-{n}"})
+        ngram_files.append(str(tmp_path / f"ngram-{n}.parquet"))
+    # a second seed of the model gets the "rest" error right and makes one more error of its own (rest)
+    p2 = p.copy()
+    p2[_at(b"mat ", 3)] = 0.99
+    p2[_at(b"ran ", 3)] = 0.01
+    write_predictions(tmp_path / "seed1.parquet", target, p, meta={"model": "lstm-2x64"})
+    write_predictions(tmp_path / "seed2.parquet", target, p2, meta={"model": "lstm-2x64"})
+
+    def oracles(*files, name, rc=0):
+        assert main(["oracles", "--data", str(data_json), "--predictions", *map(str, files), "--ngram", *ngram_files,
+                     "--memory-windows", "20", "60", "--rare-counts", "0", "1", "2", "--resamples", "500",
+                     "--csv-out", str(tmp_path / f"{name}.csv"), "--fig-out", str(tmp_path / f"{name}.png")]) == rc
+        return pd.read_csv(tmp_path / f"{name}.csv") if rc == 0 else None
+
+    one = oracles(tmp_path / "seed1.parquet", name="one")
+    assert one["seeds"].eq(1).all() and one["count"].sum() == len(expected)
+    assert (one["count_ci_lo"] <= one["count"]).all() and (one["count"] <= one["count_ci_hi"]).all()
+    assert (one["share_ci_lo"] <= one["share_of_errors"] + 1e-12).all()
+    assert (one["share_of_errors"] <= one["share_ci_hi"] + 1e-12).all()
+    # a step with errors has a real interval (test positions resampled); one without errors stays at 0
+    assert (one.loc[one["count"] > 0, "count_ci_hi"] > one.loc[one["count"] > 0, "count_ci_lo"]).all()
+    assert (one.loc[one["count"] == 0, ["count_ci_lo", "count_ci_hi"]] == 0).all().all()
+    again = oracles(tmp_path / "seed1.parquet", name="again")
+    pd.testing.assert_frame_equal(one, again)  # a fixed bootstrap seed: the same intervals every run
+    two = oracles(tmp_path / "seed1.parquet", tmp_path / "seed2.parquet", name="two")
+    assert two["seeds"].eq(2).all()
+    rest = two[two["category"] == "rest"].iloc[0]
+    assert rest["count"] == 1.0  # one error in each seed
+    boost = two[two["subcategory"] == "p>=0.4"].iloc[0]
+    assert boost["count"] == 0.5 and boost["count_ci_lo"] == 0  # seed 2 moved that error into the rest
+    # the figure draws what the table says: one error bar per step, from ci_lo to ci_hi
+    fig = plot_breakdown(one, [tmp_path / "again.png"], interval_note="95% bootstrap intervals")
+    ax = fig.axes[0]
+    bars = next(c for c in ax.containers if isinstance(c, matplotlib.container.BarContainer))
+    segments = bars.errorbar.lines[2][0].get_segments()
+    ordered = one.sort_values("order")
+    np.testing.assert_allclose([s[:, 0].min() for s in segments], ordered["count_ci_lo"])
+    np.testing.assert_allclose([s[:, 0].max() for s in segments], ordered["count_ci_hi"])
+    assert "95% bootstrap intervals" in ax.get_xlabel()
+    write_predictions(tmp_path / "other.parquet", target, p, meta={"model": "gru-2x64"})
+    capsys.readouterr()
+    oracles(tmp_path / "seed1.parquet", tmp_path / "other.parquet", name="bad", rc=2)
+    assert "seeds of one model" in capsys.readouterr().err
+
+
 def test_cli_rejects_predictions_of_another_corpus(tmp_path, capsys):
     data_json, target = _prepared(tmp_path)
     write_predictions(tmp_path / "short.parquet", target[:-1], np.full(len(target) - 1, 0.5), meta={"model": "x"})

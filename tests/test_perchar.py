@@ -66,3 +66,36 @@ def test_cli_rejects_files_of_different_test_sets(tmp_path):
     with pytest.raises(ValueError, match="same test characters"):
         run(["perchar", "--a", str(tmp_path / "a.parquet"), "--b", str(tmp_path / "b.parquet"), "--csv-out",
              str(tmp_path / "x.csv"), "--fig-out", str(tmp_path / "x.png"), "--overlap-out", str(tmp_path / "o.json")])
+
+
+def test_cli_takes_several_seeds_of_a_model_and_widens_its_intervals(tmp_path):
+    rng = np.random.default_rng(6)
+    target = rng.choice(np.frombuffer(b"ab }", np.uint8), size=3000)
+    base = rng.random(3000)
+    for seed, shift in ((1, -0.15), (2, 0.15)):  # two training seeds of one model that disagree
+        write_predictions(tmp_path / f"a{seed}.parquet", target, np.clip(base + shift, 0, 1).astype(np.float32),
+                          meta={"model": "lstm-1x8", "corpus": "toy"})
+    write_predictions(tmp_path / "b.parquet", target, rng.random(3000).astype(np.float32),
+                      meta={"model": "ngram-3", "corpus": "toy"})
+
+    def perchar(*a_files, name):
+        run(["perchar", "--a", *map(str, a_files), "--b", str(tmp_path / "b.parquet"), "--min-count", "10",
+             "--resamples", "300", "--csv-out", str(tmp_path / f"{name}.csv"), "--fig-out", str(tmp_path / f"{name}.png"),
+             "--overlap-out", str(tmp_path / f"{name}.json")])
+        return pd.read_csv(tmp_path / f"{name}.csv", keep_default_na=False).set_index("char")
+
+    one = perchar(tmp_path / "a1.parquet", name="one")
+    two = perchar(tmp_path / "a1.parquet", tmp_path / "a2.parquet", name="two")
+    assert one["seeds_a"].eq(1).all() and two["seeds_a"].eq(2).all() and two["seeds_b"].eq(1).all()
+    for char in two.index:  # the model is the mean of its seeds ...
+        at = target == ord(char if char != "\u2423" else " ")
+        p1, p2 = (pd.read_parquet(tmp_path / f"a{s}.parquet")["p"].to_numpy(np.float64)[at] for s in (1, 2))
+        assert two.loc[char, "mean_p_a"] == pytest.approx((p1.mean() + p2.mean()) / 2)
+    # ... and the seeds' disagreement widens its intervals well beyond those over positions alone
+    width = lambda df: df["mean_p_a_ci_hi"] - df["mean_p_a_ci_lo"]  # noqa: E731
+    assert (width(two) > 2 * width(one)).all()
+    overlap = json.loads((tmp_path / "two.json").read_text())
+    assert overlap["seeds_a"] == 2 and overlap["total"] == 3000
+    write_predictions(tmp_path / "other.parquet", target, base.astype(np.float32), meta={"model": "gru-1x8"})
+    with pytest.raises(ValueError, match="seeds of one model"):
+        perchar(tmp_path / "a1.parquet", tmp_path / "other.parquet", name="bad")

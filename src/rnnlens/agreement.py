@@ -6,6 +6,11 @@ init) embeds the models from the distances 1 - agreement. t-SNE needs perplexity
 perplexity is min(30, (n - 1) / 3), at least 0.5; one model is drawn at the origin without t-SNE.
 
 Models without an argmax column (n-grams, whose predictions only give p of the target) are skipped with a note.
+
+t-SNE draws clusters however small the differences behind them: families can look far apart while their
+agreements differ in the second decimal. So the figure puts the agreement matrix beside the map and prints the
+mean agreement within every family (architecture; a dynamic-evaluation predictor is its own family) and between
+every two families (family_means).
 """
 
 
@@ -73,6 +78,65 @@ def embed(agreement, seed=0):
     return pd.DataFrame({"model": ids, "x": xy[:, 0], "y": xy[:, 1]})
 
 
+def family_of(mid):
+    """The architecture of a model id, with its predictor suffix ('lstm+dyn'); 'other' for ids of other forms."""
+    try:
+        arch, _, _ = parse_model_id(mid)
+    except ValueError:
+        return "other"
+    return arch + mid[len(mid.split("+")[0]):]
+
+
+def family_means(agreement):
+    """Mean agreement over the pairs of distinct models within each family and between each two families.
+    -> DataFrame(family_a, family_b, kind: within/between, mean, pairs), within first, then between."""
+    ids = list(agreement.index)
+    families = [family_of(mid) for mid in ids]
+    order = list(dict.fromkeys(sorted(families, key=_family_rank)))
+    m = agreement.to_numpy(dtype=np.float64)
+    rows = []
+    for i, a in enumerate(order):
+        for b in order[i:]:
+            ia = [k for k, f in enumerate(families) if f == a]
+            ib = [k for k, f in enumerate(families) if f == b]
+            pairs = [(x, y) for x in ia for y in ib if (x < y if a == b else True)]
+            if pairs:
+                rows.append({"family_a": a, "family_b": b, "kind": "within" if a == b else "between",
+                             "mean": float(np.mean([m[x, y] for x, y in pairs])), "pairs": len(pairs)})
+    out = pd.DataFrame(rows, columns=["family_a", "family_b", "kind", "mean", "pairs"])
+    return out.sort_values("kind", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def _family_rank(family):
+    base = family.split("+")[0]
+    archs = list(ARCH_MARKERS)
+    return (archs.index(base) if base in archs else len(archs), family)
+
+
+def _model_rank(mid):
+    try:
+        _, layers, size = parse_model_id(mid)
+    except ValueError:
+        layers, size = 0, 0
+    return (_family_rank(family_of(mid)), layers, size, mid)
+
+
+def means_text(means):
+    """'within RNN 0.773 (3 pairs), ...; between GRU-LSTM 0.768 (9 pairs), ...' on two lines."""
+    def name(f):
+        return f.upper().replace("+DYN", "+dyn")
+
+    within = [f"{name(r.family_a)} {r.mean:.3f} ({r.pairs} pair{'s' if r.pairs > 1 else ''})"
+              for r in means.itertuples() if r.kind == "within"]
+    between = [f"{name(r.family_a)}-{name(r.family_b)} {r.mean:.3f}" for r in means.itertuples() if r.kind == "between"]
+    lines = []
+    if within:
+        lines.append("mean agreement within: " + ", ".join(within))
+    if between:
+        lines.append("between: " + ", ".join(between))
+    return "\n".join(lines)
+
+
 def marker_area(size, sizes):
     """Marker area growing with the budget's rank among the budgets shown (mid-sized when there is one)."""
     if len(sizes) <= 1:
@@ -98,7 +162,9 @@ def model_style(mid, sizes, depths):
     return style["marker"], color, marker_area(size, sizes)
 
 
-def plot_embedding(embedding, paths, title="t-SNE of models (argmax agreement)"):
+def plot_embedding(embedding, paths, title="t-SNE of models (argmax agreement)", agreement=None):
+    """The t-SNE map; with `agreement`, the agreement matrix beside it (models ordered by family, depth, size) and
+    the mean agreement within and between families printed under both. Returns the figure."""
     plt = pyplot()
     from matplotlib.lines import Line2D
 
@@ -110,7 +176,11 @@ def plot_embedding(embedding, paths, title="t-SNE of models (argmax agreement)")
             pass
     sizes = sorted({s for _, _, s in parsed.values()})
     depths = sorted({layer for _, layer, _ in parsed.values()})
-    fig, ax = plt.subplots(figsize=(7, 6))
+    if agreement is None:
+        fig, ax = plt.subplots(figsize=(7, 6))
+    else:
+        n = len(agreement)
+        fig, (ax, ax_m) = plt.subplots(1, 2, figsize=(13.5, 6.8), gridspec_kw={"width_ratios": [1, 1.1]})
     for _, row in embedding.iterrows():
         marker, color, area = model_style(row["model"], sizes, depths)
         ax.scatter(row["x"], row["y"], marker=marker, color=color, s=area, edgecolors="black", linewidths=0.5)
@@ -129,12 +199,39 @@ def plot_embedding(embedding, paths, title="t-SNE of models (argmax agreement)")
     if len(parsed) < len(embedding):
         handles.append(Line2D([], [], marker=OTHER_MARKER, color="w", markerfacecolor=OTHER_COLOR, markersize=7,
                               label="other"))
-    ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0,
-              frameon=False, labelspacing=1.0)  # beside the map: inside, it covered models
+    if agreement is None:
+        ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0,
+                  frameon=False, labelspacing=1.0)  # beside the map: inside, it covered models
+    else:  # under the map: beside it stands the matrix
+        ax.legend(handles=handles, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.02), borderaxespad=0.0,
+                  frameon=False, ncol=min(4, max(1, len(handles))))
     ax.margins(0.15)
     ax.set_xticks([])
     ax.set_yticks([])
-    ax.set_title(title, fontsize=10)
+    if agreement is None:
+        ax.set_title(title, fontsize=10)
+        save_figures(fig, paths)
+        return fig
+    ax.set_title("t-SNE map (distances stretch small differences)", fontsize=9)
+    order = sorted(agreement.index, key=_model_rank)
+    matrix = agreement.loc[order, order].to_numpy(dtype=np.float64).copy()
+    np.fill_diagonal(matrix, np.nan)  # the ones on the diagonal would set the colour scale
+    off = matrix[np.isfinite(matrix)]
+    image = ax_m.imshow(matrix, cmap="viridis", vmin=off.min() if len(off) else 0, vmax=off.max() if len(off) else 1)
+    ax_m.set_xticks(range(n), order, rotation=90, fontsize=7)
+    ax_m.set_yticks(range(n), order, fontsize=7)
+    if n <= 12:
+        mid = (np.nanmin(matrix) + np.nanmax(matrix)) / 2 if len(off) else 0.5
+        for i in range(n):
+            for j in range(n):
+                if i != j:
+                    ax_m.text(j, i, f"{matrix[i, j]:.3f}", ha="center", va="center", fontsize=6,
+                              color="black" if matrix[i, j] > mid else "white")
+    fig.colorbar(image, ax=ax_m, fraction=0.046, pad=0.03, label="share of test positions with the same argmax")
+    ax_m.set_title("agreement matrix (colour scale: off-diagonal range)", fontsize=9)
+    fig.suptitle(title, fontsize=10)
+    fig.text(0.5, 0.01, means_text(family_means(agreement)), ha="center", va="bottom", fontsize=8.5)
+    fig.tight_layout(rect=(0, 0.07, 1, 0.96))
     save_figures(fig, paths)
     return fig
 
@@ -181,7 +278,10 @@ def run_agreement(args):
     atomic_write_text(args.csv_out, agreement.to_csv(index_label="model", float_format="%.6f"))
     atomic_write_text(args.embedding_out, embedding.to_csv(index=False, float_format="%.6f"))
     corpus = read_meta(args.predictions[0]).get("corpus", "")
+    for row in family_means(agreement).itertuples():
+        which = row.family_a if row.kind == "within" else f"{row.family_a}-{row.family_b}"
+        log.info(f"agreement {row.kind} {which}: {row.mean:.4f} over {row.pairs} pairs")
     plot_embedding(embedding, args.fig_out, title=f"{corpus}: t-SNE of {len(ids)} models by argmax agreement "
-                   "(each point labelled with its model)")
+                   "(each point labelled with its model), beside their agreement matrix", agreement=agreement)
     log.info(f"agreement: wrote {args.csv_out}, {args.embedding_out}, {', '.join(args.fig_out)}")
     return 0

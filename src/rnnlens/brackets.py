@@ -17,7 +17,9 @@ character literal in code is taken as a quote (with line scope the damage stays 
 
 Distance = position of the closer - position of its opener (>= 1). Distances are binned (default 20
 characters, [0, 20), [20, 40), ...) and for every predictions file the mean probability of the closer is
-taken per bin.
+taken per bin, with its standard error (the figure draws +-1 standard error as a band and prints the number of
+closers per bin: the far bins hold few). A windowed predictor (the transformer) is sure to have read a closer's
+opener only up to the distance guaranteed_context gives, less than its window: the figure marks that distance.
 """
 
 import json
@@ -201,12 +203,27 @@ def family_of(label, meta):
 SHOWN = {"brace": "}", "paren": ")", "bracket": "]", "quote": '"'}
 
 
+def guaranteed_context(meta):
+    """For a windowed predictor (the transformer): {window, stride, guaranteed}, where `guaranteed` is the
+    distance up to which every closer's opener lies inside what the model read; None for other models.
+    Strided evaluation predicts `stride` positions from each window, so the first of them reads only
+    window - stride + 1 bytes (window // 2 + 1 at the default stride); dynamic evaluation's segments play the
+    stride's part. Between that distance and the window some closers see their opener and some do not."""
+    window = (meta or {}).get("window")
+    if not window:
+        return None
+    stride = ((meta.get("evaluation") or {}).get("stride") or (meta.get("dynamic") or {}).get("segment")
+              or max(1, int(window) // 2))
+    return {"window": int(window), "stride": int(stride), "guaranteed": int(window) - int(stride) + 1}
+
+
 def plot_curves(df, corpus, name, families, out_base, bin_width, min_count=10, max_distance=400, unconverged=(),
-                windows=None):
-    """One figure: mean p of the closer per distance bin for every model, counts as light bars behind; the legend
-    below the axes, y fitted to the highest curve; a dotted vertical line at each shown model's context window
-    (windows: {label: bytes}, the transformer's). Without a bin to show, a note stands in for the figure.
-    Returns the figure."""
+                contexts=None):
+    """One figure: mean p of the closer per distance bin for every model, with a band of +-1 standard error of
+    that mean; the closers per bin as light bars behind, their number on each bar; the legend below the axes, y
+    fitted to the highest band; a dotted vertical line at the distance up to which a windowed model is sure to
+    have read the opener (contexts: {label: guaranteed_context(meta)}), one line per distinct distance. Without
+    a bin to show, a note stands in for the figure. Returns the figure."""
     from rnnlens.plots import fit_ylim, legend_outside, model_styles, note_figure, pyplot
 
     out_base = Path(out_base)
@@ -229,26 +246,42 @@ def plot_curves(df, corpus, name, families, out_base, bin_width, min_count=10, m
     all_bins = np.arange(0, shown["bin_start"].max() + 1, bin_width)
     labels = list(dict.fromkeys(shown["model"]))
     styles = model_styles(labels)
+    x = all_bins + bin_width / 2
     for label in labels:
-        curve = shown[shown["model"] == label]
+        curve = shown[shown["model"] == label].set_index("bin_start")
         # NaN where a bin is missing or too thin, so the line breaks there instead of bridging the gap
-        mean_p = curve.set_index("bin_start")["mean_p"].reindex(all_bins)
+        mean_p = curve["mean_p"].reindex(all_bins).to_numpy(np.float64)
+        sem_p = curve["sem_p"].reindex(all_bins).to_numpy(np.float64)
         style = styles[label]
-        ax.plot(all_bins + bin_width / 2, mean_p.to_numpy(), linestyle=style["linestyle"], color=style["color"],
+        ax.fill_between(x, mean_p - sem_p, mean_p + sem_p, color=style["color"], alpha=0.16, linewidth=0,
+                        label=f"_band {label}")
+        ax.plot(x, mean_p, linestyle=style["linestyle"], color=style["color"],
                 marker=style["marker"], markersize=3.5, linewidth=1.6,
                 label=f"{label} (unconverged)" if label in unconverged else label)
-    fit_ylim(ax, shown["mean_p"])  # every curve visible, the n-gram included; not squashed into a 0-1 axis
-    for label, window in (windows or {}).items():
-        if label in styles and window:
-            # beyond its window the model cannot see the opener: where its curve should fall
-            ax.axvline(window, color=styles[label]["color"], linestyle=":", linewidth=1.2,
-                       label=f"{label} window ({window})")
-    ax.set_xlim(0, max(all_bins.max() + bin_width, max((w for w in (windows or {}).values() if w), default=0) + bin_width))
-    ax.set_xlabel(f"distance to the matching opener (characters, bins of {bin_width}; bins with >= {min_count})")
+    # every curve and its band visible, the n-gram included; not squashed into a 0-1 axis
+    fit_ylim(ax, (shown["mean_p"] + shown["sem_p"].fillna(0)).to_numpy())
+    by_distance = {}
+    for label, context in (contexts or {}).items():
+        if label in styles and context:
+            by_distance.setdefault((context["guaranteed"], context["window"], context["stride"]), []).append(label)
+    for (guaranteed, window, stride), members in sorted(by_distance.items()):
+        # beyond this distance the model cannot be sure to have read the opener: where its curve may fall
+        ax.axvline(guaranteed, color=styles[members[0]]["color"] if len(members) == 1 else "0.2", linestyle=":",
+                   linewidth=1.3, label=f"{', '.join(members)}: opener surely read up to {guaranteed} "
+                                        f"(window {window}, stride {stride})")
+    right = max([all_bins.max() + bin_width] + [g + bin_width for g, _, _ in by_distance])
+    ax.set_xlim(0, right)
+    for x_bin, c in zip(counts["bin_start"] + bin_width / 2, counts["count"]):
+        # the number itself, above the axes where no curve runs: a bin of 12 closers carries a standard error as
+        # large as the gaps between the curves
+        ax.text(x_bin, 1.01, f"{int(c)}", transform=ax.get_xaxis_transform(), ha="center", va="bottom",
+                fontsize=6.5, color="0.4")
+    ax.set_xlabel(f"distance to the matching opener (characters, bins of {bin_width}; bins with >= {min_count}; "
+                  "bands: +-1 standard error)", fontsize=9)
     ax.set_ylabel(f"mean probability of {SHOWN[name]}")
-    ax.set_title(f"{title}\n{', '.join(labels)}", fontsize=9)
+    ax.set_title(f"{title}\n{', '.join(labels)}\n(numbers above the axes: closers per bin)", fontsize=9, pad=12)
     ax.grid(alpha=0.3)
-    legend_outside(ax, "below")
+    legend_outside(ax, "below", ncol=2 if by_distance else min(4, len(labels)))
     fig.tight_layout()
     save_figures(fig, paths)
     return fig
@@ -271,7 +304,7 @@ def brackets(data_json, prediction_paths, labels=None, delimiters=tuple(DELIMITE
     test_bytes = corpus.split("test")
     if labels and len(labels) != len(prediction_paths):
         raise InputError(f"{len(labels)} labels for {len(prediction_paths)} predictions files; give one each")
-    probs, families, unconverged, windows = {}, {}, [], {}
+    probs, families, unconverged, windows, contexts = {}, {}, [], {}, {}
     for i, path in enumerate(prediction_paths):
         p, meta = load_test_p(path, len(test_bytes), test_bytes)
         label = labels[i] if labels else meta.get("model") or Path(path).stem
@@ -280,12 +313,14 @@ def brackets(data_json, prediction_paths, labels=None, delimiters=tuple(DELIMITE
         probs[label], families[label] = p, family_of(label, meta)
         if meta.get("window"):
             windows[label] = int(meta["window"])
+            contexts[label] = guaranteed_context(meta)
         if convergence.is_unconverged(meta):
             unconverged.append(label)
             log.info(convergence.pick_note(label, meta, "one of the compared models"))
     frames, summary = [], {"corpus": corpus.name, "bin_width": bin_width, "quote_scope": quote_scope,
                            "test_pieces": len(corpus.pieces["test"]), "test_bytes": len(test_bytes),
-                           "delimiters": {}, "unconverged": unconverged, "windows": windows}
+                           "delimiters": {}, "unconverged": unconverged, "windows": windows,
+                           "contexts": contexts}
     for name in delimiters:
         t0 = time.time()
         offsets, distances, counts = closers_in_test(corpus.data, corpus.pieces["test"], name, quote_scope)
@@ -342,7 +377,7 @@ def run_brackets(args):
     for name in delimiters:
         plot_curves(curves[curves["delimiter_name"] == name], corpus, name, families,
                     Path(args.fig_dir) / f"brackets-{corpus}-{name}", args.bin, args.min_count, args.max_distance,
-                    summary["unconverged"], summary["windows"])
+                    summary["unconverged"], summary["contexts"])
     atomic_write_text(args.csv_out, curves.to_csv(index=False))
     if args.summary_out:
         atomic_write_text(args.summary_out, json.dumps(summary, indent=2) + "\n")

@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from rnnlens.errors import RnnlensError
-from rnnlens import convergence
+from rnnlens import convergence, intervals
 from rnnlens.corpus import PreparedCorpus
 from rnnlens.io import atomic_write_text
 from rnnlens.picks import add_pick_options, one_of
@@ -256,6 +256,39 @@ def category_totals(table):
     return out
 
 
+INTERVAL_COLUMNS = ["count_ci_lo", "count_ci_hi", "share_ci_lo", "share_ci_hi"]
+
+
+def with_intervals(table, labels_by_seed, resamples=intervals.RESAMPLES, level=intervals.LEVEL,
+                   seed=intervals.SEED):
+    """A breakdown table (one row per peeling step, in order) with bootstrap intervals of every step's count and
+    share of errors (INTERVAL_COLUMNS): test positions resampled, and the seeds when there are several
+    (labels_by_seed: peel()'s labels of each seed; the table's counts are then the seeds' mean)."""
+    steps = len(table)
+    draws = intervals.category_counts(labels_by_seed, steps, resamples, seed)  # (resamples, steps)
+    errors = draws.sum(axis=1, keepdims=True)
+    shares = np.divide(draws, errors, out=np.zeros_like(draws, dtype=np.float64), where=errors > 0)
+    out = table.sort_values("order").reset_index(drop=True)
+    out["count_ci_lo"], out["count_ci_hi"] = intervals.percentile_interval(draws, level)
+    out["share_ci_lo"], out["share_ci_hi"] = intervals.percentile_interval(shares, level)
+    out["seeds"] = len(labels_by_seed)
+    return out
+
+
+def mean_over_seeds(tables):
+    """Breakdown tables of one model's seeds (same steps) -> one table of their mean counts and shares."""
+    if len(tables) == 1:
+        return tables[0]
+    stacked = pd.concat(tables, ignore_index=True)
+    out = tables[0].copy()
+    mean = stacked.groupby("order", sort=True)[["count", "n_errors", "n_test"]].mean()
+    out["count"] = mean["count"].to_numpy()
+    out["n_errors"], out["n_test"] = mean["n_errors"].to_numpy(), mean["n_test"].to_numpy()
+    out["share_of_errors"] = (out["count"] / out["n_errors"].replace(0, np.nan)).fillna(0.0)
+    out["share_of_test"] = out["count"] / out["n_test"]
+    return out
+
+
 # ---------------------------------------------------------------------------------------------- loading
 
 
@@ -306,29 +339,41 @@ def _step_label(row):
     return f"{name} {row['subcategory']}"
 
 
-def _bars(ax, table, title):
+def _bars(ax, table, title, interval_note=None):
+    """One horizontal bar per peeling step; with the INTERVAL_COLUMNS, each bar has its interval and its label
+    the interval of the share of errors."""
     table = table.sort_values("order")
     y = np.arange(len(table))[::-1]
     colors = [CATEGORY_COLORS.get(c, "#333333") for c in table["category"]]
-    ax.barh(y, table["count"], color=colors)
+    with_ci = all(c in table for c in INTERVAL_COLUMNS)
+    xerr = (np.vstack([table["count"] - table["count_ci_lo"], table["count_ci_hi"] - table["count"]]).clip(0)
+            if with_ci else None)
+    ax.barh(y, table["count"], color=colors, xerr=xerr, error_kw={"ecolor": "0.2", "elinewidth": 0.8, "capsize": 2})
     ax.set_yticks(y, [_step_label(r) for _, r in table.iterrows()], fontsize=8)
-    top = max(1, int(table["count"].max()))
+    top = max(1, float((table["count_ci_hi"] if with_ci else table["count"]).max()))
     for yi, (_, row) in zip(y, table.iterrows()):
-        ax.text(row["count"] + top * 0.01, yi, f"{row['count']:,} ({100 * row['share_of_errors']:.1f}%)",
-                va="center", fontsize=7)
-    ax.set_xlim(0, top * 1.3)
-    ax.set_xlabel("errors removed")
+        count = f"{row['count']:,.0f}" if float(row["count"]).is_integer() else f"{row['count']:,.1f}"
+        share = f"{100 * row['share_of_errors']:.1f}%"
+        if with_ci:
+            share += f" [{100 * row['share_ci_lo']:.1f}, {100 * row['share_ci_hi']:.1f}]"
+        right = row["count_ci_hi"] if with_ci else row["count"]
+        ax.text(right + top * 0.01, yi, f"{count} ({share})", va="center", fontsize=7)
+    ax.set_xlim(0, top * (1.45 if with_ci else 1.3))
+    note = f"\nerror bars, [ ]: {interval_note}" if with_ci and interval_note else ""
+    ax.set_xlabel(f"errors removed (share of errors){note}", fontsize=9 if with_ci else None)
     ax.set_title(title, fontsize=10)
 
 
-def plot_breakdown(table, paths, title=None):
-    """Fig. 6 style: one horizontal bar per peeling step, top to bottom in peeling order, coloured by oracle."""
+def plot_breakdown(table, paths, title=None, interval_note=None):
+    """Fig. 6 style: one horizontal bar per peeling step, top to bottom in peeling order, coloured by oracle; with
+    intervals when the table has them (with_intervals; interval_note says which)."""
     plt = pyplot()
-    n_errors, n_test = int(table["n_errors"].iloc[0]), int(table["n_test"].iloc[0])
-    fig, ax = plt.subplots(figsize=(7, 0.28 * len(table) + 1.5))
+    n_errors, n_test = float(table["n_errors"].iloc[0]), float(table["n_test"].iloc[0])
+    fig, ax = plt.subplots(figsize=(7.5, 0.28 * len(table) + 1.6))
     model = table["model"].iloc[0]
-    _bars(ax, table, title or f"{model}: {n_errors:,} errors of {n_test:,} test bytes "
-                               f"({100 * n_errors / max(n_test, 1):.1f}%)")
+    _bars(ax, table, title or f"{model}: {n_errors:,.0f} errors of {n_test:,.0f} test bytes "
+                               f"({100 * n_errors / max(n_test, 1):.1f}%)", interval_note)
+    fig.tight_layout()
     save_figures(fig, paths)
     return fig
 
@@ -429,24 +474,46 @@ def _print_totals(table):
 
 def add_oracles_arguments(parser):
     _add_oracle_arguments(parser)
-    parser.add_argument("--predictions", help="the model's predictions Parquet (or --pick)")
+    parser.add_argument("--predictions", nargs="+", help="the model's predictions Parquet (several files of one model "
+                        "id: its training seeds), or --pick")
     add_pick_options(parser, "the model of ARCH with the lowest test loss")
+    parser.add_argument("--resamples", type=int, default=intervals.RESAMPLES,
+                        help=f"bootstrap resamples for the intervals (default {intervals.RESAMPLES})")
+    parser.add_argument("--level", type=float, default=intervals.LEVEL, help="interval level (default 0.95)")
+    parser.add_argument("--seed", type=int, default=intervals.SEED, help="bootstrap seed (fixed: the same intervals "
+                        "every run)")
 
 
 def run_oracles(args):
-    """Error analysis by oracles (peeling the onion) for one model: CSV + Fig. 6 style chart."""
-    args.predictions = one_of(args, "predictions", args.predictions)
+    """Error analysis by oracles (peeling the onion) for one model: CSV + Fig. 6 style chart, with bootstrap
+    intervals over test positions (and over seeds, given several files of the model)."""
+    chosen = one_of(args, "predictions", args.predictions)
+    paths = [chosen] if isinstance(chosen, (str, Path)) else list(chosen)
+    if args.resamples < 1:
+        raise OracleError("--resamples must be >= 1")
     config, facts, ngram_ps = _prepare(args)
-    model, p = load_model_predictions(args.predictions, facts)
-    table, _, _ = analyse(facts, p, ngram_ps, config, model=model)
+    tables, labels_by_seed, models = [], [], []
+    for path in paths:
+        model, p = load_model_predictions(path, facts)
+        table, labels, _ = analyse(facts, p, ngram_ps, config, model=model)
+        tables.append(table)
+        labels_by_seed.append(labels)
+        models.append(model)
+    if len(set(models)) > 1:
+        raise OracleError(f"--predictions hold the models {', '.join(sorted(set(models)))}; several files are the "
+                          "seeds of one model: give one model's files")
+    model = models[0]
+    table = with_intervals(mean_over_seeds(tables), labels_by_seed, args.resamples, args.level, args.seed)
     _print_totals(table)
     _write_table(table, args.csv_out, config)
-    meta = read_meta(args.predictions)
+    meta = read_meta(paths[0])
     if convergence.pick_note(model, meta):
         log.info(convergence.pick_note(model, meta))
-    n_errors, n_test = int(table["n_errors"].iloc[0]), int(table["n_test"].iloc[0])
-    plot_breakdown(table, args.fig_out, f"{facts_corpus(args)}: {convergence.label(model, meta)}: {n_errors:,} errors of "
-                   f"{n_test:,} test bytes ({100 * n_errors / max(n_test, 1):.1f}%)")
+    n_errors, n_test = float(table["n_errors"].iloc[0]), float(table["n_test"].iloc[0])
+    seeds = f" (mean of {len(paths)} seeds)" if len(paths) > 1 else ""
+    plot_breakdown(table, args.fig_out, f"{facts_corpus(args)}: {convergence.label(model, meta)}: {n_errors:,.0f} "
+                   f"errors of {n_test:,.0f} test bytes ({100 * n_errors / max(n_test, 1):.1f}%){seeds}",
+                   intervals.describe(args.resamples, args.level, len(paths)))
     return 0
 
 
