@@ -6,7 +6,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 SNAKEMAKE := $(VENV)/bin/snakemake
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-fast test-slurm report bench lint fmt slurm-profile clean
+.PHONY: setup demo test test-fast test-slurm report bench lint fmt slurm-profile stale clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,10 @@ bench: setup
 
 report: setup
 	$(SNAKEMAKE) --report results/report.html
+
+# every job the workflow would rerun for config.yaml, and why (rnnlens stale; e.g. make stale ARGS='--configfile my.yaml')
+stale: setup
+	$(VENV)/bin/python -m rnnlens stale -- $(ARGS)
 
 lint: setup
 	$(SNAKEMAKE) --lint

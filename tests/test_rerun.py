@@ -14,7 +14,7 @@ from conftest import ROOT, markov_text, run_env
 
 pytestmark = pytest.mark.slow
 
-MODELS = ("lstm-1x8", "gru-1x8")
+MODELS = ("lstm-1x8", "gru-1x8", "lru-1x8")
 
 
 def corpus_bytes(seed=0):
@@ -24,11 +24,12 @@ def corpus_bytes(seed=0):
 
 
 def tiny_config():
-    """Every rule the paper's analyses use, on two tiny models and n-gram orders 1 and 2 (no n-NN, no explorer)."""
+    """Every rule the paper's analyses use, on three tiny models (the LRU for the rows about one architecture's
+    code) and n-gram orders 1 and 2 (no n-NN, no explorer)."""
     return {
         "corpora": {"toy": {"path": "corpus.txt", "split": {"train": 0.8, "val": 0.1, "test": 0.1},
                             "quote_scope": "line"}},
-        "grid": {"arch": ["lstm", "gru"], "layers": [1], "size": [8]},
+        "grid": {"arch": ["lstm", "gru", "lru"], "layers": [1], "size": [8]},
         "training": {"seed": 1, "batch_size": 8, "seq_len": 20, "max_epochs": 1, "patience": 1,
                      "checkpoint_seconds": 60, "device": "cpu"},
         "evaluation": {"streams": 4, "warmup": 50},
@@ -78,7 +79,14 @@ CORPUS_AGGREGATES = {f"{rule}:toy" for rule in ("corpus_table1", "training_curve
                                                  "saturation_figure", "error_breakdown", "perchar", "brackets",
                                                  "compare_archs")}
 AGGREGATES = CORPUS_AGGREGATES | {"table1", "table2"}
-MODEL_JOBS = ("train", "select_dropout", "evaluate", "internals", "oracles")
+MODEL_JOBS = ("train", "select_dropout", "evaluate", "internals", "cell_pictures", "model_saturation_figure", "oracles")
+FIGURES = {f"{rule}:toy" for rule in ("training_curves", "agreement", "saturation_figure", "error_breakdown", "perchar",
+                                      "brackets", "compare_archs")}
+
+
+def edit_code(workdir, module, text="\nEDITED = True  # an edit that changes the code\n"):
+    with open(workdir / "src/rnnlens" / module, "a") as f:
+        f.write(text)
 
 
 @pytest.fixture(scope="module")
@@ -110,19 +118,57 @@ def test_the_tiny_run_made_every_job_once(finished):
     assert ran == data | per_model(("model_spec",) + MODEL_JOBS) | AGGREGATES
 
 
-def test_edit_plots_reruns_only_figure_jobs(clone):
-    with open(clone / "src/rnnlens/plots.py", "a") as f:
-        f.write("\n# an edit\n")
-    # internals draws each model's saturation figure; best_cells reads its cell scores
-    figures = {f"{rule}:toy" for rule in ("training_curves", "agreement", "saturation_figure", "error_breakdown",
-                                          "perchar", "brackets", "best_cells", "compare_archs")}
-    assert planned(clone) == figures | per_model(("internals", "oracles"))
+def test_edit_plots_reruns_only_figure_jobs_never_the_internals(clone):
+    edit_code(clone, "plots.py")
+    # each model's saturation figure is drawn apart from its internals; the oracles job draws its model's chart
+    assert planned(clone) == FIGURES | per_model(("model_saturation_figure", "oracles"))
 
 
 def test_edit_train_reruns_training_and_everything_downstream(clone):
-    with open(clone / "src/rnnlens/train.py", "a") as f:
-        f.write("\n# an edit\n")
+    edit_code(clone, "train.py")
     assert planned(clone) == per_model(MODEL_JOBS) | AGGREGATES
+
+
+def test_comments_and_docstrings_in_any_module_rerun_nothing(clone):
+    for path in sorted((clone / "src/rnnlens").rglob("*.py")):
+        text = path.read_text()
+        path.write_text(text.replace('"""', '"""Edited. ', 1) + "\n# a comment\n")
+    model = clone / "src/rnnlens/model.py"
+    model.write_text(model.read_text().replace("What every architecture shares", "What all architectures share"))
+    assert planned(clone) == set()
+
+
+def test_a_new_cli_command_reruns_nothing(clone):
+    (clone / "src/rnnlens/hello.py").write_text(
+        "def add_hello_arguments(parser):\n    pass\n\n\ndef run_hello(args):\n    print('hello')\n")
+    cli = clone / "src/rnnlens/cli.py"
+    cli.write_text(cli.read_text().replace('COMMANDS = {', 'COMMANDS = {\n    "hello": ("rnnlens.hello", "say hello"),'))
+    assert planned(clone) == set()
+
+
+def test_an_lru_edit_reruns_only_the_lru_models_and_the_aggregates_over_models(clone):
+    edit_code(clone, "lru.py")
+    lru = per_model(("model_spec",) + MODEL_JOBS, models=["lru-1x8"])
+    assert planned(clone) == lru | AGGREGATES | {"models_table:toy", "models_report:toy"}
+    # `rnnlens stale` says why: the module that changed, for the jobs that run it
+    proc = subprocess.run([sys.executable, "-m", "rnnlens", "stale", "--", "--configfile", "tiny.yaml"], cwd=clone,
+                          env=run_env(), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    print(proc.stdout)  # the note's figure
+    assert "1 train job: rnnlens/lru.py changed   [toy, lru-1x8, 0]" in lines
+    assert "1 models_table job: rnnlens/lru.py changed   [toy]" in lines
+    assert any(line.startswith("1 evaluate job: after an upstream job reruns") for line in lines)
+    assert lines[-1] == f"{len(planned(clone))} jobs in all"
+
+
+def test_an_lru_edit_reruns_nothing_on_a_grid_without_the_lru(clone):
+    edit_config(clone, lambda c: c["grid"].update(arch=["lstm", "gru"]))
+    snakemake(clone)  # the aggregates over models follow the smaller grid
+    assert planned(clone) == set()
+    edit_code(clone, "lru.py")
+    edit_code(clone, "transformer.py")
+    assert planned(clone) == set()
 
 
 def test_batch_size_reruns_training_and_no_baseline(clone):
@@ -142,7 +188,7 @@ def test_training_override_for_lstm_reruns_only_lstm_models_and_their_dependants
 
 def test_a_new_size_trains_only_the_new_models(clone):
     edit_config(clone, lambda c: c["grid"].update(size=[8, 12]))
-    new = ["lstm-1x12", "gru-1x12"]
+    new = ["lstm-1x12", "gru-1x12", "lru-1x12"]
     assert planned(clone) == (per_model(("model_spec",) + MODEL_JOBS, models=new) | AGGREGATES
                               | {"models_table:toy", "models_report:toy", "small_vs_large:toy"})
 

@@ -21,6 +21,7 @@ import pandas as pd
 
 from rnnlens.errors import RnnlensError
 from rnnlens.io import atomic_write_text, parquet_schema
+from rnnlens import ids
 from rnnlens.ids import parse_model_id
 from rnnlens.plots import family_style, pyplot, save_figures
 from rnnlens.predictions import model_id_of, read_meta, read_predictions
@@ -81,10 +82,9 @@ def embed(agreement, seed=0):
 def family_of(mid):
     """The architecture of a model id, with its predictor suffix ('lstm+dyn'); 'other' for ids of other forms."""
     try:
-        arch, _, _ = parse_model_id(mid)
+        return ids.family_of(mid)
     except ValueError:
         return "other"
-    return arch + mid[len(mid.split("+")[0]):]
 
 
 def family_means(agreement):
@@ -108,9 +108,9 @@ def family_means(agreement):
 
 
 def _family_rank(family):
-    base = family.split("+")[0]
-    archs = list(ARCH_MARKERS)
-    return (archs.index(base) if base in archs else len(archs), family)
+    from rnnlens.tables import arch_rank  # Table 1's order of architectures
+
+    return (arch_rank(family), family)
 
 
 def _model_rank(mid):

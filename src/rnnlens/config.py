@@ -153,7 +153,7 @@ def architecture_problems(config, base_dir="."):
     for i, arch in enumerate((config.get("grid") or {}).get("arch", [])):
         if arch not in known:
             problems.append(f"grid.arch[{i}]: value {json.dumps(arch)} is not allowed; expected one of "
-                            f"{', '.join(json.dumps(a) for a in known)} (or register it under `architectures`)")
+                            f"{', '.join(json.dumps(a) for a in known)} (or register it under architectures)")
     return problems
 
 
