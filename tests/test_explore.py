@@ -23,8 +23,9 @@ from rnnlens.evaluate import evaluate
 from rnnlens.explore import browser
 from rnnlens.explore.search import find_matches, hypothesis_search, select_units
 from rnnlens.explore.server import Explorer, byte_label, serve_in_thread
-from rnnlens.explore.store import (KINDS, NOT_ERROR, Store, base_meta, build_store, decode, empty_positions,
-                                   level_threshold, quantise, write_store)
+from rnnlens.explore.store import (KINDS, NOT_ERROR, Store, StoreError, base_meta, build_store, decode,
+                                   empty_positions, level_threshold, quantise, quantise_own, write_store)
+from rnnlens.features import features_of, split_features
 from rnnlens.internals import stream_test_internals
 from rnnlens.model import CharRNN, ModelSpec
 from rnnlens.predictions import read_predictions
@@ -89,22 +90,42 @@ def test_store_holds_every_activation_and_the_evaluation_predictions(tmp_path, p
                        warmup=200)
     store = Store(tmp_path / "store")
     n = len(corpus.split("test"))
-    assert store.n == n and store.acts.shape == (6 * 2 * 8, n) and isinstance(store.acts, np.memmap)
+    assert store.n == n and store.acts.shape == (7 * 2 * 8, n) and isinstance(store.acts, np.memmap)
     assert meta["total_bytes"] == sum(p.stat().st_size for p in (tmp_path / "store").iterdir() if p.name != "store.json")
     assert meta["build_seconds"] > 0 and not list((tmp_path / "store").glob("*.part*"))
 
-    # every kind of every unit, against the exact internals streamed the same way
+    # every kind of every unit, against the exact internals streamed the same way; raw c on each unit's own range
     counter = SaturationCounter("lstm", 2, 8)
+    raw_c = np.zeros((2, 8, n))
     for chunk in stream_test_internals(model, corpus, streams=5, warmup=200, chunk=100):
         counter.update(chunk.acts, torch.from_numpy(chunk.valid))
         keep = chunk.valid
         for layer, acts in enumerate(chunk.acts, start=1):
+            raw_c[layer - 1][:, chunk.pos[keep]] = acts["c"].numpy()[keep].T
             for kind in KINDS["lstm"]:
+                if kind == "c_raw":
+                    continue
                 exact = acts[kind].numpy()[keep]
                 exact = np.tanh(exact) if kind == "c" else exact
                 for unit in range(8):
                     stored = store.values(kind, layer, unit)[chunk.pos[keep]]
                     assert np.abs(stored - exact[:, unit]).max() <= 0.5 / 127.5 + 1e-5, (kind, layer, unit)
+    for layer in (1, 2):
+        for unit in range(8):
+            exact, row = raw_c[layer - 1, unit], store.row("c_raw", layer, unit)
+            lo, hi = store.ranges[row]
+            assert np.allclose([lo, hi], [exact.min(), exact.max()], atol=1e-5)
+            assert np.abs(store.values("c_raw", layer, unit) - exact).max() <= 0.5 * (hi - lo) / 255 + 1e-5
+            for kind in ("c", "c_raw", "f"):  # the level counts are the rows'
+                assert np.array_equal(store.hist[store.row(kind, layer, unit)],
+                                      np.bincount(store.track(kind, layer, unit), minlength=256))
+    assert (raw_c.max(axis=2) - raw_c.min(axis=2)).min() > 0  # every unit's c moved: its own range is real
+    # the text features the cells stage scores, as annotation strips
+    features = split_features(corpus, "test")
+    for name, info in store.feature_info.items():
+        assert np.array_equal(store.feature_track(name), np.clip(features[name].to_numpy(), 0, 255)), name
+        assert info["max"] == features[name].max()
+    assert set(store.feature_info) == set(features.columns)
     exact_sat = counter.table("m")
     for row in exact_sat.itertuples():
         kind = {"input": "i", "forget": "f", "output": "o"}[row.gate]
@@ -124,32 +145,45 @@ def test_store_holds_every_activation_and_the_evaluation_predictions(tmp_path, p
 
 
 def synthetic_store(path, n=3000, layers=2, hidden=16, seed=0):
-    """A store whose tanh(c) activations are set by hand: noise below 0.3 everywhere; unit 2:5 planted at 0.9 over
-    three 12-character spans; distractors: 1:3 on over the first span but also around it, 2:9 on over only part of
-    it, 1:7 planted on the same spans but weaker (0.6), so it ranks second."""
+    """A store whose activations are set by hand (raw c; the store keeps tanh(c) and c per unit): noise below 0.3
+    everywhere; unit 2:5 planted at 0.9 over three 12-character spans; distractors: 1:3 on over the first span but
+    also around it, 2:9 on over only part of it, 1:7 planted on the same spans but weaker (0.6), so it ranks
+    second. Unit 2:12 falls over the spans (0.6..0.95 elsewhere, -0.6 on them), and 1:11 is saturated: c near -6
+    outside and -4 inside 20-character "quotes" every 100 characters, so tanh(c) is -1.00 everywhere."""
     rng = np.random.default_rng(seed)
     meta = base_meta("lstm-2x16", "toy", "lstm", layers, hidden)
     text = np.frombuffer(markov_text(n, alphabet=b"ab c\n", seed=seed), dtype=np.uint8)
     spans = [(400, 412), (1500, 1512), (2600, 2612)]
     values = {kind: rng.uniform(-0.5, 0.25, (layers, hidden, n)) for kind in meta["kinds"]}
-    c = values["c"]
+    c = np.arctanh(values["c"])  # raw c
     for a, b in spans:
-        c[1, 5, a:b] = 0.9
-        c[0, 7, a:b] = 0.6
-    c[0, 3, 380:430] = 0.8
-    c[1, 9, 405:412] = 0.8
+        c[1, 5, a:b] = np.arctanh(0.9)
+        c[0, 7, a:b] = np.arctanh(0.6)
+    c[0, 3, 380:430] = np.arctanh(0.8)
+    c[1, 9, 405:412] = np.arctanh(0.8)
+    c[1, 12] = np.arctanh(rng.uniform(0.6, 0.95, n))
+    for a, b in spans:
+        c[1, 12, a:b] = np.arctanh(-0.6)
+    c[0, 11] = rng.uniform(-6.2, -5.8, n)
+    for a in range(20, n, 100):
+        c[0, 11, a:a + 20] = rng.uniform(-4.2, -3.8, 20)
 
     def fill(acts):
+        units = layers * hidden
         for k, kind in enumerate(meta["kinds"]):
-            raw = np.arctanh(values[kind]) if kind == "c" else values[kind]  # the store applies tanh to c
-            levels = quantise(torch.from_numpy(raw), kind).numpy()
-            acts[k * layers * hidden:(k + 1) * layers * hidden] = levels.reshape(layers * hidden, n)
+            rows = slice(k * units, (k + 1) * units)
+            if kind == "c_raw":
+                acts[rows], ranges = quantise_own(c.reshape(units, n))
+            else:
+                raw = c if kind == "c" else values[kind]  # the store applies tanh to c
+                acts[rows] = quantise(torch.from_numpy(raw), kind).numpy().reshape(units, n)
+        return {"c_raw": ranges}
 
     positions = empty_positions(n)
     positions["top_byte"][:] = np.frombuffer(b"ab c\n", dtype=np.uint8)
     positions["top_p"][:] = [0.4, 0.3, 0.15, 0.1, 0.05]
     positions["p"] = 0.3
-    write_store(path, meta, text, fill, positions)
+    write_store(path, meta, text, fill, positions, features=features_of(text))
     return Store(path), spans
 
 
@@ -164,7 +198,7 @@ def test_hypothesis_search_finds_the_planted_unit_and_spans(tmp_path):
     block[0, 10:20] = block[0, 50:60] = 200
     block[1, 5:25] = 200
     block[2, 10:20] = block[2, 70:74] = 220
-    selected, margin = select_units(block, 10, 20, level=100, pad=2)
+    selected, margin, _ = select_units(block, 10, 20, level=100, pad=2)
     assert list(selected) == [2, 0] and margin[0] > margin[1]
     matches = find_matches(block[[0, 2]], 100, 10, min_fraction=0.5)
     assert [(a, b) for a, b, _ in matches] == [(10, 20), (50, 60), (70, 74)]
