@@ -295,6 +295,7 @@ async function addTrack(spec) {
     const keep = anchorPos();
     state.tracks.push(track);
     tracksChanged(keep);
+    status("");
   } catch (err) { status(err.message, true); }
 }
 
@@ -550,6 +551,8 @@ function clearSearch(message) {
 async function runSearch(offset = 0) {
   const start = $("sel-start").value, end = $("sel-end").value;
   if (start === "" || end === "") return clearSearch("select a span first: drag over the text, or type its start and end");
+  if (!(+start >= 0 && +start < +end && +end <= state.text.length))
+    return clearSearch(`search failed: the span ${start}\u2013${end} is not inside the test split (0\u2013${state.text.length}, start before end)`);
   state.selection = [+start, +end];
   const seq = ++state.searchSeq;
   let r;
@@ -560,6 +563,7 @@ async function runSearch(offset = 0) {
     return;
   }
   if (seq !== state.searchSeq) return;
+  status("");
   state.search = r;
   state.mask = Uint8Array.from(atob(r.mask), (ch) => ch.charCodeAt(0));
   const used = r.units.filter((u) => u.used).length;
@@ -690,6 +694,7 @@ function jump(pos) {
   if (!(Number.isInteger(pos) && pos >= 0 && pos < state.text.length)) return status(`position ${pos} is outside 0..${state.text.length - 1}`, true);
   state.cursor = pos;
   $("jump").value = pos;
+  status("");
   scrollToPos(pos);
   showPrediction(pos).catch((err) => status(err.message, true));
 }
