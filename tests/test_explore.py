@@ -27,8 +27,8 @@ from rnnlens.explore import browser
 from rnnlens.explore.search import find_matches, hypothesis_search, select_units
 from rnnlens.explore.server import Explorer, byte_label, serve_in_thread
 from rnnlens.explore.store import (KINDS, NOT_ERROR, Store, StoreError, base_meta, build_store, decode,
-                                   empty_positions, level_threshold, quantise, quantise_own, spread_order,
-                                   write_store)
+                                   decode_range, empty_positions, kind_range, level_threshold, level_thresholds,
+                                   quantise, quantise_own, spread_order, write_store)
 from rnnlens.features import features_of, split_features
 from rnnlens.internals import stream_test_internals
 from rnnlens.model import CharRNN, ModelSpec
@@ -77,6 +77,17 @@ def test_quantised_levels_are_close_and_exact_at_the_saturation_thresholds():
     for kind in ("i", "h"):
         for threshold in (-0.73, -0.21, 0.01, 0.1, 0.3, 0.5, 0.95):  # levels: exact; between: either
             assert np.array_equal(decode(q, kind) > threshold, q > level_threshold(threshold, kind))
+            assert level_thresholds(threshold, np.array([kind_range(kind)]))[0] == level_threshold(threshold, kind)
+    # a row on its own range (raw c): the same exactness against its own levels
+    values = np.random.default_rng(1).normal(3, 4, (5, 1000))
+    levels, ranges = quantise_own(values)
+    assert np.allclose(ranges, np.stack([values.min(1), values.max(1)], axis=1))
+    for row, (lo, hi) in enumerate(ranges):
+        assert levels[row].min() == 0 and levels[row].max() == 255
+        assert np.abs(decode_range(levels[row], lo, hi) - values[row]).max() <= 0.5 * (hi - lo) / 255 + 1e-9
+        for threshold in (lo - 1, lo, 0.0, 3.3, hi - 1e-9, hi):
+            t = level_thresholds(threshold, ranges[row:row + 1])[0]
+            assert np.array_equal(decode_range(q, lo, hi) > threshold, q > t), (row, threshold)
 
 
 # ---------------------------------------------------------------------------------------------- the store

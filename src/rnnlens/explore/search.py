@@ -63,18 +63,20 @@ def match_runs(rows, level, falls, span_length, min_fraction=1.0):
     """rows (k, n) uint8 levels of the chosen units, their levels and directions -> (starts, ends, scores, share,
     hit mask) of every match, in text order."""
     k, n = rows.shape
-    on_count = np.zeros(n, dtype=np.int32)
+    on_count = np.zeros(n, dtype=np.uint8 if k < 256 else np.int32)  # narrow counts: the sums below are the cost
     level = np.broadcast_to(np.asarray(level), (k,))
     falls = np.broadcast_to(np.asarray(falls, dtype=bool), (k,))
     for row, t, down in zip(rows, level, falls):  # one row at a time: k whole-split reads, no (k, n) temporary
-        on_count += (np.asarray(row) <= t) if down else (np.asarray(row) > t)
+        row = np.asarray(row)
+        np.add(on_count, (row <= t) if down else (row > t), out=on_count, casting="unsafe")
     need = max(1, int(np.ceil(min_fraction * k - 1e-9)))
     hit = on_count >= need if k else np.zeros(n, dtype=bool)
-    edges = np.diff(np.concatenate([[0], hit.astype(np.int8), [0]]))
-    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
-    summed = np.concatenate([[0], np.cumsum(on_count, dtype=np.int64)])
+    padded = np.concatenate([[False], hit, [False]])
+    edges = np.flatnonzero(padded[1:] != padded[:-1])  # start, end, start, end, ...
+    starts, ends = edges[0::2], edges[1::2]
     lengths = ends - starts
-    share = (summed[ends] - summed[starts]) / np.maximum(lengths * k, 1)
+    summed = np.add.reduceat(np.append(on_count, 0), edges, dtype=np.int64)[0::2] if len(edges) else lengths
+    share = summed / np.maximum(lengths * k, 1)
     closeness = np.abs(lengths - span_length) / np.maximum(lengths, span_length)
     return starts, ends, share - closeness, share, hit
 

@@ -273,9 +273,6 @@ class Store:
                     break
         return picked, ties
 
-    def top_contexts(self, kind, layer, unit, count=10, width=40):
-        return self.contexts(kind, layer, unit, count, width)[0]
-
     def saturation(self, layer, unit, left=0.1, right=0.9):
         """Per gate kind of this unit: (fraction < left, fraction > right) over the test split. Exact from the
         quantised levels, because the levels are placed so that 0.1 and 0.9 fall between two of them."""
