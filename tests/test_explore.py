@@ -279,6 +279,8 @@ def test_own_scale_percentiles_contexts_and_old_stores(tmp_path):
     assert flat["lo"] == pytest.approx(np.sort(raw)[int(np.ceil(0.02 * store.n)) - 1])
     assert flat["hi"] == pytest.approx(np.sort(raw)[int(np.ceil(0.98 * store.n)) - 1]) and -4.3 < flat["hi"] < -3.7
     assert not store.display_scale("c", 2, 5)["own"]  # noise over half the range: not flat
+    assert not store.display_scale("f", 1, 11)["own"] and store.display_scale("f", 1, 11, "own")["own"]  # a gate:
+    # noise over [-0.5, 0.25], flat on [0, 1], keeps the kind's scale unless asked
     assert store.display_scale("c", 2, 5, mode="own")["own"] and not store.display_scale("c", 1, 11, "kind")["own"]
     # contexts: the raw c orders a saturated unit's positions; ties at one level are spread over the text
     picked, ties = store.contexts("c", 1, 11, count=5, width=10)

@@ -52,9 +52,10 @@ QUANTITY = {"c": "tanh(c)", "c_raw": "c"}
 GATES = {"i", "f", "o", "r", "z"}  # sigmoid: [0, 1]; every other fixed kind is a tanh: [-1, 1]
 OWN_RANGE = {"c_raw"}  # quantised over each unit's own min..max
 # As the cell pictures (rnnlens.cellviz): a unit whose 5th..95th percentiles span less than a quarter of its kind's
-# range is too flat to read on it and is coloured on its own scale, its 2nd..98th percentiles at the two ends.
+# range is too flat to read on it and is coloured on its own scale, its 2nd..98th percentiles at the two ends
+# (in mode auto, not for gates).
 FLAT_SPREAD = 0.25
-OWN_PERCENTILES = (2, 98)
+OWN_PERCENTILES = (2, 98)  # display_scale's note names them
 TOP_K = 5
 NOT_ANALYSED, NOT_ERROR = -2, -1
 POSITION_DTYPE = np.dtype([("top_byte", np.uint8, (TOP_K,)), ("top_p", np.float32, (TOP_K,)), ("p", np.float32),
@@ -227,7 +228,8 @@ class Store:
         p5, p95 = int(self.percentile_levels(row, 5)), int(self.percentile_levels(row, 95))
         lo, hi = (float(v) for v in self.ranges[row])
         v5, v95 = self.decode_row(row, p5), self.decode_row(row, p95)
-        flat = kind not in OWN_RANGE and (p95 - p5) / 255 < FLAT_SPREAD
+        # a gate's saturation is what its colour should show; a flat cell state, h or candidate hides its signal
+        flat = kind not in OWN_RANGE and kind not in GATES and (p95 - p5) / 255 < FLAT_SPREAD
         name = quantity(kind)
         spread = f"{name} spans only {v5:+.2f} to {v95:+.2f} between its 5th and 95th percentiles"
         own = mode == "own" or (mode == "auto" and flat)
@@ -238,9 +240,8 @@ class Store:
         source = "c_raw" if kind == "c" and "c_raw" in self.kinds else kind
         srow = self.row(source, layer, unit)
         a, b = (int(v) for v in self.own_levels(srow))
-        which = (f"its {OWN_PERCENTILES[0]}nd..{OWN_PERCENTILES[1]}th percentile"
-                 if (a, b) == (int(self.percentile_levels(srow, OWN_PERCENTILES[0])),
-                               int(self.percentile_levels(srow, OWN_PERCENTILES[1]))) else "its min..max")
+        percentiles = tuple(int(self.percentile_levels(srow, q)) for q in OWN_PERCENTILES)
+        which = "its 2nd..98th percentiles" if (a, b) == percentiles else "its min..max"
         if b <= a:  # one level everywhere: nothing to stretch
             b, which = a + 1, "constant"
         va, vb = self.decode_row(srow, a), self.decode_row(srow, b)
