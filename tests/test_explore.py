@@ -773,6 +773,15 @@ def test_saturated_units_search_and_matches_in_headless_chromium(tmp_path):
             assert "search failed" in summary and "not inside the test split" in summary
             assert driver.find_elements(By.CSS_SELECTOR, "#search-matches li, #search-units li") == []
             assert driver.execute_script("return window.rnnlensExplorer.state.mask") is None
+            # a text feature as a strip, then as the text colour: header and unit page follow, nothing stale
+            set_field(driver, "text-feature", "line_pos")
+            driver.find_element(By.ID, "add-feature").click()
+            wait(driver, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#tracks li")) == 2)
+            assert "text feature line_pos" in driver.find_element(By.ID, "legend").text
+            driver.find_elements(By.CSS_SELECTOR, "#tracks li")[1].find_element(By.TAG_NAME, "button").click()
+            wait(driver, lambda d: "text feature line_pos" in d.find_element(By.ID, "colouring").text)
+            wait(driver, lambda d: "not a unit" in d.find_element(By.ID, "unit-page").text)
+            assert driver.find_elements(By.CSS_SELECTOR, "#unit-contexts li") == []
             assert browser.severe_console_messages(driver) == []
     finally:
         server.shutdown()

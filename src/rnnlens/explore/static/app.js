@@ -260,6 +260,8 @@ function tracksChanged(keep) {
     if (primary && primary.type === "unit") {
       syncControls(primary);
       loadUnitPage(primary);
+    } else {
+      clearUnitPage(primary ? `the text is coloured by ${primary.label}, not a unit` : "");
     }
   }
   refreshPrediction();
@@ -434,6 +436,15 @@ function predictionHTML(r) {
 }
 
 // ------------------------------------------------------------------ unit page
+
+function clearUnitPage(message) {
+  state.unitSeq++;  // a unit page still loading is not shown
+  state.unitPage = null;
+  $("unit-page").innerHTML = `<p class="hint">${escapeHTML(message)}</p>`;
+  $("unit-contexts").innerHTML = "";
+  const c = $("histogram");
+  c.getContext("2d").clearRect(0, 0, c.width, c.height);
+}
 
 async function loadUnitPage(spec) {
   const seq = ++state.unitSeq;
