@@ -274,13 +274,13 @@ def _listing(found):
 
 
 BUILD_HINT = ("list the models under analysis.explore.models in the config and run `snakemake --cores 2 explore` "
-              "(or one: `snakemake --cores 2 {results}/CORPUS/explore/MODEL/store.json`)")
+              "(or one: `snakemake --cores 2 {target}`)")
 
 
 def find_stores(results, corpus, models):
     """The stores to serve; a missing corpus or model is named with the stores that do exist."""
     found = existing_stores(results)
-    hint = BUILD_HINT.format(results=results)
+    hint = BUILD_HINT.format(target=Path(results) / (corpus or "CORPUS") / "explore" / "MODEL" / "store.json")
     if not corpus:
         if found:
             raise StoreError(f"name a corpus: `rnnlens explore CORPUS [MODEL ...]` (models are optional: default "
@@ -292,6 +292,7 @@ def find_stores(results, corpus, models):
         raise StoreError(f"no explorer stores for corpus {corpus!r} under {base}{there}; {hint}")
     missing = [m for m in models if m not in found[corpus]]
     if missing:
+        hint = BUILD_HINT.format(target=base / missing[0] / "store.json")
         raise StoreError(f"no explorer store of {', '.join(missing)} for {corpus} (no {base / missing[0]}/store.json); "
                          f"stores of {corpus}: {', '.join(found[corpus])}; to add one, {hint}")
     return [Store(base / m) for m in (models or found[corpus])]
