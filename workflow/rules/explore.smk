@@ -13,6 +13,8 @@ rule explore_store:
     output:
         store="results/{corpus}/explore/{model}/store.json",
         acts="results/{corpus}/explore/{model}/acts.npy",
+        stats="results/{corpus}/explore/{model}/stats.npz",
+        features="results/{corpus}/explore/{model}/features.npy",
         positions="results/{corpus}/explore/{model}/positions.npy",
         text="results/{corpus}/explore/{model}/text.bin",
         scores="results/{corpus}/explore/{model}/scores.parquet",

@@ -23,7 +23,8 @@ def find_chromium():
 
 @contextmanager
 def headless_chromium(width=1500, height=900):
-    """A fresh headless Chromium (its own temporary profile) that records the console; quits on exit."""
+    """A fresh headless Chromium (its own temporary profile) that records the console, with a page (viewport) of
+    width x height CSS pixels at one device pixel per CSS pixel; quits on exit."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -42,6 +43,9 @@ def headless_chromium(width=1500, height=900):
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(options=options, service=Service(executable_path=driver_path))
     try:
+        # the window size includes the browser's own bars; the page gets exactly width x height
+        driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {"width": width, "height": height,
+                                                                      "deviceScaleFactor": 1, "mobile": False})
         yield driver
     finally:
         driver.quit()

@@ -7,14 +7,18 @@ no dependency to install or keep up to date. Threads (one per request) keep the 
 runs; every request only reads the stores.
 
 API (all GET; errors answer 400 with {"error": "..."}):
-  /api/info                                 corpus, positions, models (metadata, features, sizes)
+  /api/info                                 corpus, positions, models (metadata, kinds, features, sizes)
   /api/text                                 the test split's bytes
   /api/track?model&kind&layer&unit          one unit's uint8 levels over the whole split
+  /api/scale?model&kind&layer&unit[&mode]   how that unit is coloured (its kind's range or its own scale)
+  /api/feature?model&name                   one text feature over the whole split (0/1, or a count up to 255)
   /api/lossdiff?model&other                 per position loss(model) - loss(other), uint8 levels over [-4, 4] nats
-  /api/units?model[&feature][&limit]        units ranked by the cells stage's feature scores
-  /api/unit?model&kind&layer&unit           unit page: saturation, best features, histogram, top contexts
+  /api/units?model[&feature][&limit]        units ranked by the cells stage's feature scores (with strength,
+                                            partial and whether another feature explains the unit better)
+  /api/unit?model&kind&layer&unit[&mode]    unit page: scale, level counts, saturation, features, both extremes
   /api/predict?model&pos                    top-5 prediction of a position, n-gram p, error and oracle step
-  /api/search?model&kind&start&end&threshold[&pad][&max_units][&min_fraction]   hypothesis search
+  /api/search?model&kind&start&end&threshold[&pad][&max_units][&min_fraction][&direction][&scale][&offset][&limit]
+                                            hypothesis search (rnnlens.explore.search)
 """
 
 import json
@@ -25,14 +29,16 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import numpy as np
+import pandas as pd
 
 from rnnlens.explore.search import hypothesis_search
-from rnnlens.explore.store import NOT_ANALYSED, NOT_ERROR, Store, StoreError, decode
+from rnnlens.explore.store import NOT_ANALYSED, NOT_ERROR, Store, StoreError, quantity
 
 STATIC = Path(__file__).resolve().parent / "static"
 CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
                  ".css": "text/css; charset=utf-8", ".png": "image/png"}
 LOSS_RANGE = 4.0  # nats: the loss-difference track saturates beyond +-4
+CONTEXT_BEFORE, CONTEXT_AFTER = 18, 10  # characters shown before and after a unit page's context position
 
 
 def byte_label(b):
@@ -68,9 +74,11 @@ class Explorer:
         models = []
         for s in self.stores.values():
             keep = ("model", "arch", "layers", "hidden", "kinds", "kind_labels", "ranges", "cell_state", "test_loss",
-                    "ngram", "oracle_steps", "error_threshold", "total_bytes", "bytes", "build_seconds")
+                    "ngram", "oracle_steps", "error_threshold", "total_bytes", "bytes", "build_seconds",
+                    "text_features")
             entry = {k: s.meta.get(k) for k in keep}
             entry["features"] = sorted(s.scores.feature.unique().tolist()) if s.scores is not None else []
+            entry["quantities"] = {k: quantity(k) for k in s.kinds}
             models.append(entry)
         return {"corpus": self.corpus, "positions": int(len(self.text)), "models": models,
                 "loss_range": LOSS_RANGE}
@@ -78,6 +86,13 @@ class Explorer:
     def track(self, query):
         store = self.store(query)
         return store.track(query["kind"], int(query["layer"]), int(query["unit"])).tobytes()
+
+    def scale(self, query):
+        store = self.store(query)
+        return store.display_scale(query["kind"], int(query["layer"]), int(query["unit"]), query.get("mode", "auto"))
+
+    def feature(self, query):
+        return self.store(query).feature_track(query["name"]).tobytes()
 
     def lossdiff(self, query):
         a, b = self.store(query), self.store({"model": query.get("other", "")})
@@ -88,44 +103,74 @@ class Explorer:
         return levels.astype(np.uint8).tobytes()
 
     def units(self, query):
+        """Units with their scores for one feature (by its rank), or every unit once under the feature that
+        explains it best on the common scale (strength: AUC and Spearman scores differ in scale and chance level,
+        so a raw score would always favour an AUC feature)."""
         store = self.store(query)
         limit = int(query.get("limit", 200))
-        if store.scores is None:
+        if store.explained is None:
             return {"kind": store.meta["cell_state"], "units": [], "note": "no cell scores in this store"}
         scores = store.scores
         feature = query.get("feature") or ""
+        best = store.explained.reset_index()
         if feature:
+            if feature not in set(scores.feature):
+                raise StoreError(f"{store.model} has no scores for feature {feature!r}")
             ranked = scores[scores.feature == feature].sort_values(["rank", "layer", "unit"])
-        else:  # every unit once, under its best feature
-            ranked = scores.loc[scores.groupby(["layer", "unit"])["score"].idxmax()].sort_values(
-                ["score", "layer", "unit"], ascending=[False, True, True])
-        rows = ranked.head(limit)
+        else:
+            ranked = scores.merge(best[["layer", "unit", "best_feature"]], left_on=["layer", "unit", "feature"],
+                                  right_on=["layer", "unit", "best_feature"]).drop(columns="best_feature")
+            ranked = ranked.sort_values(["strength", "layer", "unit"], ascending=[False, True, True])
+        rows = ranked.head(limit).merge(best, on=["layer", "unit"], how="left", sort=False)
         return {"kind": store.meta["cell_state"], "feature": feature,
-                "units": [{"layer": int(r.layer), "unit": int(r.unit), "feature": r.feature, "score": round(float(r.score), 4),
-                           "sign": int(r.sign), "measure": r.kind} for r in rows.itertuples()]}
+                "units": [self._score_row(r) for r in rows.itertuples()]}
+
+    @staticmethod
+    def _score_row(r):
+        num = (lambda v: None if pd.isna(v) else round(float(v), 4))
+        return {"layer": int(r.layer), "unit": int(r.unit), "feature": r.feature, "measure": r.kind,
+                "value": num(r.value), "score": num(r.score), "strength": num(r.strength), "partial": num(r.partial),
+                "sign": int(r.sign), "rank": int(r.rank), "explained_by": r.best_feature,
+                "explained_strength": num(r.best_strength), "confounded": bool(r.best_feature != r.feature),
+                "margin": num(r.margin)}
 
     def unit(self, query):
         store = self.store(query)
         kind, layer, unit = query["kind"], int(query["layer"]), int(query["unit"])
-        counts, edges = store.histogram(kind, layer, unit)
-        contexts = []
-        width = 40
-        values = store.track(kind, layer, unit)
-        for pos in store.top_contexts(kind, layer, unit, count=10, width=width):
-            a, b = max(0, pos - width), min(store.n, pos + 10)
-            contexts.append({"pos": pos, "start": a, "end": b, "value": float(decode(values[pos], kind)),
-                             "text": store.text[a:b].tobytes().decode("latin-1")})
-        best = []
-        if store.scores is not None:
+        scale = store.display_scale(kind, layer, unit, query.get("mode", "auto"))
+        source = scale["source"]
+        counts, (lo, hi) = store.level_counts(source, layer, unit)
+        values = store.values(kind, layer, unit)
+        raw = store.values("c_raw", layer, unit) if kind == "c" and "c_raw" in store.kinds else None
+        extremes = {}
+        for side, highest in (("highest", True), ("lowest", False)):
+            picked, ties = store.contexts(kind, layer, unit, count=10, width=CONTEXT_BEFORE, highest=highest)
+            extremes[side] = {"ties": ties, "contexts": [self._context(store, pos, values, raw) for pos in picked]}
+        features = []
+        if store.explained is not None:
             own = store.scores[(store.scores.layer == layer) & (store.scores.unit == unit)]
-            best = [{"feature": r.feature, "score": round(float(r.score), 4), "sign": int(r.sign), "measure": r.kind,
-                     "value": round(float(r.value), 4), "rank": int(r.rank)}
-                    for r in own.sort_values("score", ascending=False).head(6).itertuples()]
-        return {"model": store.model, "kind": kind, "layer": layer, "unit": unit,
+            own = own.sort_values("strength", ascending=False).head(6)
+            expl = store.explained.reset_index()
+            rows = own.merge(expl, on=["layer", "unit"], how="left", sort=False)
+            features = [self._score_row(r) for r in rows.itertuples()]
+        own = store.display_scale(kind, layer, unit, "own")
+        return {"model": store.model, "kind": kind, "layer": layer, "unit": unit, "scale": scale,
+                "own_scale": {k: own[k] for k in ("source", "lo", "hi")},
+                "quantity": quantity(source), "kind_quantity": quantity(kind),
                 "saturation": {k: {"left": v[0], "right": v[1]} for k, v in store.saturation(layer, unit).items()},
-                "scores_of": store.meta["cell_state"], "features": best,
-                "histogram": {"counts": counts.tolist(), "edges": [round(float(e), 4) for e in edges]},
-                "mean": float(decode(values, kind).mean()), "contexts": contexts}
+                "scores_of": store.meta["cell_state"], "features": features,
+                "explanation": store.explanation(layer, unit),
+                "histogram": {"counts": counts.tolist(), "lo": lo, "hi": hi,
+                              "mean": store.mean(store.row(source, layer, unit))},
+                "mean": store.mean(store.row(kind, layer, unit)), **extremes}
+
+    def _context(self, store, pos, values, raw):
+        text = store.text
+        before = text[max(0, pos - CONTEXT_BEFORE):pos].tobytes().decode("latin-1")
+        after = text[pos + 1:pos + 1 + CONTEXT_AFTER].tobytes().decode("latin-1")
+        return {"pos": pos, "before": before, "char": byte_label(text[pos]) if text[pos] in (9, 10, 13) else
+                chr(text[pos]), "after": after, "value": round(float(values[pos]), 4),
+                "raw": None if raw is None else round(float(raw[pos]), 4)}
 
     def predict(self, query):
         store = self.store(query)
@@ -150,13 +195,15 @@ class Explorer:
         return hypothesis_search(store, query.get("kind") or store.meta["cell_state"], int(query["start"]),
                                  int(query["end"]), float(query["threshold"]), pad=int(query.get("pad", 3)),
                                  max_units=int(query.get("max_units", 20)),
-                                 min_fraction=float(query.get("min_fraction", 1.0)))
+                                 min_fraction=float(query.get("min_fraction", 1.0)),
+                                 direction=query.get("direction", "rises"), scale=query.get("scale", "kind"),
+                                 offset=int(query.get("offset", 0)), limit=int(query.get("limit", 100)))
 
 
 JSON_ROUTES = {"/api/info": "info", "/api/units": "units", "/api/unit": "unit", "/api/predict": "predict",
-               "/api/search": "search"}
+               "/api/search": "search", "/api/scale": "scale"}
 BINARY_ROUTES = {"/api/text": lambda ex, q: ex.text.tobytes(), "/api/track": Explorer.track,
-                 "/api/lossdiff": Explorer.lossdiff}
+                 "/api/lossdiff": Explorer.lossdiff, "/api/feature": Explorer.feature}
 
 
 def make_handler(explorer, quiet=True):
@@ -214,20 +261,46 @@ def serve_in_thread(explorer, port=0):
     return server, f"http://127.0.0.1:{server.server_port}/"
 
 
+def existing_stores(results):
+    """{corpus: [model, ...]} of every finished store under the results directory."""
+    found = {}
+    for meta in sorted(Path(results).glob("*/explore/*/store.json")):
+        found.setdefault(meta.parent.parent.parent.name, []).append(meta.parent.name)
+    return found
+
+
+def _listing(found):
+    return "; ".join(f"{corpus} ({', '.join(models)})" for corpus, models in found.items())
+
+
+BUILD_HINT = ("list the models under analysis.explore.models in the config and run `snakemake --cores 2 explore` "
+              "(or one: `snakemake --cores 2 {target}`)")
+
+
 def find_stores(results, corpus, models):
+    """The stores to serve; a missing corpus or model is named with the stores that do exist."""
+    found = existing_stores(results)
+    hint = BUILD_HINT.format(target=Path(results) / (corpus or "CORPUS") / "explore" / "MODEL" / "store.json")
+    if not corpus:
+        if found:
+            raise StoreError(f"name a corpus: `rnnlens explore CORPUS [MODEL ...]` (models are optional: default "
+                             f"every model with a store); stores under {results}: {_listing(found)}")
+        raise StoreError(f"no explorer stores under {results}; {hint}")
     base = Path(results) / corpus / "explore"
-    if not models:
-        models = sorted(p.parent.name for p in base.glob("*/store.json"))
-        if not models:
-            raise StoreError(f"no explorer stores under {base}; list models under analysis.explore.models in the "
-                             f"config and run `snakemake --cores 2 explore` (or one: `snakemake --cores 2 "
-                             f"{base}/MODEL/store.json`)")
-    return [Store(base / m) for m in models]
+    if corpus not in found:
+        there = f"; stores exist for {_listing(found)}" if found else ""
+        raise StoreError(f"no explorer stores for corpus {corpus!r} under {base}{there}; {hint}")
+    missing = [m for m in models if m not in found[corpus]]
+    if missing:
+        hint = BUILD_HINT.format(target=base / missing[0] / "store.json")
+        raise StoreError(f"no explorer store of {', '.join(missing)} for {corpus} (no {base / missing[0]}/store.json); "
+                         f"stores of {corpus}: {', '.join(found[corpus])}; to add one, {hint}")
+    return [Store(base / m) for m in (models or found[corpus])]
 
 
 def add_explore_arguments(parser):
-    parser.add_argument("corpus", help="corpus id, e.g. warpeace or demo")
-    parser.add_argument("models", nargs="*", help="model ids (default: every model with a store)")
+    parser.add_argument("corpus", nargs="?", help="corpus id, e.g. warpeace or demo (without it: lists the stores)")
+    parser.add_argument("models", nargs="*", help="model ids (optional; default: every model with a store)")
     parser.add_argument("--results", default="results", help="the workflow's results directory (default: results)")
     parser.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (default 8765; 0: any free port)")
     parser.add_argument("--open", action="store_true", help="also open the page in the default web browser")
