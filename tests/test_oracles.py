@@ -319,6 +319,7 @@ def test_memory_definitions_command_reruns_the_peeling_per_definition(tmp_path):
                                                             memory_definition=definition))
         memory = expected[expected.category == "memory"]["count"].tolist()
         assert [row.memory_n20, row.memory_n60] == memory and row.memory == sum(memory)
+        assert 0 <= row.memory_at_second_byte <= row.memory
         assert row.rare_words == expected[expected.category == "rare_words"]["count"].sum()
     assert table.loc["substring", "memory"] >= table.loc["word", "memory"] >= table.loc["piece", "memory"]
 
