@@ -105,7 +105,8 @@ def _rule_scales(model, corpus, encoded, rule, segment, warmup, ms_bytes):
     return [1.0 / (r + 1e-3 * mean_root) for r in roots], [r / mean_root for r in roots]
 
 
-def _read(model, encoded, pieces, segment, warmup, lr=0.0, decay=0.0, scales=None, stop_if_nonfinite=False):
+def _read(model, encoded, pieces, segment, warmup, lr=0.0, decay=0.0, scales=None, stop_if_nonfinite=False,
+          progress=False):
     """One reading of `pieces` in text order. lr == 0: the weights as they are (static, no gradients); lr > 0:
     adapt after each segment (the weights change in place). -> dict of numpy arrays over the pieces' positions:
     logp, argmax, p_argmax, and `updates`. With stop_if_nonfinite, a reading whose loss stops being finite ends
@@ -139,7 +140,7 @@ def _read(model, encoded, pieces, segment, warmup, lr=0.0, decay=0.0, scales=Non
                             param.add_(pulls[i] * (trained[i] - param))
                 steps += 1
             out += q - p
-            if adapt and steps % 500 == 0:
+            if progress and steps % 500 == 0:
                 log.info(f"  dynamic evaluation: {out / total:6.1%} of {total} positions, {steps} updates "
                          f"({time.time() - t0:.0f} s)")
     return {"logp": logp[:out], "argmax": argmax[:out], "p_argmax": p_argmax[:out], "updates": steps,
@@ -173,7 +174,7 @@ def dynamic_predict(model, corpus, lr=1e-4, decay=0.0, segment=100, warmup=2000,
     encoded = torch.from_numpy(corpus.encode(corpus.data)).to(device)
     scales = _rule_scales(model, corpus, encoded, rule, segment, warmup, ms_bytes)
     pieces = [(int(a), int(b)) for a, b in corpus.pieces[split] if b > a]
-    return _read(model, encoded, pieces, segment, warmup, lr, decay, scales)
+    return _read(model, encoded, pieces, segment, warmup, lr, decay, scales, progress=True)
 
 
 def validation_pieces(pieces, max_bytes):
@@ -248,7 +249,7 @@ def select_and_predict(model, corpus, lrs, decays, segment=100, warmup=2000, dev
                  f"vs static {static_val:.4f})")
         model.load_state_dict(trained)
         result = _read(model, encoded, [(int(a), int(b)) for a, b in corpus.pieces["test"] if b > a], segment,
-                       warmup, chosen["lr"], chosen["decay"], scales)
+                       warmup, chosen["lr"], chosen["decay"], scales, progress=True)
         if not result["finite"]:
             # a test reading must not silently hold NaN probabilities: the static reading replaces it, flagged
             result = static
