@@ -46,6 +46,19 @@ def test_transformer_window_and_dynamic_models_are_checked(config):
     assert "heads" in _error(config)
 
 
+def test_dynamic_settings_are_one_value_or_a_list_to_choose_from(config):
+    config["evaluation"] = {"dynamic": {"lr": 0.003}}
+    check_config(config, SCHEMA)
+    assert config["evaluation"]["dynamic"]["decay"] == 0.0 and config["evaluation"]["dynamic"]["val_bytes"] == 50000
+    config["evaluation"]["dynamic"] = {"lr": [1e-4, 3e-4, 1e-3], "decay": [0, 0.03]}
+    check_config(config, SCHEMA)
+    config["evaluation"]["dynamic"] = {"lr": [1e-4, -1], "decay": 1.5, "val_bytes": 0}
+    msg = _error(config)
+    assert "evaluation.dynamic.lr[1]: value -1 is not allowed" in msg
+    assert "evaluation.dynamic.decay: value 1.5 is not allowed" in msg
+    assert "evaluation.dynamic.val_bytes" in msg
+
+
 @pytest.mark.parametrize("size", [0, -64, 1.5, "big"])
 def test_size_must_be_positive_integer(config, size):
     config["grid"]["size"] = [64, size]

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, markov_text, run_env
+from rnnlens.predictions import read_meta
 
 pytestmark = pytest.mark.slow
 
@@ -192,7 +193,7 @@ def test_transformer_lru_and_dynamic_evaluation_run_through_every_stage(tmp_path
     config["grid"] = {"arch": ["lstm", "transformer", "lru"], "layers": [1], "size": [8]}
     config["training_overrides"] = {"transformer": {"optimizer": "adamw", "window": 24, "heads": 2},
                                     "lru": {"optimizer": "adamw", "lr_warmup_steps": 3}}
-    config["evaluation"]["dynamic"] = {"rule": "rms", "lr": 0.001, "decay": 0.01, "segment": 20, "ms_bytes": 400,
+    config["evaluation"]["dynamic"] = {"rule": "rms", "lr": [0.001, 0.01], "decay": 0.01, "segment": 20, "ms_bytes": 400,
                                        "models": ["lstm-1x8", "transformer-1x8"]}
     config["ngram"] = {"orders": [1, 2, 3], "memory_mb": 500}
     config["analysis"] = {"reference_ngram": 3, "bracket_bin": 10, "perchar_min_count": 5,
@@ -204,6 +205,11 @@ def test_transformer_lru_and_dynamic_evaluation_run_through_every_stage(tmp_path
     assert set(table.index) == {"lstm-1x8", "transformer-1x8", "lru-1x8", "lstm-1x8+dyn", "transformer-1x8+dyn"}
     assert table.loc["lstm-1x8+dyn", "arch"] == "lstm+dyn" and table.loc["lstm-1x8+dyn", "params"] == table.loc[
         "lstm-1x8", "params"]
+    for model in ("lstm-1x8", "transformer-1x8"):  # the setting chosen per model on validation, both lrs scored
+        dynamic = read_meta(tmp_path / f"results/toy/predictions/{model}+dyn.parquet")["dynamic"]
+        assert [c["lr"] for c in dynamic["candidates"]] == [0.001, 0.01] and dynamic["static_val_loss"] > 0
+        flagged = table.loc[f"{model}+dyn", "test_loss"] > table.loc[model, "test_loss"] or dynamic["flag"]
+        assert isinstance(table.loc[f"{model}+dyn", "dyn_flag"], str) == bool(flagged)
     data = json.loads((tmp_path / "results/toy/data.json").read_text())
     for model in table.index:
         assert len(pd.read_parquet(tmp_path / f"results/toy/predictions/{model}.parquet")) == data["split_sizes"]["test"]

@@ -41,6 +41,13 @@ def _explain(error):
     elif error.validator == "oneOf" and "corpora" in error.absolute_path:
         return (f"{key}: give exactly one source: `path` (a local file), `url` (+ `sha256`), `stdlib: true` "
                 f"(the demo corpus) or `tarball` (a kernel source tarball)")
+    elif error.validator == "oneOf" and error.context:
+        # "one value or a list" settings: explain the failure of the branch of the value's own kind
+        branch = 1 if isinstance(error.instance, list) else 0
+        inner = [e for e in error.context if e.relative_schema_path and e.relative_schema_path[0] == branch]
+        if inner:
+            return _explain(max(inner, key=lambda e: len(e.absolute_path))) + " (one value or a list of values)"
+        allowed = error.message
     elif error.validator in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum", "type", "pattern",
                              "required", "minItems", "uniqueItems", "propertyNames", "minProperties"):
         allowed = error.message

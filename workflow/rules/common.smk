@@ -178,6 +178,7 @@ def oracle_args():
         "--memory-windows": ORACLES["memory_windows"],
         "--rare-counts": ORACLES["rare_counts"],
         "--boosts": ORACLES["boosts"],
+        "--memory-definition": [ORACLES["memory_definition"]],
     }
     return " ".join(f"{k} {' '.join(map(str, v))}" for k, v in spec.items())
 

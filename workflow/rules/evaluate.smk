@@ -28,7 +28,8 @@ rule evaluate:
 
 
 # Dynamic evaluation (Krause et al. 2018): the predictor {base}+dyn adapts the trained weights on each test
-# segment after predicting it; its Parquet goes wherever a model's does.
+# segment after predicting it, with the (lr, decay) chosen on validation (none, flagged, when none beats static);
+# its Parquet goes wherever a model's does.
 rule evaluate_dynamic:
     input:
         model="results/{corpus}/models/{base}/model.pt",
@@ -49,6 +50,7 @@ rule evaluate_dynamic:
         rule=DYNAMIC.get("rule"),
         lr=DYNAMIC.get("lr"),
         decay=DYNAMIC.get("decay"),
+        val_bytes=DYNAMIC.get("val_bytes"),
         segment=DYNAMIC.get("segment"),
         ms_bytes=DYNAMIC.get("ms_bytes"),
         warmup=EVAL["warmup"],
@@ -57,5 +59,5 @@ rule evaluate_dynamic:
     shell:
         "python -m rnnlens dyneval --model {input.model} --data {input.data} --out {output}"
         " --model-id {wildcards.base} --rule {params.rule} --lr {params.lr} --decay {params.decay}"
-        " --segment {params.segment} --ms-bytes {params.ms_bytes} --warmup {params.warmup} --threads {threads}"
-        " > {log} 2>&1"
+        " --val-bytes {params.val_bytes} --segment {params.segment} --ms-bytes {params.ms_bytes}"
+        " --warmup {params.warmup} --threads {threads} > {log} 2>&1"
