@@ -148,23 +148,25 @@ def add_dyneval_arguments(parser):
     parser.add_argument("--segment", type=int, default=100, help="bytes predicted before each update")
     parser.add_argument("--warmup", type=int, default=2000)
     parser.add_argument("--threads", type=int, default=0)
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="auto", help="auto (the GPU when there is one), cpu, cuda, cuda:N")
 
 
 def run_dyneval(args):
     """Test predictions of a trained model under dynamic evaluation (adapting on each test segment after
     predicting it), written as the predictor {model}+dyn."""
     from rnnlens.corpus import PreparedCorpus
-    from rnnlens.model import load_model
+    from rnnlens.model import load_model, pick_device
 
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.segment < 1 or args.lr <= 0 or not 0 <= args.decay < 1:
         raise InputError("need --segment >= 1, --lr > 0 and 0 <= --decay < 1 (evaluation.dynamic in the config)")
-    model, extra = load_model(args.model, map_location=args.device)
+    device = pick_device(args.device)
+    model, extra = load_model(args.model)
     corpus = PreparedCorpus.load(args.data)
     t0 = time.time()
-    result = dynamic_predict(model, corpus, args.lr, args.decay, args.segment, args.warmup, device=args.device,
+    log.info(f"dynamic evaluation on {device}")
+    result = dynamic_predict(model, corpus, args.lr, args.decay, args.segment, args.warmup, device=device,
                              rule=args.rule, ms_bytes=args.ms_bytes)
     predictor = args.model_id + DYNAMIC_SUFFIX
     spec = model.spec
