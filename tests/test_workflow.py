@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import ROOT, markov_text, run_env
+from conftest import ROOT, markov_text, run_env, workflow_view
 from rnnlens.predictions import read_meta
 
 pytestmark = pytest.mark.slow
@@ -119,9 +119,24 @@ def test_bad_config_fails_before_any_job(workdir):
     assert "grid.arch[1]" in proc.stderr + proc.stdout and "tranformer" in proc.stderr + proc.stdout
 
 
-def test_full_paper_grid_plans_144_training_jobs_for_72_models():
-    proc = subprocess.run([str(Path(sys.executable).parent / "snakemake"), "-n", "--quiet", "rules"], cwd=ROOT,
-                          env=run_env(), capture_output=True, text=True, timeout=120)
+def test_a_corpus_of_one_distinct_byte_stops_at_prepare_before_any_training(workdir):
+    (workdir / "one.txt").write_bytes(b"x" * 12000)
+    config = tiny_config(workdir / "one.txt")
+    config["corpora"] = {"one": config["corpora"]["toy"]}
+    (workdir / "one.yaml").write_text(yaml.safe_dump(config))
+    proc = subprocess.run([str(Path(sys.executable).parent / "snakemake"), "--cores", "2", "--configfile", "one.yaml"],
+                          cwd=workdir, env=run_env(), capture_output=True, text=True, timeout=600)
+    assert proc.returncode != 0
+    assert "Error in rule prepare_corpus" in proc.stdout + proc.stderr
+    assert "one distinct byte (b'x')" in (workdir / "results/logs/one/prepare_corpus.log").read_text()
+    assert not (workdir / "results/one/data.json").exists() and not (workdir / "results/logs/one/train").exists()
+
+
+def test_full_paper_grid_plans_144_training_jobs_for_72_models(tmp_path):
+    # planned in a folder of its own: whatever this checkout's results/ hold does not change the plan
+    proc = subprocess.run([str(Path(sys.executable).parent / "snakemake"), "-n", "--quiet", "rules"],
+                          cwd=workflow_view(tmp_path / "wf"), env=run_env(), capture_output=True, text=True,
+                          timeout=120)
     assert proc.returncode == 0, proc.stderr
     jobs = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", proc.stdout, re.M)}
     # sizes 256 and 512 try dropout 0, 0.25 and 0.5 (config.yaml): 2 corpora x (18 + 18 x 3) trials

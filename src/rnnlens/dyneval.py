@@ -282,25 +282,27 @@ def add_dyneval_arguments(parser):
     parser.add_argument("--segment", type=int, default=100, help="bytes predicted before each update")
     parser.add_argument("--warmup", type=int, default=2000)
     parser.add_argument("--threads", type=int, default=0)
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="auto", help="auto (the GPU when there is one), cpu, cuda, cuda:N")
 
 
 def run_dyneval(args):
     """Test predictions of a trained model under dynamic evaluation (adapting on each test segment after
     predicting it) with the setting chosen on validation, written as the predictor {model}+dyn."""
     from rnnlens.corpus import PreparedCorpus
-    from rnnlens.model import load_model
+    from rnnlens.model import load_model, pick_device
 
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.val_bytes < 1:
         raise InputError(f"--val-bytes {args.val_bytes}: need at least 1 (evaluation.dynamic.val_bytes)")
-    model, extra = load_model(args.model, map_location=args.device)
+    device = pick_device(args.device)
+    model, extra = load_model(args.model)
     corpus = PreparedCorpus.load(args.data)
     t0 = time.time()
+    log.info(f"dynamic evaluation on {device}")
     predictor = args.model_id + DYNAMIC_SUFFIX
     result, selection = select_and_predict(model, corpus, args.lr, args.decay, args.segment, args.warmup,
-                                           device=args.device, rule=args.rule, ms_bytes=args.ms_bytes,
+                                           device=device, rule=args.rule, ms_bytes=args.ms_bytes,
                                            val_bytes=args.val_bytes, name=predictor)
     spec = model.spec
     meta = {"model": predictor, "base_model": args.model_id, "corpus": corpus.name, "family": spec.arch,

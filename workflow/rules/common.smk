@@ -18,6 +18,7 @@ from rnnlens.config import (
     dropout_label,
     dropout_values,
     load_schema,
+    training_settings,
     trial_settings,
 )
 from rnnlens.fetch import SOURCE_KEYS
@@ -105,6 +106,13 @@ def json_arg(value):
 
 def train_settings(wildcards):
     return json_arg(trial_settings(config, wildcards.model, wildcards.dropout))
+
+
+def model_device(wildcards):
+    """The torch device of a job that runs a trained model over the test split (dynamic
+    evaluation, internals, explorer store): its training.device, auto by default."""
+    model = wildcards.get("model") or wildcards.get("base")
+    return training_settings(config, model).get("device", "auto")
 
 
 def dropout_trials(wildcards):

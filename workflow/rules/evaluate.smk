@@ -54,10 +54,11 @@ rule evaluate_dynamic:
         segment=DYNAMIC.get("segment"),
         ms_bytes=DYNAMIC.get("ms_bytes"),
         warmup=EVAL["warmup"],
+        device=model_device,
         corpus=corpus_digest,
         code=code_of("dyneval"),
     shell:
         "python -m rnnlens dyneval --model {input.model} --data {input.data} --out {output}"
         " --model-id {wildcards.base} --rule {params.rule} --lr {params.lr} --decay {params.decay}"
         " --val-bytes {params.val_bytes} --segment {params.segment} --ms-bytes {params.ms_bytes}"
-        " --warmup {params.warmup} --threads {threads} > {log} 2>&1"
+        " --warmup {params.warmup} --device {params.device} --threads {threads} > {log} 2>&1"
