@@ -57,7 +57,9 @@ RES = config["resources"]
 EVAL = config["evaluation"]
 # dynamic evaluation: a predictor {model}+dyn for each of evaluation.dynamic.models (default: every model)
 DYNAMIC = EVAL.get("dynamic") or {}
-DYNAMIC_MODELS = [dynamic_id(m) for m in DYNAMIC.get("models", MODELS)] if DYNAMIC else []
+DYNAMIC_MODELS = (
+    [dynamic_id(m) for m in DYNAMIC.get("models", MODELS)] if DYNAMIC else []
+)
 PREDICTORS = MODELS + DYNAMIC_MODELS
 NGRAM = config["ngram"]
 NGRAM_ORDERS = NGRAM.get("orders", [])  # none: no n-gram baselines
