@@ -101,12 +101,22 @@ def is_file_source(source):
     return source.endswith(".py") or "/" in source
 
 
+def _workflow_folder_on_path():
+    """A package beside the workflow is importable, as it is for the `python -m rnnlens` jobs run there."""
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())
+
+
 def module_file(arch):
     """The source file of the module of `arch` (for code fingerprints)."""
     source = source_of(arch)
     if is_file_source(source):
         return Path(source).resolve()
-    spec = importlib.util.find_spec(source)
+    _workflow_folder_on_path()
+    try:
+        spec = importlib.util.find_spec(source)
+    except ImportError:
+        spec = None
     if spec is None or not spec.origin:
         raise InputError(f"architecture {arch}: module {source} is not importable; put its package beside the "
                          "workflow (or on PYTHONPATH), or give a path to its .py file")
@@ -131,8 +141,7 @@ def load(arch):
         sys.modules[name] = module
         spec.loader.exec_module(module)
     else:
-        if "" not in sys.path and os.getcwd() not in sys.path:
-            sys.path.append(os.getcwd())  # a package beside the workflow, as `python -m` jobs see it
+        _workflow_folder_on_path()
         try:
             module = importlib.import_module(source)
         except ImportError as err:

@@ -36,7 +36,8 @@ def planned_jobs(text):
         if rule == "all":
             continue
         fields = dict(re.findall(r"^    (\w+): (.*)$", body, re.M))
-        jobs.append((rule, fields.get("wildcards", ""), fields.get("reason", "")))
+        wildcards = ", ".join(kv.split("=", 1)[-1] for kv in fields.get("wildcards", "").split(", ") if kv)
+        jobs.append((rule, wildcards, fields.get("reason", "")))
     return jobs
 
 
