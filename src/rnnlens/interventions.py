@@ -1,0 +1,171 @@
+"""Interventions: the model's predictions with chosen units held inside the recurrence.
+
+The cell analyses (rnnlens.cells) find cells that correlate with a feature; an intervention asks whether the
+model uses them. It holds units of one layer's cell state (LSTM c, GRU/RNN h: the runner's `cell_kind`) at every
+step, so that everything after the step, later steps and higher layers, reads the held value:
+
+  value   a constant per unit (zero: `Intervention(layer, units, "value", values=0)`)
+  mean    the unit's mean over (a spread sample of) the training split: the unit says "nothing unusual"
+  patch   the unit's trajectory from another run of the same model over another text of the same length (the
+          text with its quotes replaced by spaces, say); a patch from the same text is the identity
+
+`predict_with_intervention` gives the same result dict as rnnlens.evaluate.predict_test, computed by the same
+batch rows and warm-up (the intervention acts during the warm-up too: it is a different model, not an edit of a
+few predictions). An architecture supports interventions when its internals runner has `supports_clamp` (the
+optional part of the protocol, rnnlens.archs): run(idx, state, clamp=...) and logits(acts).
+
+Layers count from 1 and units from 0, as in the cell tables.
+"""
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from rnnlens.errors import InputError
+
+MODES = ("value", "mean", "patch")
+NAME_PATTERN = r"[a-z0-9][a-z0-9_.-]*"
+
+
+@dataclass
+class Intervention:
+    layer: int  # from 1
+    units: tuple  # from 0
+    mode: str = "mean"
+    values: object = None  # value: one number, or one per unit
+    source: np.ndarray = field(default=None, repr=False)  # patch: the other text's bytes, as long as the corpus
+    name: str = ""  # the predictor's suffix, {model}~{name}
+
+    def __post_init__(self):
+        self.units = tuple(int(u) for u in np.atleast_1d(self.units))
+        if self.mode not in MODES:
+            raise InputError(f"intervention mode {self.mode!r}: use one of {', '.join(MODES)}")
+        if not self.units:
+            raise InputError("an intervention names at least one unit")
+        if self.mode == "value" and self.values is None:
+            raise InputError("a value intervention needs values (one number, or one per unit)")
+        if self.mode == "patch" and self.source is None:
+            raise InputError("a patch intervention needs the source text (bytes as long as the corpus)")
+        if not self.name:
+            verb = {"value": "zero" if np.all(np.asarray(self.values) == 0) else "hold", "mean": "ablate",
+                    "patch": "patch"}[self.mode]
+            self.name = f"{verb}-L{self.layer}U{'-'.join(str(u) for u in self.units)}"
+        if not re.fullmatch(NAME_PATTERN, self.name):
+            raise InputError(f"intervention name {self.name!r}: lower-case letters, digits, '.', '_' and '-'")
+
+
+def clamping_runner(model, runner=None):
+    from rnnlens.internals import runner_for
+
+    runner = runner or runner_for(model, "loop" if model.spec.arch in ("lstm", "gru") else "auto")
+    if not getattr(runner, "supports_clamp", False):
+        raise InputError(f"interventions are not supported for the {model.spec.arch} architecture yet (its "
+                         "internals runner has no clamp; rnnlens.archs describes the optional runner.run(..., "
+                         "clamp=...))")
+    return runner
+
+
+def check_intervention(runner, layers, intervention):
+    if not 1 <= intervention.layer <= layers:
+        raise InputError(f"intervention {intervention.name}: layer {intervention.layer} is outside the model's "
+                         f"{layers} layer(s) (layers count from 1)")
+    bad = [u for u in intervention.units if not 0 <= u < runner.units]
+    if bad:
+        raise InputError(f"intervention {intervention.name}: units {bad} outside 0..{runner.units - 1}")
+
+
+@torch.no_grad()
+def unit_means(model, corpus, runner=None, split="train", max_positions=200_000, streams=50, warmup=200,
+               chunk=100):
+    """Mean of every cell-state unit over the split -> (layers, units) float64 array. The split's rows are
+    streamed in parallel and stopped after about max_positions positions: a sample spread over the whole split."""
+    from rnnlens.internals import stream_test_internals
+
+    runner = runner or clamping_runner(model)
+    total = np.zeros((model.spec.layers, runner.units))
+    count = 0
+    for part in stream_test_internals(model, corpus, streams, warmup, chunk, split=split, runner=runner):
+        valid = torch.from_numpy(part.valid)
+        for k, layer in enumerate(part.acts):
+            total[k] += layer[runner.cell_kind][valid].double().sum(0).cpu().numpy()
+        count += int(part.valid.sum())
+        if max_positions and count >= max_positions:
+            break
+    return total / max(count, 1)
+
+
+def clamp_forward(runner, corpus, interventions, means=None):
+    """forward(idx, state, positions) for rnnlens.evaluate.predict_rows: the runner with the interventions'
+    units clamped. A patch runs the source text alongside (its own state) and clamps to its trajectory."""
+    constants, patches = {}, []
+    for iv in interventions:
+        units = torch.tensor(iv.units, dtype=torch.long)
+        if iv.mode == "value":
+            values = torch.as_tensor(np.broadcast_to(np.asarray(iv.values, dtype=np.float64), (len(iv.units),)).copy())
+            constants[iv.layer - 1] = (units, values)
+        elif iv.mode == "mean":
+            if means is None:
+                raise ValueError("mean interventions need unit_means")
+            constants[iv.layer - 1] = (units, torch.as_tensor(means[iv.layer - 1][list(iv.units)]))
+        else:
+            source = np.asarray(iv.source, dtype=np.uint8)
+            if len(source) != len(corpus.data):
+                raise InputError(f"intervention {iv.name}: the patch source has {len(source)} bytes, the corpus "
+                                 f"{len(corpus.data)}; patch from a text of the same length (replace, do not delete)")
+            encoded = corpus.encode(source)
+            if (encoded < 0).any():
+                raise InputError(f"intervention {iv.name}: the patch source has bytes outside the corpus's vocabulary")
+            patches.append((iv.layer - 1, units, torch.from_numpy(encoded)))
+    sources, padded = {}, {}
+    for layer, units, encoded in patches:  # one source run per distinct source text
+        sources.setdefault(id(encoded), encoded)
+
+    def forward(idx, state, positions):
+        own, others = state if state is not None else (None, {})
+        clamp = dict(constants)
+        new_others = {}
+        if patches:
+            source_acts = {}
+            for key, encoded in sources.items():
+                if padded.get(key) is None or len(padded[key]) <= int(positions.max()):
+                    # rows run past the corpus end into padding, as predict_rows pads the text itself
+                    padded[key] = torch.cat([encoded, encoded.new_zeros(int(positions.max()) + 1)])
+                acts, new_others[key] = runner.run(padded[key][positions.cpu()].to(idx.device), others.get(key))
+                source_acts[key] = acts
+            for layer, units, encoded in patches:
+                trajectory = source_acts[id(encoded)][layer][runner.cell_kind][..., units.to(idx.device)]
+                clamp[layer] = (units, trajectory)
+        acts, own = runner.run(idx, own, clamp=clamp)
+        return runner.logits(acts), (own, new_others)
+
+    return forward
+
+
+@torch.no_grad()
+def predict_with_intervention(model, corpus, interventions, streams=100, warmup=2000, chunk=2000, device="cpu",
+                              split="test", means=None, runner=None):
+    """The model's predictions on the split with `interventions` (one Intervention or a list, at most one per
+    layer) in force -> the dict of rnnlens.evaluate.predict_test (target, p, argmax, p_argmax, layout)."""
+    from rnnlens.evaluate import batch_rows, predict_rows
+
+    if isinstance(interventions, Intervention):
+        interventions = [interventions]
+    model = model.to(device).eval()
+    runner = clamping_runner(model, runner)
+    for iv in interventions:
+        check_intervention(runner, model.spec.layers, iv)
+    layers = [iv.layer for iv in interventions]
+    if len(set(layers)) != len(layers):
+        raise InputError("at most one intervention per layer: put the units of one layer into one intervention")
+    if means is None and any(iv.mode == "mean" for iv in interventions):
+        means = unit_means(model, corpus, runner)
+    rows = batch_rows(corpus.pieces[split], streams)
+    encoded = torch.from_numpy(corpus.encode(corpus.data))
+    result = predict_rows(model, encoded, rows, warmup=warmup, chunk=chunk, device=device, vocab=corpus.vocab,
+                          forward=clamp_forward(runner, corpus, interventions, means))
+    result["p"] = np.exp(result.pop("logp")).astype(np.float32)
+    result["target"] = corpus.split(split)
+    result["interventions"] = [iv.name for iv in interventions]
+    return result

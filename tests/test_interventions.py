@@ -1,0 +1,119 @@
+import numpy as np
+import pytest
+import torch
+
+from rnnlens.corpus import PreparedCorpus
+from rnnlens.errors import InputError
+from rnnlens.evaluate import predict_test
+from rnnlens.interventions import Intervention, predict_with_intervention, unit_means
+from rnnlens.model import ModelSpec
+from rnnlens.recurrent import CharRNN, LayerwiseRunner, reference_internals
+
+
+@pytest.fixture
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def random_model(arch, layers=2, hidden=12, vocab=5, seed=0):
+    torch.manual_seed(seed)
+    model = CharRNN(ModelSpec(arch, layers, hidden, vocab))
+    model.init_uniform(0.5)  # large weights: units that move, so a wrong clamp shows
+    return model.eval()
+
+
+@pytest.mark.parametrize("arch", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("method", ["loop", "fused"])
+def test_clamped_runner_matches_the_equations_step_by_step(arch, method):
+    model = random_model(arch)
+    idx = torch.randint(0, 5, (3, 40), generator=torch.Generator().manual_seed(1))
+    state = model(idx[:, :7])[1]  # a carried state, not zeros
+    per_step = torch.randn(3, 40, 2, generator=torch.Generator().manual_seed(2))
+    runner = LayerwiseRunner(model, method)
+    for clamp in ({1: ([3, 7], per_step)}, {0: ([0], torch.tensor([0.0]))}):
+        acts, new_state = runner.run(idx, state, clamp=clamp)
+        ref, ref_state = reference_internals(model, idx, state, clamp=clamp)
+        cell = "c" if arch == "lstm" else "h"
+        layer, (units, values) = next(iter(clamp.items()))
+        held = acts[layer][cell][..., units]
+        assert torch.allclose(held, torch.as_tensor(values).expand_as(held))
+        for ours, theirs in zip(acts, ref):
+            for name in theirs:
+                assert torch.allclose(ours[name], theirs[name], atol=1e-5), name
+        for ours, theirs in zip(torch.as_tensor(new_state[0] if arch == "lstm" else new_state).flatten(),
+                                torch.as_tensor(ref_state[0] if arch == "lstm" else ref_state).flatten()):
+            assert abs(float(ours - theirs)) < 1e-5
+        # the clamp acts inside the recurrence: later steps of the other units and the layers above change
+        free, _ = runner.run(idx, state)
+        other = [u for u in range(12) if u not in units]
+        assert (free[-1]["h"][:, 5:, other] - acts[-1]["h"][:, 5:, other]).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("arch", ["lstm", "gru", "rnn"])
+def test_holding_units_at_their_own_values_reproduces_the_model(arch, one_thread):
+    model = random_model(arch, seed=3)
+    idx = torch.randint(0, 5, (4, 60), generator=torch.Generator().manual_seed(4))
+    runner = LayerwiseRunner(model, "loop" if arch != "rnn" else "auto")
+    free, _ = runner.run(idx)
+    cell = "c" if arch == "lstm" else "h"
+    units = [1, 4, 9]
+    held, _ = runner.run(idx, clamp={0: (units, free[0][cell][..., units].clone()),
+                                     1: (units, free[1][cell][..., units].clone())})
+    logits, _ = model(idx)
+    assert (runner.logits(held) - logits).abs().max() < 1e-5
+    # the same loop with the same numbers written back: bit for bit (a vanilla RNN's free run is fused)
+    assert (runner.logits(held) - runner.logits(free)).abs().max() <= (0 if runner.method == "loop" else 1e-6)
+
+
+@pytest.mark.parametrize("arch", ["lstm", "gru"])
+def test_a_patch_from_the_same_text_is_the_identity(arch, prepared, one_thread):
+    corpus = PreparedCorpus.load(prepared(split=(0.6, 0.1, 0.3)))
+    model = random_model(arch, vocab=corpus.vocab_size, seed=5)
+    own = predict_test(model, corpus, streams=4, warmup=50, chunk=70)
+    same = Intervention(2, [0, 3, 5], "patch", source=corpus.data.copy())
+    patched = predict_with_intervention(model, corpus, same, streams=4, warmup=50, chunk=70)
+    assert np.abs(patched["p"] - own["p"]).max() < 1e-6
+    assert (patched["argmax"] == own["argmax"]).all() and (patched["target"] == own["target"]).all()
+    assert patched["interventions"] == ["patch-L2U0-3-5"]
+    # a patch from another text changes the predictions, and so does an ablation
+    other = corpus.data.copy()
+    other[other == ord("a")] = ord("b")
+    changed = predict_with_intervention(model, corpus, Intervention(1, range(12), "patch", source=other),
+                                        streams=4, warmup=50, chunk=70)
+    assert np.abs(changed["p"] - own["p"]).max() > 1e-3
+    zeroed = predict_with_intervention(model, corpus, Intervention(1, [2], "value", values=0.0), streams=4,
+                                       warmup=50, chunk=70)
+    assert np.abs(zeroed["p"] - own["p"]).max() > 1e-3
+
+
+def test_unit_means_average_the_training_split(prepared, one_thread):
+    corpus = PreparedCorpus.load(prepared(split=(0.6, 0.1, 0.3)))
+    model = random_model("lstm", vocab=corpus.vocab_size, seed=6)
+    means = unit_means(model, corpus, streams=1, warmup=0, max_positions=0)
+    a, b = corpus.pieces["train"][0]
+    # one stream over the whole split from a zero state: the plain run over the training text
+    acts, _ = reference_internals(model, torch.from_numpy(corpus.encode(corpus.data[a:b]))[None])
+    expected = np.stack([layer["c"][0].double().mean(0).numpy() for layer in acts])
+    assert np.abs(means - expected).max() < 1e-5
+
+
+def test_bad_interventions_are_refused(prepared):
+    corpus = PreparedCorpus.load(prepared())
+    model = random_model("lstm", vocab=corpus.vocab_size)
+    with pytest.raises(InputError, match="layer 3 is outside"):
+        predict_with_intervention(model, corpus, Intervention(3, [0], "value", values=0))
+    with pytest.raises(InputError, match="units \\[12\\] outside"):
+        predict_with_intervention(model, corpus, Intervention(1, [12], "value", values=0))
+    with pytest.raises(InputError, match="same length"):
+        predict_with_intervention(model, corpus, Intervention(1, [0], "patch", source=corpus.data[:-1]))
+    with pytest.raises(InputError, match="mode"):
+        Intervention(1, [0], "scale")
+    from rnnlens import archs
+
+    torch.manual_seed(0)
+    lru = archs.load("lru").build_model(ModelSpec("lru", 1, 8, corpus.vocab_size))
+    with pytest.raises(InputError, match="not supported for the lru architecture"):
+        predict_with_intervention(lru, corpus, Intervention(1, [0], "value", values=0))
