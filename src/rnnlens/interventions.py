@@ -26,7 +26,7 @@ import torch
 from rnnlens.errors import InputError
 
 MODES = ("value", "mean", "patch")
-NAME_PATTERN = r"[a-z0-9][a-z0-9_.-]*"
+NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
 
 
 @dataclass
@@ -53,7 +53,7 @@ class Intervention:
                     "patch": "patch"}[self.mode]
             self.name = f"{verb}-L{self.layer}U{'-'.join(str(u) for u in self.units)}"
         if not re.fullmatch(NAME_PATTERN, self.name):
-            raise InputError(f"intervention name {self.name!r}: lower-case letters, digits, '.', '_' and '-'")
+            raise InputError(f"intervention name {self.name!r}: letters, digits, '.', '_' and '-'")
 
 
 def clamping_runner(model, runner=None):
