@@ -117,3 +117,44 @@ def test_bad_interventions_are_refused(prepared):
     lru = archs.load("lru").build_model(ModelSpec("lru", 1, 8, corpus.vocab_size))
     with pytest.raises(InputError, match="not supported for the lru architecture"):
         predict_with_intervention(lru, corpus, Intervention(1, [0], "value", values=0))
+
+
+@pytest.mark.slow
+def test_ablating_a_trained_lstms_quote_cell_costs_closing_quotes_more_than_any_other_unit(tmp_path, one_thread):
+    """The planted long-range dependency: quoted spans of 20-60 characters must close. A small LSTM learns it;
+    its best in_dquote cell, held at its training mean, costs clearly more on closing quotes than on other
+    characters, and more than every other unit of its layer does (the controls)."""
+    import pandas as pd
+
+    from rnnlens.cli import main
+    from rnnlens.model import save_model
+    from test_cells import quoted_corpus, train_tbptt, write_corpus
+
+    corpus = write_corpus(tmp_path, quoted_corpus(120_000))
+    torch.manual_seed(0)
+    model = CharRNN(ModelSpec("lstm", 1, 8, corpus.vocab_size))
+    model.init_uniform(0.08)
+    train_tbptt(model, torch.from_numpy(corpus.encode(corpus.split("train"))), steps=600)
+    save_model(tmp_path / "model.pt", model, {"model": "lstm-1x8"})
+    data, model_pt = str(tmp_path / "data.json"), str(tmp_path / "model.pt")
+    assert main(["internals", "--model", model_pt, "--data", data, "--out-dir", str(tmp_path / "internals"),
+                 "--streams", "10", "--warmup", "300", "--windows", "1", "--window-chars", "100"]) == 0
+    assert main(["best-cells", "--tables", str(tmp_path / "internals" / "cells.parquet"), "--out",
+                 str(tmp_path / "best_cells.csv")]) == 0
+    out, figure = tmp_path / "cell_effects_quotes.csv", tmp_path / "cell_effects_quotes.png"
+    assert main(["cell-effects", "--models", model_pt, "--data", data, "--best-cells", str(tmp_path / "best_cells.csv"),
+                 "--out", str(out), "--figure", str(figure), "--features", "in_dquote,line_pos", "--controls", "7",
+                 "--streams", "10", "--warmup", "300", "--mean-positions", "20000"]) == 0
+    table = pd.read_csv(out)
+    quote = table[table.feature == "in_dquote"]
+    best, controls = quote[quote.role == "best"].iloc[0], quote[quote.role == "control"]
+    assert best.score > 0.99 and best.targets > 100  # a real quote cell, and enough closing quotes to measure
+    assert len(controls) == 7 and best.unit not in set(controls.unit)  # every other unit of the layer
+    print(f"\nbest in_dquote cell L{best.layer}U{best.unit} (AUC {best.score:.4f}): +{best.dloss_target:.3f} nats on "
+          f"{best.targets} closing quotes, +{best.dloss_other:.3f} on other characters; controls on closing quotes: "
+          + ", ".join(f"U{r.unit} {r.dloss_target:+.3f}" for r in controls.itertuples()))
+    assert best.dloss_target > 5 * best.dloss_other
+    assert best.dloss_target > 1.5 * controls.dloss_target.max()
+    assert best.dloss_target > 1.0  # nats: the closing quote becomes far less predictable
+    assert set(table.feature) == {"in_dquote", "line_pos"} and len(table) == 16
+    assert figure.exists() and figure.with_suffix(".pdf").exists()
