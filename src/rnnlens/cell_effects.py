@@ -166,6 +166,8 @@ def add_cell_effects_arguments(parser):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--streams", type=int, default=100)
     parser.add_argument("--warmup", type=int, default=2000)
+    parser.add_argument("--max-positions", type=int, default=0,
+                        help="predict only about this many test positions, spread over the split (0: all)")
     parser.add_argument("--mean-positions", type=int, default=200_000,
                         help="training positions the units' means are taken over (a spread sample)")
     parser.add_argument("--device", default="cpu")
@@ -177,6 +179,7 @@ def run_cell_effects(args):
     of the same layer; write the loss changes where the feature holds, where it does not and on its targets."""
     import torch
 
+    from rnnlens import archs
     from rnnlens.corpus import PreparedCorpus
     from rnnlens.internals import model_id_for
     from rnnlens.io import atomic_csv
@@ -195,16 +198,22 @@ def run_cell_effects(args):
     if unknown:
         raise InputError(f"unknown features {unknown}: choose from {', '.join(FEATURE_KINDS)}")
     corpus = PreparedCorpus.load(args.data)
+    if args.max_positions:
+        corpus = corpus.with_split_spread("test", args.max_positions)
     before = features_before(corpus)
-    frames = []
+    frames = [pd.DataFrame(columns=COLUMNS)]
     for k, path in enumerate(args.models):
         model, extra = load_model(path, map_location=args.device)
         model_id = model_id_for(path, extra, args.model_ids[k] if args.model_ids else None)
+        runner = archs.load(model.spec.arch).internals_runner(model, "auto")
+        if not getattr(runner, "supports_clamp", False):
+            log.info(f"{model_id}: skipped, interventions are not supported for {archs.describe(model.spec.arch)} yet")
+            continue
         cells = cells_of(best[best.corpus == corpus.name] if "corpus" in best else best, model_id, features)
         frames.append(model_effects(model, corpus, model_id, cells, controls=args.controls, seed=args.seed,
                                     streams=args.streams, warmup=args.warmup, device=args.device,
                                     mean_positions=args.mean_positions, features=before))
-    table = pd.concat(frames, ignore_index=True)
+    table = pd.concat([f for f in frames if len(f)] or frames[:1], ignore_index=True)
     atomic_csv(table, args.out, float_format="%.6f")
     if args.figure:
         figure = Path(args.figure)
