@@ -158,3 +158,46 @@ def test_ablating_a_trained_lstms_quote_cell_costs_closing_quotes_more_than_any_
     assert best.dloss_target > 1.0  # nats: the closing quote becomes far less predictable
     assert set(table.feature) == {"in_dquote", "line_pos"} and len(table) == 16
     assert figure.exists() and figure.with_suffix(".pdf").exists()
+
+
+@pytest.mark.slow
+def test_workflow_writes_the_cell_effects_table_and_skips_what_cannot_clamp(tmp_path):
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import pandas as pd
+    import yaml
+
+    from conftest import ROOT, markov_text, run_env
+
+    for name in ("Snakefile", "workflow", "src", "profiles", "envs", "config.yaml"):
+        src = ROOT / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / name)
+    code = b"".join(b'  if (x[%d] > 0) { y = "abc"; }\n' % (i % 7) for i in range(250))
+    (tmp_path / "corpus.txt").write_bytes(markov_text(4000) + code)
+    config = {
+        "corpora": {"toy": {"path": str(tmp_path / "corpus.txt"), "split": {"train": 0.8, "val": 0.1, "test": 0.1}}},
+        "grid": {"arch": ["lstm", "lru"], "layers": [1], "size": [8]},
+        "training": {"seed": 1, "batch_size": 8, "seq_len": 20, "max_epochs": 1, "patience": 2,
+                     "checkpoint_seconds": 60, "device": "cpu"},
+        "evaluation": {"streams": 4, "warmup": 50},
+        "resources": {"train_threads": 1},
+        "analysis": {"internals": {"max_positions": 800, "threads": 1},
+                     "cell_effects": {"features": ["in_dquote", "brace_depth"], "controls": 2, "max_positions": 600,
+                                      "threads": 1}},
+    }
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(config))
+    target = "results/tables/cell_effects_toy.csv"
+    proc = subprocess.run([str(Path(sys.executable).parent / "snakemake"), target, "--cores", "2", "--configfile",
+                           "tiny.yaml"], cwd=tmp_path, env=run_env(), capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    table = pd.read_csv(tmp_path / target)
+    assert set(table.model) == {"lstm-1x8"} and set(table.feature) == {"in_dquote", "brace_depth"}
+    assert (table.groupby("feature").role.value_counts().unstack()[["best", "control"]].to_numpy() == [1, 2]).all()
+    assert (table.positions > 500).all() and table.dloss_all.notna().all()
+    assert "skipped, interventions are not supported for a linear recurrent unit" in (
+        tmp_path / "results/logs/toy/cell_effects.log").read_text()
+    assert (tmp_path / "results/figures/toy/cell_effects.png").stat().st_size > 1000

@@ -56,7 +56,9 @@ RES = config["resources"]
 EVAL = config["evaluation"]
 # dynamic evaluation: a predictor {model}+dyn for each of evaluation.dynamic.models (default: every model)
 DYNAMIC = EVAL.get("dynamic") or {}
-DYNAMIC_MODELS = [dynamic_id(m) for m in DYNAMIC.get("models", MODELS)] if DYNAMIC else []
+DYNAMIC_MODELS = (
+    [dynamic_id(m) for m in DYNAMIC.get("models", MODELS)] if DYNAMIC else []
+)
 PREDICTORS = MODELS + DYNAMIC_MODELS
 NGRAM = config["ngram"]
 NGRAM_ORDERS = NGRAM.get("orders", [])  # none: no n-gram baselines
@@ -66,6 +68,7 @@ ANALYSIS = config["analysis"]
 ORACLES = ANALYSIS["oracles"]
 INTERNALS = ANALYSIS["internals"]
 DYNAMICS = ANALYSIS["dynamics"]
+CELL_EFFECTS = ANALYSIS["cell_effects"]
 REFERENCE_NGRAM = ANALYSIS.get("reference_ngram", max(NGRAM_ORDERS, default=0))
 ORACLE_NGRAMS = [n for n in ORACLES["ngram_orders"] if n in NGRAM_ORDERS]
 DYNAMICS_NNN = [n for n in DYNAMICS["nnn_orders"] if n in NNN_ORDERS]
@@ -218,6 +221,8 @@ def analysis_targets():
         targets += [f"results/{corpus}/internals/{m}/cells.html" for m in MODELS]
         targets += [f"results/{corpus}/internals/{m}/saturation.png" for m in MODELS]
         targets.append(f"results/tables/best_cells_{corpus}.csv")
+        if CELL_EFFECTS["features"]:
+            targets.append(f"results/tables/cell_effects_{corpus}.csv")
         targets.append(f"{fig}/saturation.png")
         if HAS_LSTM:
             targets.append(f"{fig}/error_breakdown.png")
