@@ -119,6 +119,39 @@ def test_bad_interventions_are_refused(prepared):
         predict_with_intervention(lru, corpus, Intervention(1, [0], "value", values=0))
 
 
+def test_an_intervention_is_a_predictor_that_table1_reads_as_its_own_arch(prepared, tmp_path, one_thread):
+    import pandas as pd
+
+    from rnnlens.cli import main
+    from rnnlens.model import save_model
+    from rnnlens.picks import pick_model
+    from rnnlens.predictions import read_meta
+    from rnnlens.tables import table1
+
+    data = prepared(split=(0.6, 0.1, 0.3))
+    corpus = PreparedCorpus.load(data)
+    model = random_model("lstm", layers=1, vocab=corpus.vocab_size, seed=7)
+    save_model(tmp_path / "model.pt", model, {"model": "lstm-1x12"})
+    common = ["--model", str(tmp_path / "model.pt"), "--data", str(data), "--model-id", "lstm-1x12", "--streams", "4",
+              "--warmup", "50"]
+    own, zeroed = tmp_path / "lstm-1x12.parquet", tmp_path / "lstm-1x12~zero-L1U3.parquet"
+    assert main(["evaluate", *common, "--out", str(own)]) == 0
+    assert main(["intervene", *common, "--out", str(zeroed), "--layer", "1", "--units", "3", "--mode", "value"]) == 0
+    meta = read_meta(zeroed)
+    assert meta["model"] == "lstm-1x12~zero-L1U3" and meta["base_model"] == "lstm-1x12"
+    assert meta["intervention"] == {"layer": 1, "units": [3], "mode": "value", "value": 0.0}
+    assert pd.read_parquet(zeroed).shape == pd.read_parquet(own).shape
+    assert meta["test_loss"] != read_meta(own)["test_loss"]
+    models = tmp_path / "models.csv"
+    pd.DataFrame([{"corpus": corpus.name, "model": "lstm-1x12", "arch": "lstm", "layers": 1, "size": 12,
+                   "hidden": 12, "params": 0}]).to_csv(models, index=False)
+    table = table1([own, zeroed], [models]).set_index("model")
+    assert table.loc["lstm-1x12~zero-L1U3", "arch"] == "lstm~zero-L1U3" and table.loc["lstm-1x12", "arch"] == "lstm"
+    assert table.loc["lstm-1x12~zero-L1U3", "hidden"] == 12
+    table.reset_index().to_csv(tmp_path / "t1.csv", index=False)
+    assert pick_model(tmp_path / "t1.csv", corpus.name, "lstm") == "lstm-1x12"  # the best LSTM stays unaltered
+
+
 @pytest.mark.slow
 def test_ablating_a_trained_lstms_quote_cell_costs_closing_quotes_more_than_any_other_unit(tmp_path, one_thread):
     """The planted long-range dependency: quoted spans of 20-60 characters must close. A small LSTM learns it;

@@ -17,6 +17,7 @@ optional part of the protocol, rnnlens.archs): run(idx, state, clamp=...) and lo
 Layers count from 1 and units from 0, as in the cell tables.
 """
 
+import logging
 import re
 from dataclasses import dataclass, field
 
@@ -24,9 +25,11 @@ import numpy as np
 import torch
 
 from rnnlens.errors import InputError
+from rnnlens.ids import INTERVENTION_PATTERN
+
+log = logging.getLogger(__name__)
 
 MODES = ("value", "mean", "patch")
-NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
 
 
 @dataclass
@@ -52,7 +55,7 @@ class Intervention:
             verb = {"value": "zero" if np.all(np.asarray(self.values) == 0) else "hold", "mean": "ablate",
                     "patch": "patch"}[self.mode]
             self.name = f"{verb}-L{self.layer}U{'-'.join(str(u) for u in self.units)}"
-        if not re.fullmatch(NAME_PATTERN, self.name):
+        if not re.fullmatch(INTERVENTION_PATTERN, self.name):
             raise InputError(f"intervention name {self.name!r}: letters, digits, '.', '_' and '-'")
 
 
@@ -169,3 +172,62 @@ def predict_with_intervention(model, corpus, interventions, streams=100, warmup=
     result["target"] = corpus.split(split)
     result["interventions"] = [iv.name for iv in interventions]
     return result
+
+
+def add_intervene_arguments(parser):
+    parser.add_argument("--model", required=True, help="model.pt written by training")
+    parser.add_argument("--data", required=True, help="prepared corpus data.json")
+    parser.add_argument("--out", required=True, help="predictions Parquet of the predictor MODEL~NAME")
+    parser.add_argument("--model-id", required=True, help="the trained model's id (the predictor is ID~NAME)")
+    parser.add_argument("--layer", type=int, required=True, help="layer of the held units (from 1)")
+    parser.add_argument("--units", required=True, help="held units (from 0), comma-separated: 40 or 3,17")
+    parser.add_argument("--mode", choices=("value", "mean"), default="mean",
+                        help="hold at --value, or at each unit's mean over the training split")
+    parser.add_argument("--value", type=float, default=0.0, help="the held value of mode value")
+    parser.add_argument("--name", default="", help="the predictor's suffix (default: ablate-L2U40, zero-L2U40, ...)")
+    parser.add_argument("--streams", type=int, default=100)
+    parser.add_argument("--warmup", type=int, default=2000)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=0)
+
+
+def run_intervene(args):
+    """Test predictions of a trained model with units held inside its recurrence at every step, written as the
+    predictor MODEL~NAME: Table 1, per-character gains, bracket curves and the error breakdown read it as they
+    read any model's predictions."""
+    from pathlib import Path
+
+    from rnnlens.corpus import PreparedCorpus
+    from rnnlens.ids import intervention_id
+    from rnnlens.model import load_model
+    from rnnlens.predictions import write_predictions
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    for path in (args.model, args.data):
+        if not Path(path).is_file():
+            raise InputError(f"{path} does not exist; run the stage that makes it first")
+    try:
+        units = [int(u) for u in args.units.split(",") if u.strip()]
+    except ValueError:
+        raise InputError(f"--units {args.units!r}: unit numbers from 0, comma-separated, e.g. 3,17") from None
+    intervention = Intervention(args.layer, units, args.mode, values=args.value if args.mode == "value" else None,
+                                name=args.name)
+    model, extra = load_model(args.model, map_location=args.device)
+    corpus = PreparedCorpus.load(args.data)
+    result = predict_with_intervention(model, corpus, intervention, streams=args.streams, warmup=args.warmup,
+                                       device=args.device)
+    spec = model.spec
+    predictor = intervention_id(args.model_id, intervention.name)
+    meta = {"model": predictor, "base_model": args.model_id, "corpus": corpus.name, "family": spec.arch,
+            "arch": spec.arch, "layers": spec.layers, "hidden": spec.hidden,
+            "params": int(sum(p.numel() for p in model.parameters())), "best_val_loss": extra.get("best_val_loss"),
+            "epochs_run": extra.get("epochs_run"), "dropout": (extra.get("train_config") or {}).get("dropout"),
+            "converged": extra.get("converged"), "convergence": extra.get("convergence"),
+            "evaluation": {**result["layout"], "streams": args.streams}, "split_layout": corpus.layout,
+            "intervention": {"layer": intervention.layer, "units": list(intervention.units), "mode": intervention.mode,
+                             "value": args.value if args.mode == "value" else None}}
+    meta = write_predictions(Path(args.out), result["target"], result["p"], result["argmax"], result["p_argmax"], meta)
+    log.info(f"{predictor} on {corpus.name}: test loss {meta['test_loss']:.4f} nats/char over "
+             f"{meta['n_positions']} positions")
+    return 0
