@@ -194,7 +194,7 @@ def test_ablating_a_trained_lstms_quote_cell_costs_closing_quotes_more_than_any_
 
 
 @pytest.mark.slow
-def test_workflow_writes_the_cell_effects_table_and_skips_what_cannot_clamp(tmp_path):
+def test_workflow_writes_cell_effects_and_declared_interventions(tmp_path):
     import shutil
     import subprocess
     import sys
@@ -219,11 +219,14 @@ def test_workflow_writes_the_cell_effects_table_and_skips_what_cannot_clamp(tmp_
         "resources": {"train_threads": 1},
         "analysis": {"internals": {"max_positions": 800, "threads": 1},
                      "cell_effects": {"features": ["in_dquote", "brace_depth"], "controls": 2, "max_positions": 600,
-                                      "threads": 1}},
+                                      "threads": 1},
+                     "interventions": [{"model": "lstm-1x8", "layer": 1, "units": [0, 1]},
+                                       {"model": "lstm-1x8", "layer": 1, "units": [2], "mode": "value"}]},
     }
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(config))
     target = "results/tables/cell_effects_toy.csv"
-    proc = subprocess.run([str(Path(sys.executable).parent / "snakemake"), target, "--cores", "2", "--configfile",
+    proc = subprocess.run([str(Path(sys.executable).parent / "snakemake"), target, "results/toy/table1.csv",
+                           "--cores", "2", "--configfile",
                            "tiny.yaml"], cwd=tmp_path, env=run_env(), capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -234,3 +237,9 @@ def test_workflow_writes_the_cell_effects_table_and_skips_what_cannot_clamp(tmp_
     assert "skipped, interventions are not supported for a linear recurrent unit" in (
         tmp_path / "results/logs/toy/cell_effects.log").read_text()
     assert (tmp_path / "results/figures/toy/cell_effects.png").stat().st_size > 1000
+    # the declared interventions are predictors of their own, in Table 1 beside their model
+    table1 = pd.read_csv(tmp_path / "results/toy/table1.csv").set_index("model")
+    assert table1.loc["lstm-1x8~ablate-L1U0-1", "arch"] == "lstm~ablate-L1U0-1"
+    assert table1.loc["lstm-1x8~zero-L1U2", "arch"] == "lstm~zero-L1U2"
+    assert table1.loc["lstm-1x8~zero-L1U2", "hidden"] == table1.loc["lstm-1x8", "hidden"]
+    assert table1.loc["lstm-1x8~ablate-L1U0-1", "test_loss"] != table1.loc["lstm-1x8", "test_loss"]

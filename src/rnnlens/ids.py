@@ -68,6 +68,12 @@ def intervention_id(mid, name):
     return f"{mid}{INTERVENTION_SEP}{name}"
 
 
+def default_intervention_name(mode, layer, units, value=None):
+    """ablate-L2U40 (held at the mean), zero-L2U40 / hold-L2U40 (a value), patch-L2U40; several units: L2U3-17."""
+    verb = {"mean": "ablate", "patch": "patch"}.get(mode) or ("zero" if not value else "hold")
+    return f"{verb}-L{int(layer)}U{'-'.join(str(int(u)) for u in units)}"
+
+
 def dynamic_id(mid):
     return mid + DYNAMIC_SUFFIX
 

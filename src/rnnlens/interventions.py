@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from rnnlens.errors import InputError
-from rnnlens.ids import INTERVENTION_PATTERN
+from rnnlens.ids import INTERVENTION_PATTERN, default_intervention_name
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +52,8 @@ class Intervention:
         if self.mode == "patch" and self.source is None:
             raise InputError("a patch intervention needs the source text (bytes as long as the corpus)")
         if not self.name:
-            verb = {"value": "zero" if np.all(np.asarray(self.values) == 0) else "hold", "mean": "ablate",
-                    "patch": "patch"}[self.mode]
-            self.name = f"{verb}-L{self.layer}U{'-'.join(str(u) for u in self.units)}"
+            held = None if self.mode != "value" else float(np.abs(np.asarray(self.values, dtype=float)).max())
+            self.name = default_intervention_name(self.mode, self.layer, self.units, held)
         if not re.fullmatch(INTERVENTION_PATTERN, self.name):
             raise InputError(f"intervention name {self.name!r}: letters, digits, '.', '_' and '-'")
 
