@@ -28,8 +28,11 @@ demo: setup
 # machine (scripts/slurm/start.sh: root + apt; a cluster that already answers `sinfo` is used as it is) and stop
 # the daemons that script started, by pid, when pytest ends, also on failure or Ctrl-C. Where no cluster can be
 # started, `make test` skips the Slurm tests; `make test-slurm` (and CI, RNNLENS_REQUIRE_SLURM=1) fails instead.
+# The explorer's browser tests need Chromium: `test` and `test-fast` install it the same way
+# (scripts/setup_browser.sh: root + apt), or skip those tests (fail under RNNLENS_REQUIRE_BROWSER=1).
 test: setup
 	@trap 'bash scripts/slurm/stop.sh' EXIT; \
+	bash scripts/setup_browser.sh || echo "make: no Chromium; the browser tests will be skipped" >&2; \
 	bash scripts/slurm/start.sh || echo "make: no local Slurm cluster; the slurm tests will be skipped" >&2; \
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
@@ -38,6 +41,7 @@ test-slurm: setup
 	bash scripts/slurm/start.sh && RNNLENS_REQUIRE_SLURM=1 $(VENV)/bin/pytest -m slurm $(PYTEST_ARGS)
 
 test-fast: setup
+	@bash scripts/setup_browser.sh || echo "make: no Chromium; the browser tests will be skipped" >&2; \
 	$(VENV)/bin/pytest -m "not slow and not slurm" $(PYTEST_ARGS)
 
 bench: setup

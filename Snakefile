@@ -41,3 +41,7 @@ rule explore:
 
 onsuccess:
     print_result_locations()
+
+
+# the bookkeeping and aggregation rules that a cluster run keeps on the submitting host
+include: "workflow/rules/local.smk"

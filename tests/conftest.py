@@ -48,3 +48,12 @@ def run_env():
     env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
     env["PYTHONPATH"] = str(ROOT / "src")
     return env
+
+
+def workflow_view(dest):
+    """The workflow (Snakefile, rules, package, profiles, config) linked into a folder of its own: Snakemake run
+    there plans from nothing, whatever this checkout's results/ and .snakemake/ hold (a finished demo included)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ("Snakefile", "workflow", "src", "profiles", "envs", "config.yaml"):
+        (dest / name).symlink_to(ROOT / name, target_is_directory=(ROOT / name).is_dir())
+    return dest

@@ -97,3 +97,20 @@ def test_run_all_quick_stages_write_a_summary(tmp_path):
     # nothing of this run went to the repository's results/
     after = {p.name: p.stat().st_mtime for p in repo_results.glob("*")} if repo_results.is_dir() else {}
     assert after == before
+
+
+def test_the_slurm_job_counts_in_the_docs_are_those_of_the_current_workflow(tmp_path):
+    """docs/slurm.md quotes docs/results/paper_plan.csv (the paper grid's jobs per rule, and which a Slurm run
+    submits): a rule added, or one made local, without regenerating it (`bench/bench_rules.py --plan-only`) fails."""
+    plan = tmp_path / "paper_plan.csv"
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_rules.py"), "--plan-only", "--plan-csv",
+                           str(plan)], env=bench_env(tmp_path), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert plan.read_text() == (ROOT / "docs" / "results" / "paper_plan.csv").read_text()
+    rows = [line.split(",") for line in plan.read_text().splitlines()[1:]]
+    where = {rule: place for rule, _, place in rows}
+    # what computes is submitted; the bookkeeping stays on the host
+    assert {where[r] for r in ("train", "evaluate", "internals", "ngram", "nnn", "dynamics")} == {"Slurm job"}
+    assert {where[r] for r in ("model_spec", "select_dropout", "table1", "corpus_table1")} == {"host"}
+    submitted = sum(int(n) for _, n, place in rows if place == "Slurm job")
+    assert f"a Slurm run submits {submitted} of them" in " ".join((ROOT / "docs" / "slurm.md").read_text().split())

@@ -46,6 +46,36 @@ def test_transformer_window_and_dynamic_models_are_checked(config):
     assert "heads" in _error(config)
 
 
+def test_dynamic_settings_are_one_value_or_a_list_to_choose_from(config):
+    config["evaluation"] = {"dynamic": {"lr": 0.003}}
+    check_config(config, SCHEMA)
+    assert config["evaluation"]["dynamic"]["decay"] == 0.0 and config["evaluation"]["dynamic"]["val_bytes"] == 50000
+    config["evaluation"]["dynamic"] = {"lr": [1e-4, 3e-4, 1e-3], "decay": [0, 0.03]}
+    check_config(config, SCHEMA)
+    config["evaluation"]["dynamic"] = {"lr": [1e-4, -1], "decay": 1.5, "val_bytes": 0}
+    msg = _error(config)
+    assert "evaluation.dynamic.lr[1]: value -1 is not allowed" in msg
+    assert "evaluation.dynamic.decay: value 1.5 is not allowed" in msg
+    assert "evaluation.dynamic.val_bytes" in msg
+
+
+def test_a_dynamics_model_without_snapshot_epochs_is_an_error_before_any_job(config):
+    """The dynamics figure reads snapshots only written by its model's training: without snapshot_epochs it would
+    fail after that training ("retrain that model")."""
+    del config["analysis"]["dynamics"]["snapshot_epochs"]
+    msg = _error(config)
+    assert "analysis.dynamics.snapshot_epochs: not set" in msg and "lstm-3x512" in msg
+    config["analysis"]["dynamics"]["snapshot_epochs"] = [60, 70]  # after max_epochs 50
+    assert "comes after lstm-3x512's training.max_epochs 50" in _error(config)
+    # no figure planned (its model is not in the grid, or no n-NN to compare with): nothing to check
+    config["analysis"]["dynamics"] = {"model": "lstm-3x512"}
+    config["grid"]["size"] = [64, 128]
+    check_config(config, SCHEMA)
+    config["grid"]["size"] = [512]
+    config["nnn"] = {"orders": [20]}
+    check_config(config, SCHEMA)
+
+
 @pytest.mark.parametrize("size", [0, -64, 1.5, "big"])
 def test_size_must_be_positive_integer(config, size):
     config["grid"]["size"] = [64, size]

@@ -43,6 +43,23 @@ def test_empty_and_too_short_corpora(tmp_path):
         prepare("s", tmp_path / "short.bin", {"train": 0.8, "val": 0.1, "test": 0.1}, 10100)
 
 
+def test_a_corpus_of_one_distinct_byte_is_refused_and_a_tiny_vocabulary_warned(tmp_path, caplog):
+    split = {"train": 0.8, "val": 0.1, "test": 0.1}
+    (tmp_path / "one.bin").write_bytes(b"a" * 5000)
+    with pytest.raises(CorpusError, match=r"one distinct byte \(b'a'\).*nothing to predict") as err:
+        prepare("one", tmp_path / "one.bin", split)
+    assert "\n" not in str(err.value)
+    (tmp_path / "three.bin").write_bytes(b"ab\n" * 2000)
+    with caplog.at_level(logging.WARNING, logger="rnnlens.corpus"):
+        assert prepare("three", tmp_path / "three.bin", split)["vocab_size"] == 3
+    assert "only 3 distinct bytes" in caplog.text
+    caplog.clear()
+    (tmp_path / "text.bin").write_bytes(b"the quick brown fox\n" * 300)
+    with caplog.at_level(logging.WARNING, logger="rnnlens.corpus"):
+        prepare("text", tmp_path / "text.bin", split)
+    assert "distinct bytes" not in caplog.text
+
+
 def test_path_corpus_checksum(tmp_path):
     src = tmp_path / "c.txt"
     src.write_bytes(b"some text\n" * 20)

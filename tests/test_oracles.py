@@ -6,7 +6,8 @@ import pytest
 
 from rnnlens.corpus import prepare
 from rnnlens.cli import main
-from rnnlens.oracles import (OracleConfig, OracleError, TextFacts, analyse, peel, small_vs_large)
+from rnnlens.oracles import (MEMORY_DEFINITIONS, OracleConfig, OracleError, TextFacts, analyse, peel,
+                             small_vs_large)
 from rnnlens.predictions import write_predictions
 from rnnlens.words import segment, word_byte_mask, word_texts
 
@@ -160,15 +161,77 @@ def test_peel_counts_each_error_once_in_the_first_matching_step():
     assert peel(errors, steps).tolist() == [0, 1, 2, -1, 3]
 
 
-def test_memory_window_reaches_back_before_the_test_split():
+def test_memory_window_reaches_back_before_the_test_split_only_where_the_definition_says():
     data = np.frombuffer(b"qwerty " + b"." * 30 + b" qwerty", dtype=np.uint8)
     facts = TextFacts(data, (37, len(data)), (0, 7))
-    # 'w' of the second qwerty (global 39) looks back to the first at 0: distance 39
-    assert facts.memory_distance[2] == 39
+    # 'w' of the second qwerty (global 39) looks back to the first at 0: distance 39 from the error, 38 from the
+    # word's start; the first lies outside the test split, so the test-text definitions never find it
+    assert facts.memory_distances("error")[2] == 39 and facts.memory_distances("word")[2] == 38
+    assert facts.memory_distances("piece")[2] == facts.memory_distances("test")[2] == np.iinfo(np.int64).max
     p = np.full(len(data) - 37, 0.99)
     p[2] = 0.1
-    _, labels, steps = analyse(facts, p, {}, OracleConfig(memory_windows=(10, 50), rare_counts=()))
+    _, labels, steps = analyse(facts, p, {}, OracleConfig(memory_windows=(10, 50), rare_counts=(),
+                                                          memory_definition="error"))
     assert steps[labels[2]][:2] == ("memory", "n=50")
+    _, labels, steps = analyse(facts, p, {}, OracleConfig(memory_windows=(10, 50), rare_counts=()))
+    assert steps[labels[2]][0] == "boost"  # the default ("piece"): not a memory error, left for the later oracles
+
+
+# Two test pieces with a validation gap between them, after training text: which earlier occurrence each
+# definition of the dynamic-memory oracle finds for the words of the second piece.
+MEM_TRAIN, MEM_T1, MEM_GAP, MEM_T2 = b"apple kiwi ", b"fig plum ", b"===== ", b"plum figs kiwi fig"
+
+
+def _memory_facts():
+    data = np.frombuffer(MEM_TRAIN + MEM_T1 + MEM_GAP + MEM_T2, dtype=np.uint8)
+    a = len(MEM_TRAIN)
+    t1 = (a, a + len(MEM_T1))
+    t2 = (t1[1] + len(MEM_GAP), len(data))
+    return data, TextFacts(data, [t1, t2], [(0, a)]), len(MEM_T1)
+
+
+@pytest.mark.parametrize("word,offset,expected", [
+    # "plum" (corpus 26) after "plum" at 15 in the first test piece: 12 back from its 'l' (27), 11 from its start;
+    # 5 test bytes back when the pieces are joined; not in its own piece
+    (b"plum", 1, {"error": 12, "word": 11, "substring": 11, "piece": None, "test": 5}),
+    (b"plum", 2, {"error": 13, "word": 11, "substring": 11, "piece": None, "test": 5}),  # anchored at the error: +1
+    # "figs": never before, not even as a substring
+    (b"figs", 1, {"error": None, "word": None, "substring": None, "piece": None, "test": None}),
+    # "kiwi" (36) after "kiwi" at 6 in the training text: only the definitions that read the real text find it
+    (b"kiwi", 1, {"error": 31, "word": 30, "substring": 30, "piece": None, "test": None}),
+    # "fig" (41): the whole word last at 11 (first piece); as a substring inside "figs" at 31
+    (b"fig", 1, {"error": 31, "word": 30, "substring": 10, "piece": None, "test": 24}),
+])
+def test_each_memory_definition_finds_exactly_its_earlier_occurrence(word, offset, expected):
+    data, facts, n_t1 = _memory_facts()
+    i = n_t1 + MEM_T2.rindex(word + (b"" if word == b"fig" else b" ")) + offset  # test-split index
+    assert bytes(data[facts._pos[i] - offset : facts._pos[i] - offset + len(word)]) == word
+    never = np.iinfo(np.int64).max
+    got = {d: facts.memory_distances(d)[i] for d in expected}
+    assert got == {d: never if v is None else v for d, v in expected.items()}
+
+
+def test_piece_counts_earlier_words_of_its_own_piece_and_the_error_counts_per_definition():
+    data, facts, n_t1 = _memory_facts()
+    # "plum plum" inside one piece: every definition finds the first from the second
+    text = np.frombuffer(b"x plum plum", dtype=np.uint8)
+    inner = TextFacts(text, (1, len(text)), (0, 1))
+    assert {d: int(inner.memory_distances(d)[7]) for d in ("error", "word", "substring", "piece", "test")} == {
+        "error": 6, "word": 5, "substring": 5, "piece": 5, "test": 5}
+    # every 2nd byte of the second piece's words an error: what the memory oracle takes, per definition, at n=12
+    p = np.full(facts.n, 0.9)
+    seconds = [n_t1 + MEM_T2.index(w) + 1 for w in (b"plum", b"figs", b"kiwi")] + [n_t1 + MEM_T2.rindex(b"fig") + 1]
+    p[seconds] = 0.1
+    taken = {}
+    for definition in ("error", "word", "substring", "piece", "test"):
+        _, labels, steps = analyse(facts, p, {}, OracleConfig(memory_windows=(12,), rare_counts=(),
+                                                              memory_definition=definition))
+        taken[definition] = [bytes(data[facts._pos[i] - 1 : facts._pos[i] + 2]) for i in seconds
+                             if steps[labels[i]][0] == "memory"]
+    assert taken == {"error": [b"plu"], "word": [b"plu"], "substring": [b"plu", b"fig"], "piece": [],
+                     "test": [b"plu"]}
+    with pytest.raises(OracleError, match="memory_definition"):
+        OracleConfig(memory_definition="nearby")
 
 
 def test_small_vs_large_peels_only_the_extra_errors():
@@ -291,6 +354,29 @@ def test_cli_breakdown_has_bootstrap_intervals_and_takes_the_seeds_of_a_model(tm
     capsys.readouterr()
     oracles(tmp_path / "seed1.parquet", tmp_path / "other.parquet", name="bad", rc=2)
     assert "seeds of one model" in capsys.readouterr().err
+
+
+def test_memory_definitions_command_reruns_the_peeling_per_definition(tmp_path):
+    data_json, target = _prepared(tmp_path)
+    p, ngram, _ = _hand_made()
+    write_predictions(tmp_path / "lstm-2x64.parquet", target, p, meta={"model": "lstm-2x64"})
+    config = tmp_path / "config.yaml"
+    config.write_text("oracles:\n  memory_windows: [60, 20]\n  rare_counts: [0, 1, 2]\n")
+    rc = main(["memory-definitions", "--data", str(data_json), "--predictions", str(tmp_path / "lstm-2x64.parquet"),
+               "--config", str(config), "--csv-out", str(tmp_path / "defs.csv")])
+    assert rc == 0
+    table = pd.read_csv(tmp_path / "defs.csv").set_index("definition")
+    assert list(table.index) == list(MEMORY_DEFINITIONS)
+    data, train, test = _corpus()
+    facts = TextFacts(data, test, train)
+    for definition, row in table.iterrows():
+        expected, _, _ = analyse(facts, p, {}, OracleConfig(memory_windows=(20, 60), rare_counts=(0, 1, 2),
+                                                            memory_definition=definition))
+        memory = expected[expected.category == "memory"]["count"].tolist()
+        assert [row.memory_n20, row.memory_n60] == memory and row.memory == sum(memory)
+        assert 0 <= row.memory_at_second_byte <= row.memory
+        assert row.rare_words == expected[expected.category == "rare_words"]["count"].sum()
+    assert table.loc["substring", "memory"] >= table.loc["word", "memory"] >= table.loc["piece", "memory"]
 
 
 def test_cli_rejects_predictions_of_another_corpus(tmp_path, capsys):

@@ -90,11 +90,13 @@ def test_no_rule_splices_a_command_into_its_shell_line():
         assert "$(" not in smk.read_text(), smk.name
 
 
-def test_a_dry_run_plans_every_picking_analysis_with_its_pick():
-    from conftest import VENV_BIN
+def test_a_dry_run_plans_every_picking_analysis_with_its_pick(tmp_path):
+    """Planned from nothing (a folder of its own), so a finished `make demo` in this checkout changes nothing."""
+    from conftest import VENV_BIN, workflow_view
 
     proc = subprocess.run([str(VENV_BIN / "snakemake"), "-n", "-p", "--configfile", "profiles/demo/demo.yaml"],
-                          cwd=ROOT, env=run_env(), capture_output=True, text=True, timeout=300)
+                          cwd=workflow_view(tmp_path / "wf"), env=run_env(), capture_output=True, text=True,
+                          timeout=300)
     assert proc.returncode == 0, proc.stderr
     commands = [line for line in proc.stdout.splitlines() if "--pick" in line]
     for command in ("perchar", "brackets --data", "small-vs-large", "oracles --data"):

@@ -1,6 +1,7 @@
-"""The workflow on a real Slurm cluster through `snakemake --profile profiles/slurm`: every rule runs as a Slurm job,
-training jobs ask for a GPU, results equal a local run with the same seed, a training job cancelled by Slurm resumes
-from its checkpoint on the automatic retry, and a failed job (corrupt corpus) leaves nothing finished-looking.
+"""The workflow on a real Slurm cluster through `snakemake --profile profiles/slurm`: the rules that compute run as
+Slurm jobs and the bookkeeping rules declared local (workflow/rules/local.smk) on the submitting host, training jobs
+ask for a GPU, results equal a local run with the same seed, a training job cancelled by Slurm resumes from its
+checkpoint on the automatic retry, and a failed job (corrupt corpus) leaves nothing finished-looking.
 
 Needs a cluster that answers `sinfo` (one fake GPU is enough): `make test-slurm` starts a throw-away one on this
 machine (scripts/slurm/start.sh, root + Debian) and stops it afterwards. Without one these tests are skipped, unless
@@ -36,6 +37,16 @@ def targets(corpora=("toy", "news")):
 
 RULES = ["fetch_corpus", "prepare_corpus", "models_table", "model_spec", "models_report", "train", "select_dropout",
          "evaluate", "training_curves", "table1"]
+# of these, the ones that compute (or download) and so become Slurm jobs; the others are bookkeeping that the
+# workflow runs on the submitting host (localrules)
+SUBMITTED = ["fetch_corpus", "train", "evaluate"]
+
+
+def declared_local_rules():
+    """The rules that workflow/rules/local.smk's `localrules:` names."""
+    text = (ROOT / "workflow" / "rules" / "local.smk").read_text()
+    block = re.search(r"^localrules:\n((?:[ \t]+.*\n|\n)*)", text, flags=re.M).group(1)
+    return set(re.findall(r"^\s+(\w+),", block, flags=re.M))
 
 
 # the failed fetch of the corpus with the wrong sha256: its Slurm log, named by its Slurm job id
@@ -181,9 +192,19 @@ def runs(tmp_path_factory):
             "plan": plan, "second_out": second_out}
 
 
-def test_every_rule_runs_as_a_slurm_job_and_training_asks_for_a_gpu(runs):
+def test_computing_rules_run_as_slurm_jobs_local_rules_on_the_host_and_training_asks_for_a_gpu(runs):
     jobs = slurm_jobs(runs["cluster"])
-    assert sorted(jobs) == sorted(RULES), jobs
+    assert sorted(jobs) == sorted(SUBMITTED), jobs
+    # every other rule is declared local and was run, by Snakemake on this host: no Slurm job, no Slurm log
+    local = set(RULES) - set(SUBMITTED)
+    assert local <= declared_local_rules()
+    output = runs["first_out"] + runs["second_out"]
+    ran_here = set(re.findall(r"^local(?:rule|checkpoint) (\w+):", output, flags=re.M))
+    assert ran_here == local, ran_here
+    logged = {d.name.removeprefix("rule_") for d in (runs["cluster"] / ".snakemake/slurm_logs").iterdir()}
+    assert logged == set(SUBMITTED), logged
+    print(f"Slurm jobs: {len(job_ids(runs['cluster']))} for {', '.join(SUBMITTED)}; on the host: "
+          f"{', '.join(sorted(local))}")
     failed = int(FAILED_FETCH.search(runs["first_out"]).group(2))
     for job_id in job_ids(runs["cluster"]):
         info = scontrol(job_id)
@@ -195,7 +216,7 @@ def test_every_rule_runs_as_a_slurm_job_and_training_asks_for_a_gpu(runs):
         assert asks_gpu == gpu_job, (info["Comment"], info.get("TresPerJob"))
     # toy: the cancelled training job (it finished no rule) and its retry; news: one training job
     assert runs["cancelled"] not in jobs["train"] and len(jobs["train"]) == 2
-    assert len(jobs["select_dropout"]) == len(jobs["evaluate"]) == 2
+    assert len(jobs["evaluate"]) == 2
 
 
 def test_cancelled_training_resumes_on_retry_and_ends_like_an_uninterrupted_run(runs):

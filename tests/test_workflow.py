@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import ROOT, markov_text, run_env
+from conftest import ROOT, markov_text, run_env, workflow_view
+from rnnlens.predictions import read_meta
 
 pytestmark = pytest.mark.slow
 
@@ -118,9 +119,24 @@ def test_bad_config_fails_before_any_job(workdir):
     assert "grid.arch[1]" in proc.stderr + proc.stdout and "tranformer" in proc.stderr + proc.stdout
 
 
-def test_full_paper_grid_plans_144_training_jobs_for_72_models():
-    proc = subprocess.run([str(Path(sys.executable).parent / "snakemake"), "-n", "--quiet", "rules"], cwd=ROOT,
-                          env=run_env(), capture_output=True, text=True, timeout=120)
+def test_a_corpus_of_one_distinct_byte_stops_at_prepare_before_any_training(workdir):
+    (workdir / "one.txt").write_bytes(b"x" * 12000)
+    config = tiny_config(workdir / "one.txt")
+    config["corpora"] = {"one": config["corpora"]["toy"]}
+    (workdir / "one.yaml").write_text(yaml.safe_dump(config))
+    proc = subprocess.run([str(Path(sys.executable).parent / "snakemake"), "--cores", "2", "--configfile", "one.yaml"],
+                          cwd=workdir, env=run_env(), capture_output=True, text=True, timeout=600)
+    assert proc.returncode != 0
+    assert "Error in rule prepare_corpus" in proc.stdout + proc.stderr
+    assert "one distinct byte (b'x')" in (workdir / "results/logs/one/prepare_corpus.log").read_text()
+    assert not (workdir / "results/one/data.json").exists() and not (workdir / "results/logs/one/train").exists()
+
+
+def test_full_paper_grid_plans_144_training_jobs_for_72_models(tmp_path):
+    # planned in a folder of its own: whatever this checkout's results/ hold does not change the plan
+    proc = subprocess.run([str(Path(sys.executable).parent / "snakemake"), "-n", "--quiet", "rules"],
+                          cwd=workflow_view(tmp_path / "wf"), env=run_env(), capture_output=True, text=True,
+                          timeout=120)
     assert proc.returncode == 0, proc.stderr
     jobs = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", proc.stdout, re.M)}
     # sizes 256 and 512 try dropout 0, 0.25 and 0.5 (config.yaml): 2 corpora x (18 + 18 x 3) trials
@@ -192,7 +208,7 @@ def test_transformer_lru_and_dynamic_evaluation_run_through_every_stage(tmp_path
     config["grid"] = {"arch": ["lstm", "transformer", "lru"], "layers": [1], "size": [8]}
     config["training_overrides"] = {"transformer": {"optimizer": "adamw", "window": 24, "heads": 2},
                                     "lru": {"optimizer": "adamw", "lr_warmup_steps": 3}}
-    config["evaluation"]["dynamic"] = {"rule": "rms", "lr": 0.001, "decay": 0.01, "segment": 20, "ms_bytes": 400,
+    config["evaluation"]["dynamic"] = {"rule": "rms", "lr": [0.001, 0.01], "decay": 0.01, "segment": 20, "ms_bytes": 400,
                                        "models": ["lstm-1x8", "transformer-1x8"]}
     config["ngram"] = {"orders": [1, 2, 3], "memory_mb": 500}
     config["analysis"] = {"reference_ngram": 3, "bracket_bin": 10, "perchar_min_count": 5,
@@ -204,6 +220,11 @@ def test_transformer_lru_and_dynamic_evaluation_run_through_every_stage(tmp_path
     assert set(table.index) == {"lstm-1x8", "transformer-1x8", "lru-1x8", "lstm-1x8+dyn", "transformer-1x8+dyn"}
     assert table.loc["lstm-1x8+dyn", "arch"] == "lstm+dyn" and table.loc["lstm-1x8+dyn", "params"] == table.loc[
         "lstm-1x8", "params"]
+    for model in ("lstm-1x8", "transformer-1x8"):  # the setting chosen per model on validation, both lrs scored
+        dynamic = read_meta(tmp_path / f"results/toy/predictions/{model}+dyn.parquet")["dynamic"]
+        assert [c["lr"] for c in dynamic["candidates"]] == [0.001, 0.01] and dynamic["static_val_loss"] > 0
+        flagged = table.loc[f"{model}+dyn", "test_loss"] > table.loc[model, "test_loss"] or dynamic["flag"]
+        assert isinstance(table.loc[f"{model}+dyn", "dyn_flag"], str) == bool(flagged)
     data = json.loads((tmp_path / "results/toy/data.json").read_text())
     for model in table.index:
         assert len(pd.read_parquet(tmp_path / f"results/toy/predictions/{model}.parquet")) == data["split_sizes"]["test"]

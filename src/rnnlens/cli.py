@@ -40,6 +40,7 @@ COMMANDS = {
     "saturation-figure": ("rnnlens.saturation_plot", "gate saturation figure (and summary) of one or more models"),
     "oracles": ("rnnlens.oracles", "one model's error breakdown by oracles (Fig. 6)"),
     "small-vs-large": ("rnnlens.oracles", "where the extra errors of a small model fall, against a large one"),
+    "memory-definitions": ("rnnlens.oracles", "the dynamic-memory oracle's counts under each definition"),
     "agreement": ("rnnlens.agreement", "argmax agreement matrix of models and its t-SNE embedding"),
     "dynamics": ("rnnlens.dynamics", "compare training snapshots with n-NN models, from saved distributions"),
     "dynamics-models": ("rnnlens.dynamics", "compare a model's training snapshots with the n-NN models"),

@@ -14,7 +14,7 @@ from rnnlens.errors import InputError
 from rnnlens.io import atomic_csv
 from rnnlens.oracles import CATEGORIES, CATEGORY_COLORS, CATEGORY_LABELS, category_totals
 from rnnlens.plots import legend_outside, pyplot, save_figures
-from rnnlens.tables import arch_rank
+from rnnlens.tables import DYN_FLAG_MARK, arch_rank
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,9 @@ def compare(table1_csv, corpus, oracle_csvs, reference="lstm"):
         totals = totals[totals["set"] == totals["set"].iloc[0]].set_index("category")
         for category in CATEGORIES:
             count = int(totals["count"].get(category, 0))
+            flag = best.get("dyn_flag")
             rows.append({"corpus": corpus, "arch": arch, "model": best.model, "test_loss": best.test_loss,
+                         "dyn_flag": flag if isinstance(flag, str) and flag else None,
                          "category": category, "errors": count,
                          "share_of_test": float(totals["share_of_test"].get(category, 0.0))})
     df = pd.DataFrame(rows)
@@ -62,11 +64,15 @@ def plot(df, out_png, corpus):
         ax.bar(range(len(archs)), values, bottom=bottom, color=CATEGORY_COLORS[category],
                label=CATEGORY_LABELS[category], edgecolor="white", linewidth=0.5)
         bottom = [b + v for b, v in zip(bottom, values)]
-    labels = [f"{a}\n{df[df.arch == a].model.iloc[0]}\n{df[df.arch == a].test_loss.iloc[0]:.3f}" for a in archs]
+    flagged = {a for a in archs if "dyn_flag" in df and df[df.arch == a].dyn_flag.notna().any()}
+    labels = [f"{a}\n{df[df.arch == a].model.iloc[0]}\n{df[df.arch == a].test_loss.iloc[0]:.3f}"
+              + (DYN_FLAG_MARK if a in flagged else "") for a in archs]
     ax.set_xticks(range(len(archs)), labels, fontsize=8)
     ax.set_ylabel("errors (% of test bytes, p(true) < threshold)")
     ax.set_title(f"{corpus}: errors by oracle category, best model of each architecture\n"
-                 "(label: arch, model, test loss in nats/char)", fontsize=10)
+                 "(label: arch, model, test loss in nats/char"
+                 + (f"; {DYN_FLAG_MARK} dynamic evaluation flagged in Table 1: no gain over static)" if flagged
+                    else ")"), fontsize=10)
     ax.grid(axis="y", alpha=0.3)
     legend_outside(ax)
     fig.tight_layout()

@@ -41,6 +41,13 @@ def _explain(error):
     elif error.validator == "oneOf" and "corpora" in error.absolute_path:
         return (f"{key}: give exactly one source: `path` (a local file), `url` (+ `sha256`), `stdlib: true` "
                 f"(the demo corpus) or `tarball` (a kernel source tarball)")
+    elif error.validator == "oneOf" and error.context:
+        # "one value or a list" settings: explain the failure of the branch of the value's own kind
+        branch = 1 if isinstance(error.instance, list) else 0
+        inner = [e for e in error.context if e.relative_schema_path and e.relative_schema_path[0] == branch]
+        if inner:
+            return _explain(max(inner, key=lambda e: len(e.absolute_path))) + " (one value or a list of values)"
+        allowed = error.message
     elif error.validator in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum", "type", "pattern",
                              "required", "minItems", "uniqueItems", "propertyNames", "minProperties"):
         allowed = error.message
@@ -117,6 +124,7 @@ def semantic_problems(config, base_dir="."):
     for model in dynamic.get("models", []):
         if model not in models:
             problems.append(f"evaluation.dynamic.models: {model} is not a model of the grid ({', '.join(models)})")
+    problems += dynamics_problems(config, models)
     for n in config.get("ngram", {}).get("orders", []):
         if n + 1 > KENLM_MAX_ORDER:
             problems.append(f"ngram.orders: n = {n} context bytes needs KenLM order {n + 1}, above the build's "
@@ -155,6 +163,26 @@ def architecture_problems(config, base_dir="."):
             problems.append(f"grid.arch[{i}]: value {json.dumps(arch)} is not allowed; expected one of "
                             f"{', '.join(json.dumps(a) for a in known)} (or register it under architectures)")
     return problems
+
+
+def dynamics_problems(config, models):
+    """The training-dynamics figure reads snapshots that only the training of analysis.dynamics.model writes: a
+    setting that leaves it none would fail after that (long) training, so say it before any job runs."""
+    dynamics = (config.get("analysis") or {}).get("dynamics") or {}
+    model = dynamics.get("model")
+    nnn_orders = set((config.get("nnn") or {}).get("orders", [])) & set(dynamics.get("nnn_orders", []))
+    if model not in models or not nnn_orders:  # no dynamics figure is planned
+        return []
+    epochs = dynamics.get("snapshot_epochs")
+    if not epochs:
+        return [f"analysis.dynamics.snapshot_epochs: not set, but the training-dynamics figure compares snapshots "
+                f"of analysis.dynamics.model {model} taken during its training; give epoch fractions (e.g. [0.1, "
+                f"0.5, 1]), or set analysis.dynamics.model to a model outside the grid to skip the figure"]
+    max_epochs = training_settings(config, model).get("max_epochs")
+    if max_epochs and min(epochs) > max_epochs:
+        return [f"analysis.dynamics.snapshot_epochs: the first snapshot (epoch {min(epochs):g}) comes after "
+                f"{model}'s training.max_epochs {max_epochs}, so it would have none; use smaller fractions"]
+    return []
 
 
 def _resolve(schema, root):

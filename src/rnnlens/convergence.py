@@ -60,9 +60,19 @@ def is_unconverged(meta):
     return (meta or {}).get("converged") is False
 
 
+DYN_FLAGGED = "dyn flagged: no gain over static"
+
+
+def dynamic_flag(meta):
+    """Why a dynamic-evaluation predictor did not beat its static model (rnnlens.dyneval), or None."""
+    return ((meta or {}).get("dynamic") or {}).get("flag")
+
+
 def label(model_id, meta):
-    """The model id as figures and logs show it: marked when the model has not converged."""
-    return f"{model_id} ({UNCONVERGED})" if is_unconverged(meta) else model_id
+    """The model id as figures and logs show it: marked when the model has not converged, and when it is a
+    dynamic-evaluation predictor flagged for not beating its static model."""
+    out = f"{model_id} ({UNCONVERGED})" if is_unconverged(meta) else model_id
+    return f"{out} ({DYN_FLAGGED})" if dynamic_flag(meta) else out
 
 
 def pick_note(model_id, meta, role="the best model"):

@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
 LAYOUTS = ("contiguous", "rows")
+SMALL_VOCAB = 10  # fewer distinct bytes than this: prepare warns (a file of digits, a binary mask, a wrong file)
 
 
 def check_fractions(fractions):
@@ -122,6 +123,7 @@ def prepare(corpus_name, corpus_bin, split, min_train_bytes=2, min_eval_bytes=2)
             raise CorpusError(f"corpus {corpus_name!r}: the {name} split has only {sizes[name]} bytes. "
                               "Raise its `split:` fraction.")
     vocab = sorted(set(data))
+    check_vocabulary(corpus_name, path, vocab)
     return {
         "corpus": corpus_name,
         "size": len(data),
@@ -132,6 +134,18 @@ def prepare(corpus_name, corpus_bin, split, min_train_bytes=2, min_eval_bytes=2)
         "pieces": pieces,
         "split_sizes": sizes,
     }
+
+
+def check_vocabulary(corpus_name, path, vocab):
+    """One distinct byte: every model predicts it with certainty (loss 0) and every table and figure of the study
+    would be meaningless, so refuse it; a handful of bytes is legal but rarely the text one meant, so warn."""
+    if len(vocab) == 1:
+        raise CorpusError(f"corpus {corpus_name!r} ({path}) holds one distinct byte ({bytes(vocab)!r}) throughout: "
+                          "there is nothing to predict. Point its config entry at a text with more than one "
+                          "character (is it the file you meant?).")
+    if len(vocab) < SMALL_VOCAB:
+        log.warning(f"corpus {corpus_name!r} ({path}) has only {len(vocab)} distinct bytes "
+                    f"({bytes(vocab)!r}); the study runs, but check that it is the text you meant")
 
 
 def positions_of(pieces):

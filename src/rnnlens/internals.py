@@ -204,7 +204,7 @@ def add_internals_arguments(parser):
     parser.add_argument("--window-chars", type=int, default=500, help="characters per excerpt window")
     parser.add_argument("--comment-style", choices=("auto", "c", "hash", "none"), default="auto",
                     help="comment syntax for the in_comment feature (auto: C if the text has /* ... */)")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="auto", help="auto (the GPU when there is one), cpu, cuda, cuda:N")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default; 1-4 run the "
                     "exact internals at >= half the fused model's speed)")
     parser.add_argument("--method", choices=("auto", "loop", "fused"), default="auto",
@@ -214,7 +214,7 @@ def add_internals_arguments(parser):
 
 def run_internals(args):
     from rnnlens.corpus import PreparedCorpus
-    from rnnlens.model import load_model
+    from rnnlens.model import load_model, pick_device
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -222,7 +222,10 @@ def run_internals(args):
         if not Path(path).is_file():
             raise InputError(f"--{what} {path} does not exist; run the stage that makes it first")
     cells = parse_cells(args.cells)
-    model, extra = load_model(args.model, map_location=args.device)
+    device = pick_device(args.device)
+    model, extra = load_model(args.model)
+    model = model.to(device)  # the internals run where the weights are
+    log.info(f"internals on {device}")
     corpus = PreparedCorpus.load(args.data)
     if model.spec.vocab_size != corpus.vocab_size:
         raise InputError(f"model {args.model} has a vocabulary of {model.spec.vocab_size}, corpus {args.data} of "

@@ -2,8 +2,10 @@
 
 `atomic_path` hands out a unique temporary name in the target's own folder (so the final rename stays on one file
 system and is atomic) and renames it over the target only when the block finishes; on an error, or when a job is
-killed mid-write, the temporary file is removed or left under a name no rule expects. Also: sha256, downloads,
-CSV / JSON / text, Parquet with rnnlens metadata, figures, and torch files (saved and loaded safely).
+killed mid-write, the temporary file is removed or left under a name no rule expects. The finished file gets the
+mode a plain open() would give it (0666 less the umask), not tempfile's private 0600, so a group can read a shared
+results folder. Also: sha256, downloads, CSV / JSON / text, Parquet with rnnlens metadata, figures, and torch files
+(saved and loaded safely).
 """
 
 import contextlib
@@ -24,6 +26,20 @@ log = logging.getLogger(__name__)
 META_KEY = b"rnnlens"  # Parquet file metadata key holding the rnnlens metadata as JSON
 
 
+def current_umask():
+    """The process's umask, read without changing it where the kernel reports it (Linux /proc), else by setting and
+    restoring it (the only portable way)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path):
     """Yield a temporary path beside `path` with the same suffix (writers that pick a format from it, such as
@@ -35,6 +51,7 @@ def atomic_path(path):
     tmp = Path(tmp)
     try:
         yield tmp
+        tmp.chmod(0o666 & ~current_umask())  # mkstemp makes it 0600
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -50,6 +67,7 @@ def atomic_dir(path):
     old = tmp.with_suffix(".old")
     try:
         yield tmp
+        tmp.chmod(0o777 & ~current_umask())  # mkdtemp makes it 0700
         if path.exists():
             os.replace(path, old)  # a rename cannot replace a folder that has files: move it aside first
         os.replace(tmp, path)
@@ -181,11 +199,9 @@ def sha256_of(path, chunk=1 << 20):
 def verify_sha256(path, expected, what):
     actual = sha256_of(path)
     if expected and actual != expected.lower():
-        raise CorpusError(
-            f"{what}: sha256 mismatch for {path}\n  expected {expected}\n  got      {actual}\n"
-            "The file is corrupt or a different version. Fix the file, or set the corpus's sha256 in the "
-            "config to the hash of the file you mean to use."
-        )
+        raise CorpusError(f"{what}: sha256 mismatch for {path}: expected {expected}, got {actual}; the file is "
+                          "corrupt or a different version. Fix the file, or set the corpus's sha256 in the config to "
+                          "the hash of the file you mean to use.")
     return actual
 
 
@@ -196,8 +212,6 @@ def download(url, dest):
             with urllib.request.urlopen(url, timeout=60) as response, open(tmp, "wb") as out:
                 shutil.copyfileobj(response, out, length=1 << 20)
     except OSError as err:
-        raise CorpusError(
-            f"could not download {url}: {err}\n"
-            "Check the address and the network, or download the file yourself and give it as `path:` in the config."
-        ) from err
+        raise CorpusError(f"could not download {url}: {err}. Check the address and the network, or download the file "
+                          "yourself and give it as `path:` in the config.") from err
     return Path(dest)

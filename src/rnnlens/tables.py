@@ -8,7 +8,7 @@ import math
 import pandas as pd
 
 from rnnlens.io import atomic_csv, atomic_write_text
-from rnnlens.ids import DYNAMIC_SUFFIX, family_of
+from rnnlens.ids import DYNAMIC_SUFFIX, family_of, is_dynamic
 from rnnlens.paper import table1_value
 from rnnlens.predictions import read_meta
 
@@ -42,13 +42,17 @@ def table1(prediction_paths, models_csvs, paper_names=None):
                      "best_val_loss": meta.get("best_val_loss"), "epochs": meta.get("epochs_run"),
                      "dropout": meta.get("dropout"),
                      "dropout_tried": ",".join(selection.get("val_loss_by_dropout", {})) or None,
-                     "converged": meta.get("converged")})
+                     "converged": meta.get("converged"),
+                     "dyn_flag": (meta.get("dynamic") or {}).get("flag")})
     # a dynamic-evaluation predictor (lstm-1x64+dyn) or one under an intervention (lstm-1x64~ablate-L1U3) has its
-    # model's row of the models table, and its own arch (lstm+dyn), so that "the best LSTM" stays a plain LSTM
+    # model's row of the models table, and its own arch (lstm+dyn, lstm~ablate-L1U3), so that "the best LSTM" of
+    # the analyses stays a plain LSTM
     df = pd.DataFrame(rows).merge(models.rename(columns={"model": "base_model"}), on=["corpus", "base_model"],
                                   how="left")
-    derived = df.model != df.base_model  # lstm+dyn, lstm~ablate-L2U40: their own arch
+    derived = df.model != df.base_model
+    dynamic = derived & df.model.map(is_dynamic)
     df.loc[derived, "arch"] = [family_of(m) for m in df.loc[derived, "model"]]
+    df["dyn_flag"] = [_dynamic_flag(r, df) if d else None for r, d in zip(df.itertuples(), dynamic)]
     paper = [table1_value(paper_names.get(c, c), a, l, s) for c, a, l, s in
              zip(df.corpus, df.arch, df.layers, df["size"])]
     df["paper_test_loss_recalled"] = paper
@@ -56,7 +60,18 @@ def table1(prediction_paths, models_csvs, paper_names=None):
     df = df.sort_values(["corpus", "size", "arch", "layers"], key=lambda s: s.map(arch_rank) if s.name == "arch" else s)
     return df[["corpus", "model", "arch", "layers", "size", "hidden", "params", "test_loss",
                "paper_test_loss_recalled", "difference", "best_val_loss", "epochs", "dropout",
-               "dropout_tried", "converged"]].reset_index(drop=True)
+               "dropout_tried", "converged", "dyn_flag"]].reset_index(drop=True)
+
+
+def _dynamic_flag(row, df):
+    """Why a dynamic-evaluation row must not be read as a gain, or None: its own flag (no setting beat static on
+    validation, or worse than static on test), and whenever its Table 1 value is worse than its model's."""
+    notes = [row.dyn_flag] if isinstance(row.dyn_flag, str) and row.dyn_flag else []
+    base = df[(df.corpus == row.corpus) & (df.model == row.base_model)]
+    if len(base) and row.test_loss > base.test_loss.iloc[0]:
+        notes.append(f"worse than {row.base_model} in this table ({row.test_loss:.4f} vs "
+                     f"{base.test_loss.iloc[0]:.4f})")
+    return "; ".join(notes) or None
 
 
 def _tried_several(row):
@@ -74,6 +89,15 @@ UNCONVERGED_MARK = "\u2020"
 UNCONVERGED_NOTE = (f"{UNCONVERGED_MARK} not converged: training stopped at training.max_epochs while the validation "
                     "loss still fell by more than training.convergence_tolerance per epoch; raise training.max_epochs "
                     "before drawing conclusions from these numbers.")
+
+
+DYN_FLAG_MARK = "\u2021"
+DYN_FLAG_NOTE = (f"{DYN_FLAG_MARK} dynamic evaluation flagged: it did not beat its static model (on validation, where "
+                 "its setting is chosen, or in this table); read it as no gain. The reason per predictor:")
+
+
+def _dyn_flagged(row):
+    return isinstance(getattr(row, "dyn_flag", None), str) and bool(row.dyn_flag)
 
 
 def _unconverged(row):
@@ -106,14 +130,19 @@ def table1_markdown(df):
                 paper = r.paper_test_loss_recalled
                 dropout = f" d={r.dropout:g}" if _tried_several(r) else ""
                 cells.append(_fmt(r.test_loss) + (UNCONVERGED_MARK if _unconverged(r) else "")
+                             + (DYN_FLAG_MARK if _dyn_flagged(r) else "")
                              + (f" ({_fmt(paper)})" if paper is not None and not pd.isna(paper) else "") + dropout)
             lines.append(f"| {size} | " + " | ".join(cells) + " |")
         best = group.loc[group.test_loss.idxmin()]
         unconverged = [r.model for r in group.itertuples() if _unconverged(r)]
         lines += ["", f"Best: {best.model} at {best.test_loss:.3f} nats/char"
-                  + (f" ({UNCONVERGED_MARK} not converged)." if _unconverged(best) else "."), ""]
+                  + (f" ({UNCONVERGED_MARK} not converged)" if _unconverged(best) else "")
+                  + (f" ({DYN_FLAG_MARK} dynamic evaluation flagged)" if _dyn_flagged(best) else "") + ".", ""]
         if unconverged:
             lines += [f"{UNCONVERGED_NOTE} ({len(unconverged)} of {len(group)} models)", ""]
+        flagged = [r for r in group.itertuples() if _dyn_flagged(r)]
+        if flagged:
+            lines += [DYN_FLAG_NOTE, ""] + [f"- {r.model}: {r.dyn_flag}" for r in flagged] + [""]
         lines += ["| model | hidden | params | test loss | paper (recalled) | difference | epochs | converged "
                   "| dropout (tried) |",
                   "|---|---|---|---|---|---|---|---|---|"]
@@ -122,7 +151,8 @@ def table1_markdown(df):
                 {"True": True, "False": False}.get(str(r.converged), None), "–")
             tried = f" ({r.dropout_tried})" if _tried_several(r) else ""
             dropout = "–" if pd.isna(r.dropout) else f"{r.dropout:g}{tried}"
-            lines.append(f"| {r.model} | {r.hidden} | {r.params:,} | {_fmt(r.test_loss, 4)} | "
+            mark = DYN_FLAG_MARK if _dyn_flagged(r) else ""
+            lines.append(f"| {r.model} | {r.hidden} | {r.params:,} | {_fmt(r.test_loss, 4)}{mark} | "
                          f"{_fmt(r.paper_test_loss_recalled)} | {_fmt(r.difference, 4)} | {r.epochs} | {converged} "
                          f"| {dropout} |")
         lines.append("")

@@ -178,14 +178,14 @@ def windowed_internals(model, corpus, rows, stride=None, batch=64):
             starts = torch.tensor([b[0] for b in part])
             index = starts[:, None] + 1 + torch.arange(length)[None, :]  # column c reads byte a + 1 + c
             keep = []
-            model(encoded[index], keep=keep)
+            model(encoded[index].to(next(model.parameters()).device), keep=keep)
             pos = np.full((len(part), stride), -1, dtype=np.int64)
             acts = [torch.zeros(len(part), stride, 5 * model.spec.hidden) for _ in keep]
             for row, (_, _, first, n, out) in enumerate(part):
                 pos[row, :n] = out + np.arange(n)
                 for k, layer in enumerate(keep):
                     acts[k][row, :n] = torch.cat([layer["resid"][row, first : first + n],
-                                                  layer["mlp"][row, first : first + n]], dim=-1)
+                                                  layer["mlp"][row, first : first + n]], dim=-1).cpu()
             yield pos, acts
 
 

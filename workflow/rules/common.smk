@@ -18,6 +18,7 @@ from rnnlens.config import (
     dropout_label,
     dropout_values,
     load_schema,
+    training_settings,
     trial_settings,
 )
 from rnnlens.fetch import SOURCE_KEYS
@@ -130,6 +131,13 @@ def train_settings(wildcards):
     return json_arg(trial_settings(config, wildcards.model, wildcards.dropout))
 
 
+def model_device(wildcards):
+    """The torch device of a job that runs a trained model over the test split (dynamic
+    evaluation, internals, explorer store): its training.device, auto by default."""
+    model = wildcards.get("model") or wildcards.get("base")
+    return training_settings(config, model).get("device", "auto")
+
+
 def dropout_trials(wildcards):
     """The trained trials of one model, one per dropout value of its settings."""
     return [
@@ -216,6 +224,7 @@ def oracle_args():
         "--memory-windows": ORACLES["memory_windows"],
         "--rare-counts": ORACLES["rare_counts"],
         "--boosts": ORACLES["boosts"],
+        "--memory-definition": [ORACLES["memory_definition"]],
     }
     return " ".join(f"{k} {' '.join(map(str, v))}" for k, v in spec.items())
 

@@ -28,7 +28,8 @@ rule evaluate:
 
 
 # Dynamic evaluation (Krause et al. 2018): the predictor {base}+dyn adapts the trained weights on each test
-# segment after predicting it; its Parquet goes wherever a model's does.
+# segment after predicting it, with the (lr, decay) chosen on validation (none, flagged, when none beats static);
+# its Parquet goes wherever a model's does.
 rule evaluate_dynamic:
     input:
         model="results/{corpus}/models/{base}/model.pt",
@@ -49,16 +50,18 @@ rule evaluate_dynamic:
         rule=DYNAMIC.get("rule"),
         lr=DYNAMIC.get("lr"),
         decay=DYNAMIC.get("decay"),
+        val_bytes=DYNAMIC.get("val_bytes"),
         segment=DYNAMIC.get("segment"),
         ms_bytes=DYNAMIC.get("ms_bytes"),
         warmup=EVAL["warmup"],
+        device=model_device,
         corpus=corpus_digest,
         code=code_of("dyneval"),
     shell:
         "python -m rnnlens dyneval --model {input.model} --data {input.data} --out {output}"
         " --model-id {wildcards.base} --rule {params.rule} --lr {params.lr} --decay {params.decay}"
-        " --segment {params.segment} --ms-bytes {params.ms_bytes} --warmup {params.warmup} --threads {threads}"
-        " > {log} 2>&1"
+        " --val-bytes {params.val_bytes} --segment {params.segment} --ms-bytes {params.ms_bytes}"
+        " --warmup {params.warmup} --device {params.device} --threads {threads} > {log} 2>&1"
 
 
 # An intervention (analysis.interventions): the predictor {base}~{name} holds units of one layer inside the model's

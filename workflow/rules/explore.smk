@@ -33,10 +33,11 @@ rule explore_store:
         ngram=explore_ngram_arg,
         oracles=json_arg(EXPLORE_ORACLES),
         evaluation=f"--eval-streams {EVAL['streams']} --eval-warmup {EVAL['warmup']}",
+        device=model_device,
         corpus=corpus_digest,
         code=code_of("explore-store"),
     shell:
         "python -m rnnlens explore-store --model {input.model} --data {input.data} --out-dir {params.out_dir}"
         " --model-id {wildcards.model} --predictions {input.predictions} --cells {input.cells} {params.ngram}"
         " --oracle-ngrams {input.oracle_ngrams} --oracle-settings '{params.oracles}' {params.evaluation}"
-        " --threads {threads} > {log} 2>&1"
+        " --device {params.device} --threads {threads} > {log} 2>&1"

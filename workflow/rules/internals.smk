@@ -26,12 +26,13 @@ rule internals:
         out_dir=subpath(output.saturation, parent=True),
         max_positions=INTERNALS["max_positions"],
         cells=user_cells,
+        device=model_device,
         corpus=corpus_digest,
         code=code_of("internals"),
     shell:
         "python -m rnnlens internals --model {input.model} --data {input.data} --out-dir {params.out_dir}"
         " --model-id {wildcards.model} --max-positions {params.max_positions} {params.cells}"
-        " --threads {threads} > {log} 2>&1"
+        " --device {params.device} --threads {threads} > {log} 2>&1"
 
 
 rule cell_pictures:

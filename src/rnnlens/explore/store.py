@@ -527,7 +527,8 @@ def model_predictions(model, corpus, streams, warmup):
     streaming as the evaluation stage, so the numbers match its predictions Parquet)."""
     from rnnlens.evaluate import predict_test
 
-    result = predict_test(model, corpus, streams=streams, warmup=warmup, keep_probs=True)
+    device = next(model.parameters()).device
+    result = predict_test(model, corpus, streams=streams, warmup=warmup, device=device, keep_probs=True)
     probs = torch.from_numpy(result.pop("probs"))
     top_p, top_i = probs.topk(min(TOP_K, probs.shape[1]), dim=1)
     top_byte = np.zeros((len(probs), TOP_K), dtype=np.uint8)
@@ -624,13 +625,14 @@ def add_explore_store_arguments(parser):
     parser.add_argument("--comment-style", default="auto", help="text features' comment style, as the internals "
                         "stage's (auto, c, hash, none)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument("--device", default="auto", help="auto (the GPU when there is one), cpu, cuda, cuda:N")
 
 
 def run_explore_store(args):
 
     from rnnlens.corpus import PreparedCorpus
     from rnnlens.internals import model_id_for
-    from rnnlens.model import load_model
+    from rnnlens.model import load_model, pick_device
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -639,7 +641,10 @@ def run_explore_store(args):
     for flag, path in given:
         if path and not Path(path).is_file():
             raise InputError(f"{flag} {path} does not exist; run the stage that makes it first")
+    device = pick_device(args.device)
     model, extra = load_model(args.model)
+    model = model.to(device)  # predictions and internals run where the weights are
+    log.info(f"store on {device}")
     corpus = PreparedCorpus.load(args.data)
     if model.spec.vocab_size != corpus.vocab_size:
         raise InputError(f"model {args.model} has a vocabulary of {model.spec.vocab_size}, corpus "
