@@ -165,12 +165,13 @@ def add_cell_effects_arguments(parser):
     parser.add_argument("--controls", type=int, default=5, help="random units of the same layer per best cell")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--streams", type=int, default=100)
-    parser.add_argument("--warmup", type=int, default=2000)
+    parser.add_argument("--warmup", type=int, default=500,
+                        help="characters each row reads before its part of the split (the cells track a few hundred)")
     parser.add_argument("--max-positions", type=int, default=0,
                         help="predict only about this many test positions, spread over the split (0: all)")
     parser.add_argument("--mean-positions", type=int, default=200_000,
                         help="training positions the units' means are taken over (a spread sample)")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when there is one), cpu, cuda, ...")
     parser.add_argument("--threads", type=int, default=0)
 
 
@@ -183,10 +184,11 @@ def run_cell_effects(args):
     from rnnlens.corpus import PreparedCorpus
     from rnnlens.internals import model_id_for
     from rnnlens.io import atomic_csv
-    from rnnlens.model import load_model
+    from rnnlens.model import load_model, pick_device
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    device = pick_device(args.device)
     for path in [args.data, args.best_cells, *args.models]:
         if not Path(path).is_file():
             raise InputError(f"{path} does not exist; run the stage that makes it first")
@@ -203,7 +205,7 @@ def run_cell_effects(args):
     before = features_before(corpus)
     frames = [pd.DataFrame(columns=COLUMNS)]
     for k, path in enumerate(args.models):
-        model, extra = load_model(path, map_location=args.device)
+        model, extra = load_model(path, map_location=device)
         model_id = model_id_for(path, extra, args.model_ids[k] if args.model_ids else None)
         runner = archs.load(model.spec.arch).internals_runner(model, "auto")
         if not getattr(runner, "supports_clamp", False):
@@ -211,7 +213,7 @@ def run_cell_effects(args):
             continue
         cells = cells_of(best[best.corpus == corpus.name] if "corpus" in best else best, model_id, features)
         frames.append(model_effects(model, corpus, model_id, cells, controls=args.controls, seed=args.seed,
-                                    streams=args.streams, warmup=args.warmup, device=args.device,
+                                    streams=args.streams, warmup=args.warmup, device=device,
                                     mean_positions=args.mean_positions, features=before))
     table = pd.concat([f for f in frames if len(f)] or frames[:1], ignore_index=True)
     atomic_csv(table, args.out, float_format="%.6f")

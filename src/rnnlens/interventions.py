@@ -91,7 +91,7 @@ def unit_means(model, corpus, runner=None, split="train", max_positions=200_000,
     for part in stream_test_internals(model, corpus, streams, warmup, chunk, split=split, runner=runner):
         valid = torch.from_numpy(part.valid)
         for k, layer in enumerate(part.acts):
-            total[k] += layer[runner.cell_kind][valid].double().sum(0).cpu().numpy()
+            total[k] += layer[runner.cell_kind][valid.to(layer[runner.cell_kind].device)].double().sum(0).cpu().numpy()
         count += int(part.valid.sum())
         if max_positions and count >= max_positions:
             break
@@ -186,7 +186,7 @@ def add_intervene_arguments(parser):
     parser.add_argument("--name", default="", help="the predictor's suffix (default: ablate-L2U40, zero-L2U40, ...)")
     parser.add_argument("--streams", type=int, default=100)
     parser.add_argument("--warmup", type=int, default=2000)
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when there is one), cpu, cuda, ...")
     parser.add_argument("--threads", type=int, default=0)
 
 
@@ -198,7 +198,7 @@ def run_intervene(args):
 
     from rnnlens.corpus import PreparedCorpus
     from rnnlens.ids import intervention_id
-    from rnnlens.model import load_model
+    from rnnlens.model import load_model, pick_device
     from rnnlens.predictions import write_predictions
 
     if args.threads:
@@ -212,10 +212,11 @@ def run_intervene(args):
         raise InputError(f"--units {args.units!r}: unit numbers from 0, comma-separated, e.g. 3,17") from None
     intervention = Intervention(args.layer, units, args.mode, values=args.value if args.mode == "value" else None,
                                 name=args.name)
-    model, extra = load_model(args.model, map_location=args.device)
+    device = pick_device(args.device)
+    model, extra = load_model(args.model, map_location=device)
     corpus = PreparedCorpus.load(args.data)
     result = predict_with_intervention(model, corpus, intervention, streams=args.streams, warmup=args.warmup,
-                                       device=args.device)
+                                       device=device)
     spec = model.spec
     predictor = intervention_id(args.model_id, intervention.name)
     meta = {"model": predictor, "base_model": args.model_id, "corpus": corpus.name, "family": spec.arch,

@@ -84,9 +84,10 @@ rule evaluate_intervention:
         spec=intervention_args,
         streams=EVAL["streams"],
         warmup=EVAL["warmup"],
+        device=model_device,
         corpus=corpus_digest,
         code=code_of("intervene"),
     shell:
         "python -m rnnlens intervene --model {input.model} --data {input.data} --out {output}"
         " --model-id {wildcards.base} {params.spec} --streams {params.streams} --warmup {params.warmup}"
-        " --threads {threads} > {log} 2>&1"
+        " --device {params.device} --threads {threads} > {log} 2>&1"

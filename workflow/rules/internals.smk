@@ -157,15 +157,15 @@ rule cell_effects:
         controls=CELL_EFFECTS["controls"],
         max_positions=CELL_EFFECTS["max_positions"],
         streams=EVAL["streams"],
-        warmup=EVAL["warmup"],
+        warmup=CELL_EFFECTS["warmup"],
+        device=config["training"].get("device", "auto"),
         corpus=corpus_digest,
         code=code_for_archs("cell-effects"),
     shell:
         "python -m rnnlens cell-effects --models {input.models} --model-ids {params.ids} --data {input.data}"
         " --best-cells {input.best} --out {output.table} --figure {output.png} --features {params.features}"
         " --controls {params.controls} --max-positions {params.max_positions} --streams {params.streams}"
-        " --warmup {params.warmup}"
-        " --threads {threads} > {log} 2>&1"
+        " --warmup {params.warmup} --device {params.device} --threads {threads} > {log} 2>&1"
 
 
 rule saturation_figure:
