@@ -89,9 +89,10 @@ def unit_means(model, corpus, runner=None, split="train", max_positions=200_000,
     total = np.zeros((model.spec.layers, runner.units))
     count = 0
     for part in stream_test_internals(model, corpus, streams, warmup, chunk, split=split, runner=runner):
-        valid = torch.from_numpy(part.valid)
         for k, layer in enumerate(part.acts):
-            total[k] += layer[runner.cell_kind][valid.to(layer[runner.cell_kind].device)].double().sum(0).cpu().numpy()
+            values = layer[runner.cell_kind]
+            valid = torch.from_numpy(part.valid).to(values.device)
+            total[k] += values[valid].double().sum(0).cpu().numpy()
         count += int(part.valid.sum())
         if max_positions and count >= max_positions:
             break
