@@ -61,7 +61,7 @@ class Intervention:
 def clamping_runner(model, runner=None):
     from rnnlens.internals import runner_for
 
-    runner = runner or runner_for(model, "loop" if model.spec.arch in ("lstm", "gru") else "auto")
+    runner = runner or runner_for(model)
     if not getattr(runner, "supports_clamp", False):
         raise InputError(f"interventions are not supported for the {model.spec.arch} architecture yet (its "
                          "internals runner has no clamp; rnnlens.archs describes the optional runner.run(..., "
@@ -122,8 +122,8 @@ def clamp_forward(runner, corpus, interventions, means=None):
                 raise InputError(f"intervention {iv.name}: the patch source has bytes outside the corpus's vocabulary")
             patches.append((iv.layer - 1, units, torch.from_numpy(encoded)))
     sources, padded = {}, {}
-    for layer, units, encoded in patches:  # one source run per distinct source text
-        sources.setdefault(id(encoded), encoded)
+    for layer, units, encoded in patches:  # each patch's source text runs alongside, with its own state
+        sources[id(encoded)] = encoded
 
     def forward(idx, state, positions):
         own, others = state if state is not None else (None, {})
