@@ -24,6 +24,15 @@ The protocol (README, "Your own architecture"). Required functions of the module
         (streamed with carried state by rnnlens.internals), or runner.stream(corpus, rows, warmup, chunk)
         yielding (pos, acts) for a model without state.
 
+Optional part of the runner (interventions, rnnlens.interventions; without it `rnnlens cell-effects` and
+declared interventions say the architecture does not support them yet):
+
+    runner.supports_clamp = True
+    runner.run(idx, state, clamp={layer (from 0): (units, values)}) holds those units of runner.cell_kind at
+        `values` at every step, inside the recurrence (what follows the step reads the held value); values
+        (len(units),) or (batch, time, len(units)). Without clamp, exactly the plain run.
+    runner.logits(acts) -> (batch, time, vocab): the model's logits from run()'s activations
+
 Optional functions (their defaults in brackets):
 
     training_defaults(arch, settings) -> dict   training settings for this architecture, under the config's

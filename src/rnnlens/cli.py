@@ -33,6 +33,10 @@ COMMANDS = {
                                        "excerpts, pictures"),
     "cell-pictures": ("rnnlens.cellviz", "redraw one model's cell pictures from its internals outputs"),
     "best-cells": ("rnnlens.cells", "cross-model table of the best cell per feature"),
+    "intervene": ("rnnlens.interventions", "test predictions of a model with units held inside its recurrence "
+                                           "(the predictor {model}~{name})"),
+    "cell-effects": ("rnnlens.cell_effects", "ablate each feature's best cell and random control units: loss changes "
+                                             "where the feature holds and on its target characters"),
     "saturation-figure": ("rnnlens.saturation_plot", "gate saturation figure (and summary) of one or more models"),
     "oracles": ("rnnlens.oracles", "one model's error breakdown by oracles (Fig. 6)"),
     "small-vs-large": ("rnnlens.oracles", "where the extra errors of a small model fall, against a large one"),

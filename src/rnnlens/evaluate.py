@@ -53,14 +53,17 @@ def stream_layout(rows, warmup):
 
 
 @torch.no_grad()
-def predict_rows(model, encoded, rows, warmup=2000, chunk=2000, device="cpu", keep_probs=False, vocab=None):
+def predict_rows(model, encoded, rows, warmup=2000, chunk=2000, device="cpu", keep_probs=False, vocab=None,
+                 forward=None):
     """Run batch rows (corpus start, length) over the encoded corpus (int64 tensor of vocabulary indices).
 
     -> dict of numpy arrays over the rows' positions, in row order: logp (float64, log-probability of the true
     byte), argmax (vocabulary index, or byte when `vocab` is given), p_argmax, and with keep_probs `probs`.
     A model with a `window` (no carried state: the transformer) reads each position's window of real text
-    instead of a warm-up (predict_rows_windowed)."""
-    if getattr(model, "window", None):
+    instead of a warm-up (predict_rows_windowed). `forward(idx, state, positions) -> (logits, state)` replaces
+    the model's own forward (an intervention, rnnlens.interventions); positions (rows, time) are the corpus
+    offsets of idx's bytes."""
+    if forward is None and getattr(model, "window", None):
         return predict_rows_windowed(model, encoded, rows, device=device, keep_probs=keep_probs, vocab=vocab)
     lookback, warmup = stream_layout(rows, warmup)
     starts = np.array([start for start, _ in rows], dtype=np.int64)
@@ -81,7 +84,10 @@ def predict_rows(model, encoded, rows, warmup=2000, chunk=2000, device="cpu", ke
     model = model.to(device).eval()
     state = None
     for col in range(0, span, chunk):
-        logits, state = model(x_all[:, col : col + chunk], state)
+        if forward is None:
+            logits, state = model(x_all[:, col : col + chunk], state)
+        else:
+            logits, state = forward(x_all[:, col : col + chunk], state, index[:, col : col + chunk])
         lo, hi = max(col, keep_from), min(col + logits.shape[1], keep_from + width)
         if hi <= lo:
             continue

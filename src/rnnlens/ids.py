@@ -3,6 +3,8 @@ read ids without loading models).
 
     model id       ARCH-LAYERSxSIZE          lstm-2x128, mygru-1x64   (SIZE: the parameter budget's label)
     predictor id   MODEL[+dyn]               lstm-2x128+dyn: the model under dynamic evaluation
+                   MODEL~NAME                lstm-2x128~ablate-L2U40: the model under an intervention
+                                             (rnnlens.interventions; NAME: letters, digits, '.', '_', '-')
 
 ARCH is a registered architecture's name (rnnlens.archs): lower-case letters, digits and underscores, starting
 with a letter, so that `-` always ends it.
@@ -12,9 +14,11 @@ import re
 from typing import NamedTuple
 
 DYNAMIC_SUFFIX = "+dyn"
+INTERVENTION_SEP = "~"
+INTERVENTION_PATTERN = "[A-Za-z0-9][A-Za-z0-9_.-]*"
 ARCH_PATTERN = "[a-z][a-z0-9_]*"
 MODEL_PATTERN = f"{ARCH_PATTERN}-[0-9]+x[0-9]+"  # also the workflow's wildcard constraint of a trained model
-PREDICTOR_PATTERN = f"{MODEL_PATTERN}(?:\\{DYNAMIC_SUFFIX})?"
+PREDICTOR_PATTERN = f"{MODEL_PATTERN}(?:\\{DYNAMIC_SUFFIX}|{INTERVENTION_SEP}{INTERVENTION_PATTERN})?"
 _MODEL = re.compile(f"({ARCH_PATTERN})-([0-9]+)x([0-9]+)")
 
 
@@ -51,8 +55,23 @@ def is_dynamic(pid):
 
 
 def base_model(pid):
-    """The trained model behind a predictor id: lstm-2x128+dyn -> lstm-2x128."""
-    return pid.removesuffix(DYNAMIC_SUFFIX)
+    """The trained model behind a predictor id: lstm-2x128+dyn -> lstm-2x128, lstm-2x128~ablate-L2U40 -> lstm-2x128."""
+    return pid.split(INTERVENTION_SEP, 1)[0].removesuffix(DYNAMIC_SUFFIX)
+
+
+def intervention_of(pid):
+    """The intervention's name of a predictor id (lstm-2x128~ablate-L2U40 -> ablate-L2U40), or None."""
+    return pid.split(INTERVENTION_SEP, 1)[1] if INTERVENTION_SEP in pid else None
+
+
+def intervention_id(mid, name):
+    return f"{mid}{INTERVENTION_SEP}{name}"
+
+
+def default_intervention_name(mode, layer, units, value=None):
+    """ablate-L2U40 (held at the mean), zero-L2U40 / hold-L2U40 (a value), patch-L2U40; several units: L2U3-17."""
+    verb = {"mean": "ablate", "patch": "patch"}.get(mode) or ("zero" if not value else "hold")
+    return f"{verb}-L{int(layer)}U{'-'.join(str(int(u)) for u in units)}"
 
 
 def dynamic_id(mid):
@@ -64,7 +83,11 @@ def arch_of(pid):
 
 
 def family_of(pid):
-    """The architecture a predictor is grouped by in tables and figures: lstm, or lstm+dyn."""
+    """The architecture a predictor is grouped by in tables and figures: lstm, lstm+dyn, or lstm~ablate-L2U40 (an
+    intervention is its own family, so that "the best LSTM" stays an unaltered one)."""
+    name = intervention_of(pid)
+    if name is not None:
+        return arch_of(pid) + INTERVENTION_SEP + name
     return arch_of(pid) + (DYNAMIC_SUFFIX if is_dynamic(pid) else "")
 
 

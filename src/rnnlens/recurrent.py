@@ -10,7 +10,9 @@ Internals, with PyTorch's gate definitions (layers numbered from 1, units from 0
         state; the paper's z weighs the new candidate. Saturation numbers use PyTorch's r and z.)
   RNN   h = tanh(W_ih x + b_ih + W_hh h_{t-1} + b_hh)
 `LayerwiseRunner` computes them fast and exactly (see its docstring); `reference_internals` is the plain
-step-by-step loop over the equations, for the tests.
+step-by-step loop over the equations, for the tests. Both can clamp units inside the recurrence (interventions,
+rnnlens.interventions): the LSTM's c_t (then h_t = o*tanh(c_t) is computed from the clamped cell), the GRU's and
+RNN's h_t, at every step, so that everything after the step sees the clamped value.
 
 This module is the architecture protocol's implementation for rnn, lstm and gru (rnnlens.archs).
 """
@@ -144,8 +146,12 @@ class LayerwiseRunner:
     fused LSTM scales with threads better than a per-step loop); H100 fused 0.13/0.48/0.52 (cuDNN is so fast
     on a tiny model that launches dominate). So run it with a few threads per job.
 
-    run() returns, per layer, {name: (batch, time, hidden)} tensors that may be non-contiguous views.
+    run() returns, per layer, {name: (batch, time, hidden)} tensors that may be non-contiguous views. With
+    `clamp` it always runs the loop (the clamp acts inside the recurrence), and logits(acts) decodes the last
+    layer's h into the model's logits.
     """
+
+    supports_clamp = True
 
     def __init__(self, model, method="auto"):
         spec = model.spec
@@ -160,6 +166,7 @@ class LayerwiseRunner:
         if method == "auto":
             method = "loop" if device.type == "cpu" and torch.get_num_threads() <= 4 else "fused"
         self.method = "fused" if self.arch == "rnn" else method
+        self.loop_weights = None
         if self.method == "fused":
             self._build_fused(type(model.rnn), getattr(model.rnn, "nonlinearity", None))
         else:
@@ -187,6 +194,8 @@ class LayerwiseRunner:
                 perm = perm.to(w_ih.device)
                 self.loop_weights.append((w_ih[perm].t().contiguous(), w_hh[perm].t().contiguous(),
                                           (b_ih + b_hh)[perm], None))
+            elif self.arch == "rnn":
+                self.loop_weights.append((w_ih.t().contiguous(), w_hh.t().contiguous(), b_ih + b_hh, None))
             else:
                 # GRU: r and z take both biases at once; n keeps b_hn inside the reset product
                 bias_in = b_ih.clone()
@@ -202,15 +211,27 @@ class LayerwiseRunner:
         return state
 
     @torch.no_grad()
-    def run(self, idx, state=None):
-        """idx (batch, time) int64 -> (list over layers of {name: (batch, time, hidden)}, new model-format state)."""
+    def run(self, idx, state=None, clamp=None):
+        """idx (batch, time) int64 -> (list over layers of {name: (batch, time, hidden)}, new model-format state).
+
+        clamp: {layer (from 0): (units, values)} holds those units of the layer's cell state (LSTM c, GRU/RNN h)
+        at `values` at every step: values (len(units),) for constants, or (batch, time, len(units)) per step."""
         batch = idx.shape[0]
         hs, cs = split_state(self.arch, state, self.layers, batch, self.hidden, self.weights[0][0])
+        if clamp:
+            if self.loop_weights is None:
+                self._build_loop()
+            return self._run_loop(idx, hs, cs, clamp)
         if self.method == "loop":
             return self._run_loop(idx, hs, cs)
         return self._run_fused(idx, hs, cs)
 
-    def _run_loop(self, idx, hs, cs):
+    @torch.no_grad()
+    def logits(self, acts):
+        """The model's logits (batch, time, vocab) from run()'s activations (dropout is off in evaluation)."""
+        return self.model.decoder(acts[-1]["h"])
+
+    def _run_loop(self, idx, hs, cs, clamp=None):
         H = self.hidden
         batch, steps = idx.shape
         acts, new_h, new_c = [], [], []
@@ -223,6 +244,7 @@ class LayerwiseRunner:
                 pre_in = torch.addmm(bias_in, layer_input.reshape(-1, H), w_in).view(steps, batch, -1)
             h_prev = hs[k]
             h_all = pre_in.new_empty(steps, batch, H)
+            units, held = clamp_at(clamp, k, pre_in)
             if self.arch == "lstm":
                 gates = pre_in  # i, f, o (sigmoid), g (tanh), computed in place over the input projections
                 c_all = torch.empty_like(h_all)
@@ -233,11 +255,19 @@ class LayerwiseRunner:
                     torch.sigmoid(g[:, :3 * H], out=g[:, :3 * H])
                     torch.tanh(g[:, 3 * H:], out=g[:, 3 * H:])
                     c_prev = torch.addcmul(g[:, :H] * g[:, 3 * H:], g[:, H:2 * H], c_prev, out=c_all[t])
+                    if units is not None:
+                        c_prev[:, units] = held(t)
                     h_prev = torch.mul(g[:, 2 * H:3 * H], torch.tanh(c_prev, out=tanh_c), out=h_all[t])
                 bt = lambda x: x.transpose(0, 1)  # noqa: E731  time-major buffers -> (batch, time, H) views
                 acts.append({"i": bt(gates[..., :H]), "f": bt(gates[..., H:2 * H]), "o": bt(gates[..., 2 * H:3 * H]),
                              "g": bt(gates[..., 3 * H:]), "c": bt(c_all), "h": bt(h_all)})
                 new_c.append(c_prev)
+            elif self.arch == "rnn":
+                for t in range(steps):
+                    h_prev = torch.tanh(torch.addmm(pre_in[t], h_prev, w_rec), out=h_all[t])
+                    if units is not None:
+                        h_prev[:, units] = held(t)
+                acts.append({"h": h_all.transpose(0, 1)})
             else:
                 rz_all = pre_in.new_empty(steps, batch, 2 * H)
                 n_all = torch.empty_like(h_all)
@@ -250,6 +280,8 @@ class LayerwiseRunner:
                     torch.tanh(n, out=n)
                     # h = (1 - z) * n + z * h_prev = n + z * (h_prev - n)
                     h_prev = torch.addcmul(n, rz[:, H:], h_prev - n, out=h_all[t])
+                    if units is not None:
+                        h_prev[:, units] = held(t)
                 bt = lambda x: x.transpose(0, 1)  # noqa: E731
                 acts.append({"r": bt(rz_all[..., :H]), "z": bt(rz_all[..., H:]), "n": bt(n_all), "h": bt(h_all)})
             new_h.append(h_prev)
@@ -303,10 +335,22 @@ class LayerwiseRunner:
         return acts, join_state(self.arch, new_h, new_c if self.arch == "lstm" else None)
 
 
+def clamp_at(clamp, layer, like):
+    """-> (units LongTensor or None, held(t) -> the clamped values at step t) of one layer of a run's clamp."""
+    if not clamp or layer not in clamp:
+        return None, None
+    units, values = clamp[layer]
+    units = torch.as_tensor(units, dtype=torch.long, device=like.device)
+    values = torch.as_tensor(values, dtype=like.dtype, device=like.device)
+    if values.dim() <= 1:
+        return units, lambda t: values
+    return units, lambda t: values[:, t]
+
+
 @torch.no_grad()
-def reference_internals(model, idx, state=None):
+def reference_internals(model, idx, state=None, clamp=None):
     """The equations step by step (no fused kernels): the ground truth for the tests. Same output as
-    LayerwiseRunner.run."""
+    LayerwiseRunner.run, clamp included."""
     spec = model.spec
     batch, steps = idx.shape
     weights = [layer_weights(model.rnn, k) for k in range(spec.layers)]
@@ -319,6 +363,7 @@ def reference_internals(model, idx, state=None):
         x = x_all[:, t]
         for k, (w_ih, w_hh, b_ih, b_hh) in enumerate(weights):
             h_prev = hs[k]
+            units, held = clamp_at(clamp, k, x)
             a = x @ w_ih.t() + b_ih
             b = h_prev @ w_hh.t() + b_hh
             if spec.arch == "lstm":
@@ -327,6 +372,9 @@ def reference_internals(model, idx, state=None):
                 i, f = torch.sigmoid(ai + bi), torch.sigmoid(af + bf)
                 g, o = torch.tanh(ag + bg), torch.sigmoid(ao + bo)
                 c = f * cs[k] + i * g
+                if units is not None:
+                    c = c.clone()
+                    c[:, units] = held(t)
                 h = o * torch.tanh(c)
                 cs[k] = c
                 step = {"i": i, "f": f, "o": o, "g": g, "c": c, "h": h}
@@ -336,9 +384,13 @@ def reference_internals(model, idx, state=None):
                 r, z = torch.sigmoid(ar + br), torch.sigmoid(az + bz)
                 n = torch.tanh(an + r * bn)
                 h = (1 - z) * n + z * h_prev
+                if units is not None:
+                    h[:, units] = held(t)
                 step = {"r": r, "z": z, "n": n, "h": h}
             else:
                 h = torch.tanh(a + b)
+                if units is not None:
+                    h[:, units] = held(t)
                 step = {"h": h}
             hs[k] = h
             for name in names:

@@ -8,7 +8,7 @@ import math
 import pandas as pd
 
 from rnnlens.io import atomic_csv, atomic_write_text
-from rnnlens.ids import DYNAMIC_SUFFIX
+from rnnlens.ids import DYNAMIC_SUFFIX, family_of, is_dynamic
 from rnnlens.paper import table1_value
 from rnnlens.predictions import read_meta
 
@@ -44,12 +44,14 @@ def table1(prediction_paths, models_csvs, paper_names=None):
                      "dropout_tried": ",".join(selection.get("val_loss_by_dropout", {})) or None,
                      "converged": meta.get("converged"),
                      "dyn_flag": (meta.get("dynamic") or {}).get("flag")})
-    # a dynamic-evaluation predictor (lstm-1x64+dyn) has its model's row of the models table, and its own arch
-    # (lstm+dyn), so that "the best LSTM" of the analyses stays a plain LSTM
+    # a dynamic-evaluation predictor (lstm-1x64+dyn) or one under an intervention (lstm-1x64~ablate-L1U3) has its
+    # model's row of the models table, and its own arch (lstm+dyn, lstm~ablate-L1U3), so that "the best LSTM" of
+    # the analyses stays a plain LSTM
     df = pd.DataFrame(rows).merge(models.rename(columns={"model": "base_model"}), on=["corpus", "base_model"],
                                   how="left")
-    dynamic = df.model != df.base_model
-    df.loc[dynamic, "arch"] = df.loc[dynamic, "arch"] + DYNAMIC_SUFFIX
+    derived = df.model != df.base_model
+    dynamic = derived & df.model.map(is_dynamic)
+    df.loc[derived, "arch"] = [family_of(m) for m in df.loc[derived, "model"]]
     df["dyn_flag"] = [_dynamic_flag(r, df) if d else None for r, d in zip(df.itertuples(), dynamic)]
     paper = [table1_value(paper_names.get(c, c), a, l, s) for c, a, l, s in
              zip(df.corpus, df.arch, df.layers, df["size"])]

@@ -23,8 +23,11 @@ from rnnlens.config import (
 )
 from rnnlens.fetch import SOURCE_KEYS
 from rnnlens.ids import (
+    INTERVENTION_PATTERN,
     MODEL_PATTERN,
+    default_intervention_name,
     dynamic_id,
+    intervention_id,
     family_of,
     format_model_id,
     parse_model_id,
@@ -60,7 +63,23 @@ DYNAMIC = EVAL.get("dynamic") or {}
 DYNAMIC_MODELS = (
     [dynamic_id(m) for m in DYNAMIC.get("models", MODELS)] if DYNAMIC else []
 )
-PREDICTORS = MODELS + DYNAMIC_MODELS
+# interventions: a predictor {model}~{name} for each entry of analysis.interventions
+INTERVENTIONS = {
+    intervention_id(
+        entry["model"],
+        entry.get("name")
+        or default_intervention_name(
+            entry["mode"], entry["layer"], entry["units"], entry["value"]
+        ),
+    ): entry
+    for entry in config["analysis"]["interventions"]
+}
+for entry in INTERVENTIONS.values():
+    if entry["model"] not in MODELS:
+        raise WorkflowError(
+            f"analysis.interventions: model {entry['model']} is not in the grid; use one of {', '.join(MODELS)}"
+        )
+PREDICTORS = MODELS + DYNAMIC_MODELS + list(INTERVENTIONS)
 NGRAM = config["ngram"]
 NGRAM_ORDERS = NGRAM.get("orders", [])  # none: no n-gram baselines
 NNN = config["nnn"]
@@ -69,6 +88,7 @@ ANALYSIS = config["analysis"]
 ORACLES = ANALYSIS["oracles"]
 INTERNALS = ANALYSIS["internals"]
 DYNAMICS = ANALYSIS["dynamics"]
+CELL_EFFECTS = ANALYSIS["cell_effects"]
 REFERENCE_NGRAM = ANALYSIS.get("reference_ngram", max(NGRAM_ORDERS, default=0))
 ORACLE_NGRAMS = [n for n in ORACLES["ngram_orders"] if n in NGRAM_ORDERS]
 DYNAMICS_NNN = [n for n in DYNAMICS["nnn_orders"] if n in NNN_ORDERS]
@@ -81,7 +101,8 @@ TRAINED_MODEL = MODEL_PATTERN
 
 wildcard_constraints:
     corpus="[A-Za-z0-9_]+",
-    model=f"{TRAINED_MODEL}(\\+dyn)?",
+    model=f"{TRAINED_MODEL}(\\+dyn|~{INTERVENTION_PATTERN})?",
+    name=INTERVENTION_PATTERN,
     base=TRAINED_MODEL,
     n="[0-9]+",
     dropout="[0-9.]+",
@@ -129,6 +150,21 @@ def model_grid_args(wildcards):
     """models-table arguments for the one grid point of wildcards.model (e.g. lstm-2x128)."""
     arch, layers, size = parse_model_id(wildcards.model)
     return f"--archs {arch} --layers {layers} --sizes {size}"
+
+
+def intervention_args(wildcards):
+    """rnnlens intervene arguments of the declared intervention {base}~{name}."""
+    predictor = intervention_id(wildcards.base, wildcards.name)
+    if predictor not in INTERVENTIONS:
+        raise WorkflowError(
+            f"{predictor} is not declared under analysis.interventions in the config"
+        )
+    entry = INTERVENTIONS[predictor]
+    units = ",".join(str(u) for u in entry["units"])
+    return (
+        f"--layer {entry['layer']} --units {units} --mode {entry['mode']}"
+        f" --value {entry['value']} --name {wildcards.name}"
+    )
 
 
 def code_of(*commands):
@@ -229,6 +265,8 @@ def analysis_targets():
         targets += [f"results/{corpus}/internals/{m}/cells.html" for m in MODELS]
         targets += [f"results/{corpus}/internals/{m}/saturation.png" for m in MODELS]
         targets.append(f"results/tables/best_cells_{corpus}.csv")
+        if CELL_EFFECTS["features"]:
+            targets.append(f"results/tables/cell_effects_{corpus}.csv")
         targets.append(f"{fig}/saturation.png")
         if HAS_LSTM:
             targets.append(f"{fig}/error_breakdown.png")

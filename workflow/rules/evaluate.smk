@@ -62,3 +62,32 @@ rule evaluate_dynamic:
         " --model-id {wildcards.base} --rule {params.rule} --lr {params.lr} --decay {params.decay}"
         " --val-bytes {params.val_bytes} --segment {params.segment} --ms-bytes {params.ms_bytes}"
         " --warmup {params.warmup} --device {params.device} --threads {threads} > {log} 2>&1"
+
+
+# An intervention (analysis.interventions): the predictor {base}~{name} holds units of one layer inside the model's
+# recurrence at every step; its Parquet goes wherever a model's does.
+rule evaluate_intervention:
+    input:
+        model="results/{corpus}/models/{base}/model.pt",
+        data=DATA_JSON,
+    output:
+        "results/{corpus}/predictions/{base}~{name}.parquet",
+    log:
+        "results/logs/{corpus}/evaluate_intervention/{base}~{name}.log",
+    conda:
+        "../../envs/rnnlens.yaml"
+    threads: RES["train_threads"]
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    params:
+        spec=intervention_args,
+        streams=EVAL["streams"],
+        warmup=EVAL["warmup"],
+        device=model_device,
+        corpus=corpus_digest,
+        code=code_of("intervene"),
+    shell:
+        "python -m rnnlens intervene --model {input.model} --data {input.data} --out {output}"
+        " --model-id {wildcards.base} {params.spec} --streams {params.streams} --warmup {params.warmup}"
+        " --device {params.device} --threads {threads} > {log} 2>&1"

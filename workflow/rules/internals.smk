@@ -120,6 +120,54 @@ rule best_cells:
         " --explanations-out {output.explanations} > {log} 2>&1"
 
 
+# Do the best cells matter? Each feature's best cell of each model held at its training mean, beside random units
+# of its layer; models whose architecture cannot clamp its units yet are left out (the log says so).
+rule cell_effects:
+    input:
+        models=expand("results/{{corpus}}/models/{model}/model.pt", model=MODELS),
+        best="results/tables/best_cells_{corpus}.csv",
+        data=DATA_JSON,
+    output:
+        table=report(
+            "results/tables/cell_effects_{corpus}.csv",
+            caption="../report/cell_effects.rst",
+            category="Inside the networks",
+            subcategory="{corpus}",
+            labels={"model": "all", "figure": "cell ablations (table)"},
+        ),
+        png=report(
+            "results/figures/{corpus}/cell_effects.png",
+            caption="../report/cell_effects.rst",
+            category="Inside the networks",
+            subcategory="{corpus}",
+            labels={"model": "all", "figure": "cell ablations"},
+        ),
+        pdf="results/figures/{corpus}/cell_effects.pdf",  # written beside the PNG
+    log:
+        "results/logs/{corpus}/cell_effects.log",
+    conda:
+        "../../envs/rnnlens.yaml"
+    threads: CELL_EFFECTS["threads"]
+    resources:
+        mem_mb=4000,
+        runtime=240,
+    params:
+        ids=MODELS,
+        features=",".join(CELL_EFFECTS["features"]),
+        controls=CELL_EFFECTS["controls"],
+        max_positions=CELL_EFFECTS["max_positions"],
+        streams=EVAL["streams"],
+        warmup=CELL_EFFECTS["warmup"],
+        device=config["training"].get("device", "auto"),
+        corpus=corpus_digest,
+        code=code_for_archs("cell-effects"),
+    shell:
+        "python -m rnnlens cell-effects --models {input.models} --model-ids {params.ids} --data {input.data}"
+        " --best-cells {input.best} --out {output.table} --figure {output.png} --features {params.features}"
+        " --controls {params.controls} --max-positions {params.max_positions} --streams {params.streams}"
+        " --warmup {params.warmup} --device {params.device} --threads {threads} > {log} 2>&1"
+
+
 rule saturation_figure:
     input:
         expand(
