@@ -18,6 +18,7 @@ from rnnlens.config import (
     dropout_label,
     dropout_values,
     load_schema,
+    seed_values,
     trial_settings,
 )
 from rnnlens.fetch import SOURCE_KEYS
@@ -56,7 +57,9 @@ RES = config["resources"]
 EVAL = config["evaluation"]
 # dynamic evaluation: a predictor {model}+dyn for each of evaluation.dynamic.models (default: every model)
 DYNAMIC = EVAL.get("dynamic") or {}
-DYNAMIC_MODELS = [dynamic_id(m) for m in DYNAMIC.get("models", MODELS)] if DYNAMIC else []
+DYNAMIC_MODELS = (
+    [dynamic_id(m) for m in DYNAMIC.get("models", MODELS)] if DYNAMIC else []
+)
 PREDICTORS = MODELS + DYNAMIC_MODELS
 NGRAM = config["ngram"]
 NGRAM_ORDERS = NGRAM.get("orders", [])  # none: no n-gram baselines
@@ -70,6 +73,11 @@ REFERENCE_NGRAM = ANALYSIS.get("reference_ngram", max(NGRAM_ORDERS, default=0))
 ORACLE_NGRAMS = [n for n in ORACLES["ngram_orders"] if n in NGRAM_ORDERS]
 DYNAMICS_NNN = [n for n in DYNAMICS["nnn_orders"] if n in NNN_ORDERS]
 HAS_LSTM = "lstm" in GRID["arch"]
+# training.seeds: the first is the documented seed, whose models keep the single-seed paths; each further seed has
+# its trials and model under models/{model}/seed-{seed}/ and its predictions under predictions/seeds/, out of the
+# analyses' predictions/*.parquet
+SEEDS = seed_values(config)
+EXTRA_SEEDS = SEEDS[1:]
 
 
 # rules that train or read weights constrain {model} to a trained model (no +dyn predictor)
@@ -82,6 +90,7 @@ wildcard_constraints:
     base=TRAINED_MODEL,
     n="[0-9]+",
     dropout="[0-9.]+",
+    seed="[0-9]+",
 
 
 # Every job that reads a prepared corpus takes its data.json as an ancient() input and the hash of its bytes as the
@@ -104,15 +113,50 @@ def json_arg(value):
 
 
 def train_settings(wildcards):
-    return json_arg(trial_settings(config, wildcards.model, wildcards.dropout))
+    return json_arg(
+        trial_settings(
+            config, wildcards.model, wildcards.dropout, wildcards.get("seed")
+        )
+    )
+
+
+def trial_paths(corpus, model, seed=None):
+    """The trained trials of one model and seed (None: the documented seed), one per dropout value."""
+    seed_folder = "" if seed is None else f"seed-{seed}/"
+    return [
+        f"results/{corpus}/models/{model}/{seed_folder}{dropout_label(d)}/model.pt"
+        for d in dropout_values(config, model)
+    ]
 
 
 def dropout_trials(wildcards):
-    """The trained trials of one model, one per dropout value of its settings."""
-    return [
-        f"results/{wildcards.corpus}/models/{wildcards.model}/{dropout_label(d)}/model.pt"
-        for d in dropout_values(config, wildcards.model)
-    ]
+    """The trials the dropout of a model is chosen on: the documented seed's, then every further seed's (the
+    choice goes by their mean)."""
+    trials = trial_paths(wildcards.corpus, wildcards.model)
+    for seed in EXTRA_SEEDS:
+        trials += trial_paths(wildcards.corpus, wildcards.model, seed)
+    return trials
+
+
+def seed_trials(wildcards):
+    return trial_paths(wildcards.corpus, wildcards.model, wildcards.seed)
+
+
+def seed_predictions(corpora):
+    return expand(
+        "results/{corpus}/predictions/seeds/{model}/seed-{seed}.parquet",
+        corpus=corpora,
+        model=MODELS,
+        seed=EXTRA_SEEDS,
+    )
+
+
+# With several seeds the dropout is chosen over seeds (rnnlens.seeds) and Table 1 reads every seed; with one, the
+# rules' commands are the single-seed ones, unchanged, so that a finished single-seed workflow has nothing to redo.
+SELECT_COMMAND = "select-seeds" if EXTRA_SEEDS else "select-dropout"
+SEED_PREDICTIONS_ARG = (
+    " --seed-predictions {input.seed_predictions}" if EXTRA_SEEDS else ""
+)
 
 
 def model_grid_args(wildcards):
