@@ -173,7 +173,8 @@ def test_table1_over_two_seeds(workdir):
     # a second seed: its trials train; the documented seed's trials stay, only the choice and what follows rerun
     _write_config(workdir, seeds=[1, 2])
     jobs = _planned(workdir)
-    assert jobs["train_seed"] == jobs["select_seed"] == jobs["evaluate_seed"] == 2 and "train" not in jobs
+    assert jobs["train_seed"] == jobs["select_seed"] == jobs["evaluate_seed"] == jobs["select_dropout_seeds"] == 2
+    assert not {"train", "select_dropout"} & set(jobs)
     _snakemake(workdir)
     assert _planned(workdir) == {}
 

@@ -130,8 +130,12 @@ def trial_paths(corpus, model, seed=None):
 
 
 def dropout_trials(wildcards):
-    """The trials the dropout of a model is chosen on: the documented seed's, then every further seed's (the
-    choice goes by their mean)."""
+    """The trained trials of one model, one per dropout value of its settings."""
+    return trial_paths(wildcards.corpus, wildcards.model)
+
+
+def every_seed_trials(wildcards):
+    """The trials of every seed of one model, the documented seed's first (the dropout goes by their mean)."""
     trials = trial_paths(wildcards.corpus, wildcards.model)
     for seed in EXTRA_SEEDS:
         trials += trial_paths(wildcards.corpus, wildcards.model, seed)
@@ -151,9 +155,8 @@ def seed_predictions(corpora):
     )
 
 
-# With several seeds the dropout is chosen over seeds (rnnlens.seeds) and Table 1 reads every seed; with one, the
-# rules' commands are the single-seed ones, unchanged, so that a finished single-seed workflow has nothing to redo.
-SELECT_COMMAND = "select-seeds" if EXTRA_SEEDS else "select-dropout"
+# With several seeds Table 1 reads every seed; with one, its command is the single-seed one, unchanged, so that a
+# finished single-seed workflow has nothing to redo.
 SEED_PREDICTIONS_ARG = (
     " --seed-predictions {input.seed_predictions}" if EXTRA_SEEDS else ""
 )

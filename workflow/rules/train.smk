@@ -68,8 +68,7 @@ use rule train as train_seed with:
 
 
 # The model of a grid point: the dropout trial with the best validation loss (the paper chose dropout on
-# validation). With one dropout value this is a copy of the one trial. With several seeds, the dropout with the best
-# mean validation loss over seeds, and the documented seed's trial of it (rnnlens.seeds).
+# validation). With one dropout value this is a copy of the one trial.
 rule select_dropout:
     input:
         dropout_trials,
@@ -87,12 +86,44 @@ rule select_dropout:
         mem_mb=1000,
         runtime=5,
     params:
-        code=fingerprint(SELECT_COMMAND),
+        code=fingerprint("select-dropout"),
     shell:
-        "python -m rnnlens "
-        + SELECT_COMMAND
-        + " --trials {input} --out-model {output.model}"
+        "python -m rnnlens select-dropout --trials {input} --out-model {output.model}"
         " --out-history {output.history} --out-selection {output.selection} > {log} 2>&1"
+
+
+# With several seeds (training.seeds): the dropout with the best validation loss averaged over seeds, and the
+# documented seed's trial of it (rnnlens.seeds). A rule of its own, so that a single-seed workflow keeps its jobs.
+rule select_dropout_seeds:
+    input:
+        every_seed_trials,
+    output:
+        model="results/{corpus}/models/{model}/model.pt",
+        history="results/{corpus}/models/{model}/history.csv",
+        selection="results/{corpus}/models/{model}/selection.json",
+    log:
+        "results/logs/{corpus}/select_dropout_seeds/{model}.log",
+    wildcard_constraints:
+        model=TRAINED_MODEL,
+    conda:
+        "../../envs/rnnlens.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    params:
+        code=fingerprint("select-seeds"),
+    shell:
+        "python -m rnnlens select-seeds --trials {input} --out-model {output.model}"
+        " --out-history {output.history} --out-selection {output.selection} > {log} 2>&1"
+
+
+if EXTRA_SEEDS:
+
+    ruleorder: select_dropout_seeds > select_dropout
+
+else:
+
+    ruleorder: select_dropout > select_dropout_seeds
 
 
 # The model of a further seed: its trial at the dropout chosen for the model over every seed.
