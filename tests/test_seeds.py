@@ -17,8 +17,8 @@ from rnnlens.config import ConfigError, check_config, trial_settings
 from rnnlens.errors import InputError
 from rnnlens.io import torch_load, torch_save
 from rnnlens.predictions import write_predictions
-from rnnlens.seeds import seed_summary, select_seeds
-from rnnlens.tables import table1, table1_markdown
+from rnnlens.seeds import select_seeds
+from rnnlens.tables import seed_summary, table1, table1_markdown
 
 SCHEMA = ROOT / "workflow/schemas/config.schema.yaml"
 T_975_2DF = 4.302652729911275  # Student's t, 97.5% quantile, 2 degrees of freedom (printed tables)

@@ -3,14 +3,13 @@
 The dropout of a grid point is the one with the lowest validation loss averaged over the seeds, so that one lucky
 seed does not choose it. The first seed of the list is the documented seed: its model is "the model" that every
 analysis of one model reads; each further seed gets a model at the same dropout, for Table 1's mean, standard
-deviation and 95% interval over seeds.
+deviation and 95% interval over seeds (rnnlens.tables).
 
 (A separate module from rnnlens.train, so that adding seeds changes no fingerprint of the training itself.)
 """
 
 import json
 import logging
-import math
 from collections import defaultdict
 from pathlib import Path
 
@@ -19,26 +18,6 @@ from rnnlens.io import atomic_copy, torch_load, torch_save, write_json
 from rnnlens.train import copy_snapshots
 
 log = logging.getLogger(__name__)
-
-LEVEL = 0.95
-
-
-def seed_summary(losses, level=LEVEL):
-    """n, mean, sample standard deviation and the t-interval of the mean (at `level`) of one model's test losses
-    over seeds. With one seed there is no spread to measure: sd and the interval are None."""
-    losses = [float(x) for x in losses]
-    n = len(losses)
-    if n == 0:
-        raise InputError("no test losses to summarise; give at least one seed's predictions")
-    mean = sum(losses) / n
-    if n < 2:
-        return {"n_seeds": 1, "mean": mean, "sd": None, "ci_lo": None, "ci_hi": None}
-    from scipy.stats import t
-
-    sd = math.sqrt(sum((x - mean) ** 2 for x in losses) / (n - 1))
-    half = t.ppf(0.5 + level / 2, n - 1) * sd / math.sqrt(n)
-    return {"n_seeds": n, "mean": mean, "sd": sd, "ci_lo": mean - half, "ci_hi": mean + half}
-
 
 def _trials(paths):
     """(seed, dropout, best validation loss, path, payload) of every trial model.pt."""

@@ -30,6 +30,26 @@ RECALLED_NOTE = ("Paper values are recalled from Karpathy, Johnson & Fei-Fei (20
                  "against the PDF.")
 
 
+SEED_INTERVAL_LEVEL = 0.95
+
+
+def seed_summary(losses, level=SEED_INTERVAL_LEVEL):
+    """n, mean, sample standard deviation and the t-interval of the mean (at `level`) of one model's test losses
+    over seeds. With one seed there is no spread to measure: sd and the interval are None."""
+    losses = [float(x) for x in losses]
+    n = len(losses)
+    if n == 0:
+        raise InputError("no test losses to summarise; give at least one seed's predictions")
+    mean = sum(losses) / n
+    if n < 2:
+        return {"n_seeds": 1, "mean": mean, "sd": None, "ci_lo": None, "ci_hi": None}
+    from scipy.stats import t
+
+    sd = math.sqrt(sum((x - mean) ** 2 for x in losses) / (n - 1))
+    half = t.ppf(0.5 + level / 2, n - 1) * sd / math.sqrt(n)
+    return {"n_seeds": n, "mean": mean, "sd": sd, "ci_lo": mean - half, "ci_hi": mean + half}
+
+
 SEED_COLUMNS = ["n_seeds", "test_loss_mean", "test_loss_sd", "ci95_lo", "ci95_hi", "paper_in_ci"]
 
 
@@ -71,8 +91,6 @@ def table1(prediction_paths, models_csvs, paper_names=None, seed_prediction_path
 
 def _with_seed_columns(df, seed_prediction_paths):
     """Table 1 with SEED_COLUMNS: each model's test loss over its documented seed (the row) and further seeds."""
-    from rnnlens.seeds import seed_summary
-
     extra = {}
     for path in seed_prediction_paths:
         meta = read_meta(path)
