@@ -156,9 +156,13 @@ def test_an_lru_edit_reruns_only_the_lru_models_and_the_aggregates_over_models(c
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     print(proc.stdout)  # the note's figure
-    assert "1 train job: rnnlens/lru.py changed   [toy, lru-1x8, 0]" in lines
     assert "1 models_table job: rnnlens/lru.py changed   [toy]" in lines
-    assert any(line.startswith("1 evaluate job: after an upstream job reruns") for line in lines)
+    assert "1 model_spec job: rnnlens/lru.py changed   [toy, lru-1x8]" in lines
+    # planned after an upstream job, and with its own code changed: both said
+    assert "1 train job: rnnlens/lru.py changed; and after an upstream job reruns   [toy, lru-1x8, 0]" in lines
+    assert "1 evaluate job: rnnlens/lru.py changed; and after an upstream job reruns   [toy, lru-1x8]" in lines
+    # no code of its own changed: only the upstream rerun
+    assert "1 table1 job: after an upstream job reruns" in lines
     assert lines[-1] == f"{len(planned(clone))} jobs in all"
 
 

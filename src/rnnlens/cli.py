@@ -19,6 +19,8 @@ COMMANDS = {
     "models-table": ("rnnlens.model", "hidden size of every grid point from its parameter budget"),
     "train": ("rnnlens.train", "train (or resume) one model"),
     "select-dropout": ("rnnlens.train", "the model of a grid point: its dropout trial with the best validation loss"),
+    "select-seeds": ("rnnlens.seeds", "the model of one seed (training.seeds): dropout chosen on the mean validation "
+                                      "loss over seeds"),
     "evaluate": ("rnnlens.evaluate", "test-set predictions Parquet of a trained model"),
     "table1": ("rnnlens.tables", "Table 1 from predictions metadata and models tables"),
     "table2": ("rnnlens.tables", "Table 2 from n-gram and n-NN predictions and Table 1"),

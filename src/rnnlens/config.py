@@ -101,6 +101,14 @@ def semantic_problems(config, base_dir="."):
                 problems.append(f"corpora.{name}: training split of {corpus['path']} is ~"
                                 f"{int(path.stat().st_size * split.get('train', 1))} bytes, fewer than batch_size x "
                                 f"(seq_len + 1) = {min_train}; use a larger corpus or smaller training settings")
+    seeds = train.get("seeds")
+    if seeds and "seed" in train and train["seed"] != seeds[0]:
+        problems.append(f"training.seed: {train['seed']} differs from training.seeds[0] = {seeds[0]}, the documented "
+                        f"seed; remove training.seed or make it the first of training.seeds")
+    for name, override in (config.get("training_overrides") or {}).items():
+        if "seeds" in override:
+            problems.append(f"training_overrides.{name}.seeds: seeds are trials of the whole grid; set them in "
+                            f"training.seeds")
     runs = [train] + list((config.get("training_overrides") or {}).values())
     if any(run.get("precision", train.get("precision")) == "fp16" and run.get("device", train.get("device")) == "cpu"
            for run in runs):
@@ -259,7 +267,7 @@ def training_settings(config, model):
     from rnnlens import archs
 
     arch, _, size = parse_model_id(model)
-    settings = dict(config["training"])
+    settings = {k: v for k, v in config["training"].items() if k != "seeds"}  # seeds are trials, not a setting
     settings.update(archs.training_defaults(arch, settings))
     overrides = config.get("training_overrides") or {}
     settings.update(overrides.get(f"size-{size}", {}))
@@ -282,8 +290,27 @@ def dropout_label(value):
     return f"dropout-{float(value):g}"
 
 
-def trial_settings(config, model, dropout):
-    """The settings of one dropout trial of a model: its settings with a single dropout value."""
+DEFAULT_SEED = 1  # rnnlens.train.TrainConfig.seed: the seed of a config without training.seed
+
+
+def seed_values(config):
+    """The training seeds: training.seeds, else the one seed. The first is the documented seed (its models keep the
+    paths of a single-seed workflow; the analyses of one model read it)."""
+    train = config["training"]
+    return list(train.get("seeds") or [train.get("seed", DEFAULT_SEED)])
+
+
+def trial_settings(config, model, dropout, seed=None):
+    """The settings of one trial of a model: its settings with a single dropout value, and the seed `seed` (None:
+    the documented seed). The documented seed is written only where it differs from what the settings already
+    give, so that listing training.seeds leaves the settings of the existing trials, and their jobs, as they were."""
     settings = training_settings(config, model)
     settings["dropout"] = float(dropout)
+    seeds = config["training"].get("seeds")
+    if seed is None and seeds:
+        seed = seeds[0]
+    if seed is not None and int(seed) != settings.get("seed", DEFAULT_SEED):
+        settings["seed"] = int(seed)
+    if seeds and seed is not None and int(seed) != seeds[0]:
+        settings["snapshot_epochs"] = []  # training dynamics study the documented seed's model only
     return settings

@@ -10,14 +10,16 @@ the job executes with a hash of each (rnnlens.fingerprint), so a changed hash na
 """
 
 import ast
+import base64
 import json
 import logging
 import re
 import subprocess
 import sys
 from collections import OrderedDict
+from pathlib import Path
 
-from rnnlens.errors import InputError
+from rnnlens.errors import InputError, RnnlensError
 from rnnlens.fingerprint import parse_fingerprint
 
 log = logging.getLogger(__name__)
@@ -29,16 +31,65 @@ LITERAL = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|[^,]+")
 
 
 def planned_jobs(text):
-    """Jobs of a dry run's output -> [(rule, wildcards text, reason text)], the target rule `all` left out."""
+    """Jobs of a dry run's output -> [(rule, wildcards text, reason text, {wildcard: value}, first output)], the
+    target rule `all` left out."""
     jobs = []
     for match in JOB.finditer(text):
         rule, body = match.group(1), match.group(2)
         if rule == "all":
             continue
         fields = dict(re.findall(r"^    (\w+): (.*)$", body, re.M))
-        wildcards = ", ".join(kv.split("=", 1)[-1] for kv in fields.get("wildcards", "").split(", ") if kv)
-        jobs.append((rule, wildcards, fields.get("reason", "")))
+        named = dict(kv.split("=", 1) for kv in fields.get("wildcards", "").split(", ") if "=" in kv)
+        output = fields.get("output", "").split(", ")[0]
+        jobs.append((rule, ", ".join(named.values()), fields.get("reason", ""), named, output))
     return jobs
+
+
+def rule_commands(rules_dir):
+    """{rule: the rnnlens commands its shell runs}, read from the workflow's rule files."""
+    commands = {}
+    for path in sorted(Path(rules_dir).glob("*.smk")):
+        for block in re.split(r"(?m)^(?=rule |checkpoint )", path.read_text()):
+            match = re.match(r"(?:rule|checkpoint) (\w+):", block)
+            if match:
+                shell = block.split("    shell:", 1)[-1]
+                commands[match.group(1)] = tuple(sorted(set(re.findall(r"python -m rnnlens ([a-z0-9-]+)", shell))))
+    return commands
+
+
+def stored_code(output, metadata=Path(".snakemake/metadata")):
+    """The code param Snakemake stored with the job that made `output` ({module: hash}), or None."""
+    if not output:
+        return None
+    record = metadata / base64.urlsafe_b64encode(output.encode()).decode()
+    try:
+        params = json.loads(record.read_text()).get("params") or []
+    except (OSError, ValueError):
+        return None
+    for value in _literals(",".join(params)):
+        if isinstance(value, str) and CODE.match(value):
+            return parse_fingerprint(value)
+    return None
+
+
+def code_changes(rule, wildcards, output, commands):
+    """Modules whose hash changed since the job last ran (for a job Snakemake plans only because an upstream job
+    reruns, it does not compare params itself): the stored code param against the current fingerprint."""
+    from rnnlens.fingerprint import module_hashes
+    from rnnlens.ids import parse_model_id
+
+    if not commands.get(rule):
+        return []
+    old = stored_code(output)
+    if not old:
+        return []
+    model = wildcards.get("model") or wildcards.get("base")
+    try:
+        arch = parse_model_id(model).arch if model else None
+        new = module_hashes(*commands[rule], arch=arch)
+    except (ValueError, KeyError, RnnlensError):
+        return []
+    return [f"{m} changed" for m in sorted(set(old) & set(new)) if old[m] != new[m]]
 
 
 def _literals(text):
@@ -114,13 +165,19 @@ def job_reasons(reason):
     return out or ["(no reason given)"]
 
 
-def summarise(jobs):
-    """[(rule, wildcards, reason)] -> {(rule, why): [wildcards...]} in plan order; a job with a code or setting
-    change is listed under those (its own reasons), otherwise under its first reason."""
+def summarise(jobs, commands=None):
+    """[(rule, wildcards, reason, named wildcards, output)] -> {(rule, why): [wildcards...]} in plan order; a job
+    with a code or setting change is listed under those (its own reasons; for one planned after an upstream job,
+    the modules changed since it ran, when `commands` maps rules to their rnnlens commands), otherwise under its
+    first reason."""
     groups = OrderedDict()
-    for rule, wildcards, reason in jobs:
+    for rule, wildcards, reason, named, output in jobs:
         reasons = job_reasons(reason)
         specific = [r for r in reasons if r != "after an upstream job reruns"]
+        if not specific and commands is not None:
+            specific = code_changes(rule, named, output, commands)
+            if specific:
+                specific.append("and after an upstream job reruns")
         why = "; ".join(specific) if specific else reasons[0]
         groups.setdefault((rule, why), []).append(wildcards)
     return groups
@@ -157,5 +214,5 @@ def run_stale(args):
     if proc.returncode != 0:
         tail = " | ".join(out.strip().splitlines()[-3:])
         raise InputError(f"the dry run failed (snakemake exit {proc.returncode}): {tail}")
-    print(report(summarise(planned_jobs(out)), show=args.show))
+    print(report(summarise(planned_jobs(out), rule_commands(Path("workflow") / "rules")), show=args.show))
     return 0

@@ -7,6 +7,7 @@ import math
 
 import pandas as pd
 
+from rnnlens.errors import InputError
 from rnnlens.io import atomic_csv, atomic_write_text
 from rnnlens.ids import DYNAMIC_SUFFIX, family_of, is_dynamic
 from rnnlens.paper import table1_value
@@ -29,8 +30,33 @@ RECALLED_NOTE = ("Paper values are recalled from Karpathy, Johnson & Fei-Fei (20
                  "against the PDF.")
 
 
-def table1(prediction_paths, models_csvs, paper_names=None):
-    """One row per (corpus, model): test loss, parameters, hidden size, and the paper's value beside it."""
+SEED_INTERVAL_LEVEL = 0.95
+
+
+def seed_summary(losses, level=SEED_INTERVAL_LEVEL):
+    """n, mean, sample standard deviation and the t-interval of the mean (at `level`) of one model's test losses
+    over seeds. With one seed there is no spread to measure: sd and the interval are None."""
+    losses = [float(x) for x in losses]
+    n = len(losses)
+    if n == 0:
+        raise InputError("no test losses to summarise; give at least one seed's predictions")
+    mean = sum(losses) / n
+    if n < 2:
+        return {"n_seeds": 1, "mean": mean, "sd": None, "ci_lo": None, "ci_hi": None}
+    from scipy.stats import t
+
+    sd = math.sqrt(sum((x - mean) ** 2 for x in losses) / (n - 1))
+    half = t.ppf(0.5 + level / 2, n - 1) * sd / math.sqrt(n)
+    return {"n_seeds": n, "mean": mean, "sd": sd, "ci_lo": mean - half, "ci_hi": mean + half}
+
+
+SEED_COLUMNS = ["n_seeds", "test_loss_mean", "test_loss_sd", "ci95_lo", "ci95_hi", "paper_in_ci"]
+
+
+def table1(prediction_paths, models_csvs, paper_names=None, seed_prediction_paths=None):
+    """One row per (corpus, model): test loss, parameters, hidden size, and the paper's value beside it. With the
+    predictions of further training seeds, also the mean, standard deviation and 95% t-interval of the test loss
+    over every seed (the documented seed's test_loss is one of them) and whether the paper's value lies inside."""
     paper_names = paper_names or {}
     models = pd.concat([pd.read_csv(p) for p in models_csvs], ignore_index=True)
     rows = []
@@ -42,7 +68,7 @@ def table1(prediction_paths, models_csvs, paper_names=None):
                      "best_val_loss": meta.get("best_val_loss"), "epochs": meta.get("epochs_run"),
                      "dropout": meta.get("dropout"),
                      "dropout_tried": ",".join(selection.get("val_loss_by_dropout", {})) or None,
-                     "converged": meta.get("converged"),
+                     "converged": meta.get("converged"), "test_loss_exact": meta["test_loss"],
                      "dyn_flag": (meta.get("dynamic") or {}).get("flag")})
     # a dynamic-evaluation predictor (lstm-1x64+dyn) or one under an intervention (lstm-1x64~ablate-L1U3) has its
     # model's row of the models table, and its own arch (lstm+dyn, lstm~ablate-L1U3), so that "the best LSTM" of
@@ -58,9 +84,35 @@ def table1(prediction_paths, models_csvs, paper_names=None):
     df["paper_test_loss_recalled"] = paper
     df["difference"] = [round(ours - p, 4) if p is not None else None for ours, p in zip(df.test_loss, paper)]
     df = df.sort_values(["corpus", "size", "arch", "layers"], key=lambda s: s.map(arch_rank) if s.name == "arch" else s)
-    return df[["corpus", "model", "arch", "layers", "size", "hidden", "params", "test_loss",
+    columns = ["corpus", "model", "arch", "layers", "size", "hidden", "params", "test_loss",
                "paper_test_loss_recalled", "difference", "best_val_loss", "epochs", "dropout",
-               "dropout_tried", "converged", "dyn_flag"]].reset_index(drop=True)
+               "dropout_tried", "converged", "dyn_flag"]
+    if seed_prediction_paths:
+        df = _with_seed_columns(df, seed_prediction_paths)
+        columns += SEED_COLUMNS
+    return df[columns].reset_index(drop=True)
+
+
+def _with_seed_columns(df, seed_prediction_paths):
+    """Table 1 with SEED_COLUMNS: each model's test loss over its documented seed (the row) and further seeds."""
+    extra = {}
+    for path in seed_prediction_paths:
+        meta = read_meta(path)
+        extra.setdefault((meta["corpus"], meta["model"]), []).append(meta["test_loss"])
+    unknown = sorted(set(extra) - set(zip(df.corpus, df.model)))
+    if unknown:
+        raise InputError(f"seed predictions of {unknown} have no documented-seed predictions among --predictions; "
+                         f"give the model's predictions too")
+    summaries = [seed_summary([loss] + extra.get((c, m), []))
+                 for c, m, loss in zip(df.corpus, df.model, df.test_loss_exact)]
+    df = df.copy()
+    df["n_seeds"] = [s["n_seeds"] for s in summaries]
+    for column, key in (("test_loss_mean", "mean"), ("test_loss_sd", "sd"), ("ci95_lo", "ci_lo"),
+                        ("ci95_hi", "ci_hi")):
+        df[column] = [None if s[key] is None else round(s[key], 4) for s in summaries]
+    df["paper_in_ci"] = [None if p is None or pd.isna(p) or s["sd"] is None else bool(s["ci_lo"] <= p <= s["ci_hi"])
+                         for p, s in zip(df.paper_test_loss_recalled, summaries)]
+    return df
 
 
 def _dynamic_flag(row, df):
@@ -104,12 +156,33 @@ def _unconverged(row):
     return getattr(row, "converged", None) is False or str(getattr(row, "converged", "")) == "False"
 
 
+def _several_seeds(row):
+    n = getattr(row, "n_seeds", None)
+    return n is not None and not pd.isna(n) and n > 1
+
+
+def _ours(row):
+    """A grid cell's own value: the test loss, or with several seeds 'mean ± sd (n=N)'."""
+    if _several_seeds(row):
+        return f"{_fmt(row.test_loss_mean)} ± {_fmt(row.test_loss_sd)} (n={int(row.n_seeds)})"
+    return _fmt(row.test_loss)
+
+
+SEEDS_NOTE = ("With several training seeds a cell reads mean ± sd (n=seeds): the mean and sample standard "
+              "deviation of the test loss over seeds; the long table adds the 95% t-interval of the mean over "
+              "seeds, and the CSV whether the paper's value lies inside it (paper_in_ci). The test loss column and "
+              "the analyses use the documented seed, the first of training.seeds.")
+
+
 def table1_markdown(df):
     """Per corpus: a grid like the paper's (rows: size; columns: arch x layers; 'ours (paper)' where the paper
     has values for the corpus), then the long table with parameter counts. Unconverged models are marked, and
     the dropout chosen on validation is shown where several values were tried."""
     lines = ["# Table 1: test cross-entropy (nats per character)", "",
              "Lower is better. d = the dropout chosen on validation where several were tried.", ""]
+    seeds = "n_seeds" in df and any(_several_seeds(r) for r in df.itertuples())
+    if seeds:
+        lines += [SEEDS_NOTE, ""]
     for corpus, group in df.groupby("corpus", sort=False):
         has_paper = group.paper_test_loss_recalled.notna().any()
         cols = [(a, l) for a in sorted(set(group.arch), key=arch_rank) for l in sorted(group.layers.unique())
@@ -129,13 +202,13 @@ def table1_markdown(df):
                 r = hit.iloc[0]
                 paper = r.paper_test_loss_recalled
                 dropout = f" d={r.dropout:g}" if _tried_several(r) else ""
-                cells.append(_fmt(r.test_loss) + (UNCONVERGED_MARK if _unconverged(r) else "")
+                cells.append(_ours(r) + (UNCONVERGED_MARK if _unconverged(r) else "")
                              + (DYN_FLAG_MARK if _dyn_flagged(r) else "")
                              + (f" ({_fmt(paper)})" if paper is not None and not pd.isna(paper) else "") + dropout)
             lines.append(f"| {size} | " + " | ".join(cells) + " |")
         best = group.loc[group.test_loss.idxmin()]
         unconverged = [r.model for r in group.itertuples() if _unconverged(r)]
-        lines += ["", f"Best: {best.model} at {best.test_loss:.3f} nats/char"
+        lines += ["", f"Best{' (documented seed)' if seeds else ''}: {best.model} at {best.test_loss:.3f} nats/char"
                   + (f" ({UNCONVERGED_MARK} not converged)" if _unconverged(best) else "")
                   + (f" ({DYN_FLAG_MARK} dynamic evaluation flagged)" if _dyn_flagged(best) else "") + ".", ""]
         if unconverged:
@@ -144,17 +217,21 @@ def table1_markdown(df):
         if flagged:
             lines += [DYN_FLAG_NOTE, ""] + [f"- {r.model}: {r.dyn_flag}" for r in flagged] + [""]
         lines += ["| model | hidden | params | test loss | paper (recalled) | difference | epochs | converged "
-                  "| dropout (tried) |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+                  "| dropout (tried) |" + (" seeds: mean ± sd (n) | 95% interval |" if seeds else ""),
+                  "|---|---|---|---|---|---|---|---|---|" + ("---|---|" if seeds else "")]
         for r in group.itertuples():
             converged = {True: "yes", False: f"no {UNCONVERGED_MARK}"}.get(
                 {"True": True, "False": False}.get(str(r.converged), None), "–")
             tried = f" ({r.dropout_tried})" if _tried_several(r) else ""
             dropout = "–" if pd.isna(r.dropout) else f"{r.dropout:g}{tried}"
             mark = DYN_FLAG_MARK if _dyn_flagged(r) else ""
+            over_seeds = ""
+            if seeds:
+                interval = f"{_fmt(r.ci95_lo)}–{_fmt(r.ci95_hi)}" if _several_seeds(r) else "–"
+                over_seeds = f" {_ours(r) if _several_seeds(r) else '–'} | {interval} |"
             lines.append(f"| {r.model} | {r.hidden} | {r.params:,} | {_fmt(r.test_loss, 4)}{mark} | "
                          f"{_fmt(r.paper_test_loss_recalled)} | {_fmt(r.difference, 4)} | {r.epochs} | {converged} "
-                         f"| {dropout} |")
+                         f"| {dropout} |" + over_seeds)
         lines.append("")
     return "\n".join(lines)
 
@@ -216,11 +293,13 @@ def add_table1_arguments(parser):
     parser.add_argument("--predictions", nargs="+", required=True)
     parser.add_argument("--models", nargs="+", required=True)
     parser.add_argument("--paper-names", default="{}", help="JSON corpus -> paper corpus (warpeace, linux)")
+    parser.add_argument("--seed-predictions", nargs="*", default=[],
+                        help="predictions of further training seeds of the models (mean, sd and interval over seeds)")
     _add_table_outputs(parser)
 
 
 def run_table1(args):
-    df = table1(args.predictions, args.models, json.loads(args.paper_names))
+    df = table1(args.predictions, args.models, json.loads(args.paper_names), args.seed_predictions)
     atomic_csv(df, args.out_csv)
     atomic_write_text(args.out_md, table1_markdown(df))
     log.info(f"Table 1: {len(df)} models -> {args.out_csv}, {args.out_md}")

@@ -18,6 +18,7 @@ from rnnlens.config import (
     dropout_label,
     dropout_values,
     load_schema,
+    seed_values,
     training_settings,
     trial_settings,
 )
@@ -93,6 +94,11 @@ REFERENCE_NGRAM = ANALYSIS.get("reference_ngram", max(NGRAM_ORDERS, default=0))
 ORACLE_NGRAMS = [n for n in ORACLES["ngram_orders"] if n in NGRAM_ORDERS]
 DYNAMICS_NNN = [n for n in DYNAMICS["nnn_orders"] if n in NNN_ORDERS]
 HAS_LSTM = "lstm" in GRID["arch"]
+# training.seeds: the first is the documented seed, whose models keep the single-seed paths; each further seed has
+# its trials and model under models/{model}/seed-{seed}/ and its predictions under predictions/seeds/, out of the
+# analyses' predictions/*.parquet
+SEEDS = seed_values(config)
+EXTRA_SEEDS = SEEDS[1:]
 
 
 # rules that train or read weights constrain {model} to a trained model (no +dyn predictor)
@@ -106,6 +112,7 @@ wildcard_constraints:
     base=TRAINED_MODEL,
     n="[0-9]+",
     dropout="[0-9.]+",
+    seed="[0-9]+",
 
 
 # Every job that reads a prepared corpus takes its data.json as an ancient() input and the hash of its bytes as the
@@ -128,7 +135,20 @@ def json_arg(value):
 
 
 def train_settings(wildcards):
-    return json_arg(trial_settings(config, wildcards.model, wildcards.dropout))
+    return json_arg(
+        trial_settings(
+            config, wildcards.model, wildcards.dropout, wildcards.get("seed")
+        )
+    )
+
+
+def trial_paths(corpus, model, seed=None):
+    """The trained trials of one model and seed (None: the documented seed), one per dropout value."""
+    seed_folder = "" if seed is None else f"seed-{seed}/"
+    return [
+        f"results/{corpus}/models/{model}/{seed_folder}{dropout_label(d)}/model.pt"
+        for d in dropout_values(config, model)
+    ]
 
 
 def model_device(wildcards):
@@ -140,10 +160,35 @@ def model_device(wildcards):
 
 def dropout_trials(wildcards):
     """The trained trials of one model, one per dropout value of its settings."""
-    return [
-        f"results/{wildcards.corpus}/models/{wildcards.model}/{dropout_label(d)}/model.pt"
-        for d in dropout_values(config, wildcards.model)
-    ]
+    return trial_paths(wildcards.corpus, wildcards.model)
+
+
+def every_seed_trials(wildcards):
+    """The trials of every seed of one model, the documented seed's first (the dropout goes by their mean)."""
+    trials = trial_paths(wildcards.corpus, wildcards.model)
+    for seed in EXTRA_SEEDS:
+        trials += trial_paths(wildcards.corpus, wildcards.model, seed)
+    return trials
+
+
+def seed_trials(wildcards):
+    return trial_paths(wildcards.corpus, wildcards.model, wildcards.seed)
+
+
+def seed_predictions(corpora):
+    return expand(
+        "results/{corpus}/predictions/seeds/{model}/seed-{seed}.parquet",
+        corpus=corpora,
+        model=MODELS,
+        seed=EXTRA_SEEDS,
+    )
+
+
+# With several seeds Table 1 reads every seed; with one, its command is the single-seed one, unchanged, so that a
+# finished single-seed workflow has nothing to redo.
+SEED_PREDICTIONS_ARG = (
+    " --seed-predictions {input.seed_predictions}" if EXTRA_SEEDS else ""
+)
 
 
 def model_grid_args(wildcards):

@@ -27,6 +27,19 @@ rule evaluate:
         " --threads {threads} > {log} 2>&1"
 
 
+# A further seed's predictions, out of predictions/*.parquet: no analysis takes it for another model.
+use rule evaluate as evaluate_seed with:
+    input:
+        model="results/{corpus}/models/{model}/seed-{seed}/model.pt",
+        data=DATA_JSON,
+    output:
+        "results/{corpus}/predictions/seeds/{model}/seed-{seed}.parquet",
+    log:
+        "results/logs/{corpus}/evaluate_seed/{model}/seed-{seed}.log",
+    benchmark:
+        "results/benchmarks/{corpus}/evaluate_seed/{model}/seed-{seed}.tsv"
+
+
 # Dynamic evaluation (Krause et al. 2018): the predictor {base}+dyn adapts the trained weights on each test
 # segment after predicting it, with the (lr, decay) chosen on validation (none, flagged, when none beats static);
 # its Parquet goes wherever a model's does.

@@ -6,6 +6,7 @@ rule table1:
             model=PREDICTORS,
         ),
         models=expand("results/{corpus}/models.csv", corpus=CORPORA),
+        seed_predictions=seed_predictions(CORPORA),
     output:
         csv=report(
             "results/tables/table1.csv",
@@ -25,7 +26,9 @@ rule table1:
         paper=json_arg(paper_names()),
         code=fingerprint("table1"),
     shell:
-        "python -m rnnlens table1 --predictions {input.predictions} --models {input.models}"
+        "python -m rnnlens table1 --predictions {input.predictions}"
+        + SEED_PREDICTIONS_ARG
+        + " --models {input.models}"
         " --paper-names '{params.paper}' --out-csv {output.csv} --out-md {output.md} > {log} 2>&1"
 
 
