@@ -214,5 +214,10 @@ def run_stale(args):
     if proc.returncode != 0:
         tail = " | ".join(out.strip().splitlines()[-3:])
         raise InputError(f"the dry run failed (snakemake exit {proc.returncode}): {tail}")
+    from rnnlens import fingerprint
+
+    if Path("src", "rnnlens").is_dir():  # hash the workflow's own package, as its rules do (common.smk)
+        fingerprint.SRC = Path("src", "rnnlens").resolve()
+        fingerprint._closure.cache_clear()
     print(report(summarise(planned_jobs(out), rule_commands(Path("workflow") / "rules")), show=args.show))
     return 0
