@@ -15,7 +15,8 @@ import yaml
 
 from conftest import markov_text, run_env, workflow_view
 from rnnlens.cli import build_parser, main
-from rnnlens.model import CharRNN, ModelSpec, pick_device, save_model
+from rnnlens.model import ModelSpec, pick_device, save_model
+from rnnlens.recurrent import CharRNN
 
 COMMANDS = ("evaluate", "dyneval", "internals", "explore-store")
 
@@ -66,7 +67,7 @@ def command_lines(model, data, out):
         "dyneval": ["dyneval", "--model", str(model), "--data", str(data), "--out", str(out / "dyn.parquet"),
                     "--model-id", "lstm-1x6", "--lr", "0.001", "--segment", "50", "--warmup", "100"],
         "internals": ["internals", "--model", str(model), "--data", str(data), "--out-dir", str(out / "internals"),
-                      "--streams", "4", "--warmup", "100", "--no-pictures"],
+                      "--streams", "4", "--warmup", "100"],
         "explore-store": ["explore-store", "--model", str(model), "--data", str(data), "--out-dir",
                           str(out / "store"), "--eval-streams", "4", "--eval-warmup", "100", "--streams", "4",
                           "--warmup", "100"],
