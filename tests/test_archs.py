@@ -139,7 +139,7 @@ def test_your_own_architecture_runs_through_the_whole_study(tmp_path):
     train = [r for r in records if r.get("rule") == "train"]
     mgu_code = [p for r in train for p in r["params"] if "myarchs/mgu.py:" in p]
     lstm_code = [p for r in train for p in r["params"] if "rnnlens/recurrent.py:" in p]
-    assert len(mgu_code) == 1 and len(lstm_code) == 1 and "myarchs/mgu.py" not in lstm_code[0]
+    assert mgu_code and lstm_code and not any("myarchs/mgu.py" in code for code in lstm_code)
 
     # half a protocol: refused before any job runs
     (tmp_path / "myarchs" / "half.py").write_text("def count_parameters(arch, layers, hidden, vocab_size):\n"

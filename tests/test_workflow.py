@@ -98,14 +98,14 @@ def test_end_to_end_then_noop_then_selective_reruns(workdir):
 
     # editing a table's code marks only that table (and what reads it) stale, no model
     with open(workdir / "src/rnnlens/paper.py", "a") as f:
-        f.write("\n# an edit\n")
+        f.write("\nEDITED = True  # an edit of the code (a comment alone reruns nothing)\n")
     jobs = planned_jobs(workdir)
     assert jobs["table1"] == 1 and not {"train", "evaluate", "internals", "oracles", "agreement"} & set(jobs)
     snakemake(workdir)
 
     # editing the training code marks every trained model stale
     with open(workdir / "src/rnnlens/train.py", "a") as f:
-        f.write("\n# an edit\n")
+        f.write("\nEDITED = True  # an edit of the code (a comment alone reruns nothing)\n")
     jobs = planned_jobs(workdir)
     assert jobs["train"] == 3 and jobs["evaluate"] == 2
 

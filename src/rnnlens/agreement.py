@@ -108,9 +108,7 @@ def family_means(agreement):
 
 
 def _family_rank(family):
-    from rnnlens.tables import arch_rank  # Table 1's order of architectures
-
-    return (arch_rank(family), family)
+    return (ids.arch_rank(family), family)  # Table 1's order of architectures
 
 
 def _model_rank(mid):

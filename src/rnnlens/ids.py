@@ -22,6 +22,16 @@ PREDICTOR_PATTERN = f"{MODEL_PATTERN}(?:\\{DYNAMIC_SUFFIX}|{INTERVENTION_SEP}{IN
 _MODEL = re.compile(f"({ARCH_PATTERN})-([0-9]+)x([0-9]+)")
 
 
+# the order of architectures in tables and figures: the paper's, then those beyond it, each followed by its dynamic
+# evaluation; other architectures (your own, interventions) come last, by name
+ARCH_ORDER = tuple(a + suffix for a in ("lstm", "rnn", "gru", "transformer", "lru") for suffix in ("", DYNAMIC_SUFFIX))
+
+
+def arch_rank(arch):
+    """A sort key of architectures (families such as lstm+dyn too) in tables and figures."""
+    return f"{ARCH_ORDER.index(arch):03d}" if arch in ARCH_ORDER else f"999{arch}"
+
+
 class ModelId(NamedTuple):
     arch: str
     layers: int

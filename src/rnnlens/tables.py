@@ -9,22 +9,13 @@ import pandas as pd
 
 from rnnlens.errors import InputError
 from rnnlens.io import atomic_csv, atomic_write_text
-from rnnlens.ids import DYNAMIC_SUFFIX, family_of, is_dynamic
+from rnnlens.ids import ARCH_ORDER, DYNAMIC_SUFFIX, arch_rank, family_of, is_dynamic  # noqa: F401
 from rnnlens.paper import table1_value
 from rnnlens.predictions import read_meta
 
 log = logging.getLogger(__name__)
 
-# Table 1's column order: the paper's, then the architectures beyond it, each followed by its dynamic evaluation;
-# your own architectures come last, by name
-ARCH_ORDER = tuple(a + suffix for a in ("lstm", "rnn", "gru", "transformer", "lru") for suffix in ("", DYNAMIC_SUFFIX))
-
-
-
-def arch_rank(arch):
-    """A sort key of table columns: ARCH_ORDER, then other architectures by name."""
-    return f"{ARCH_ORDER.index(arch):03d}" if arch in ARCH_ORDER else f"999{arch}"
-
+# Table 1's column order: rnnlens.ids.ARCH_ORDER (shared with the figures)
 
 RECALLED_NOTE = ("Paper values are recalled from Karpathy, Johnson & Fei-Fei (2015), Table 1, not re-checked "
                  "against the PDF.")
