@@ -12,7 +12,6 @@ the job executes with a hash of each (rnnlens.fingerprint), so a changed hash na
 import ast
 import base64
 import json
-import logging
 import re
 import subprocess
 import sys
@@ -22,7 +21,6 @@ from pathlib import Path
 from rnnlens.errors import InputError, RnnlensError
 from rnnlens.fingerprint import parse_fingerprint
 
-log = logging.getLogger(__name__)
 
 JOB = re.compile(r"^(?:local)?(?:rule|checkpoint) (\w+):\n((?:    .*\n)*)", re.M)
 CODE = re.compile(r"^(?:\S+:[0-9a-f]{12})(?: \S+:[0-9a-f]{12})*$")
