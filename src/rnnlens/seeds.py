@@ -14,8 +14,8 @@ from collections import defaultdict
 from pathlib import Path
 
 from rnnlens.errors import InputError
-from rnnlens.io import atomic_copy, torch_load, torch_save, write_json
-from rnnlens.train import copy_snapshots
+from rnnlens.io import torch_load
+from rnnlens.train import write_selected
 
 log = logging.getLogger(__name__)
 
@@ -74,12 +74,7 @@ def select_seeds(trials, out_model, out_history, out_selection, dropout_of=None)
                          f"dropout trial of the seed")
     _, _, best_val, path, payload = hit[0]
     selection.update({"best_val_loss": best_val, "trial": str(path.parent.name)})
-    payload["extra"]["dropout_selection"] = selection
-    out_model = Path(out_model)
-    copy_snapshots(path.with_name("snapshots"), out_model.with_name("snapshots"))
-    atomic_copy(path.with_name("history.csv"), out_history)
-    write_json(out_selection, selection)
-    torch_save(payload, out_model)
+    write_selected(path, payload, selection, out_model, out_history, out_selection)
     log.info(f"seed {seed}: dropout {dropout:g} (validation loss {best_val:.4f}) -> {out_model}")
     return selection
 

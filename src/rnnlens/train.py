@@ -546,14 +546,19 @@ def select_dropout(trials, out_model, out_history, out_selection):
     best_val, dropout, path, payload = min(candidates, key=lambda c: (c[0], c[1]))
     selection = {"dropout": dropout, "best_val_loss": best_val, "trial": path.parent.name,
                  "val_loss_by_dropout": {f"{c[1]:g}": c[0] for c in candidates}}
-    payload["extra"]["dropout_selection"] = selection
-    out_model = Path(out_model)
-    copy_snapshots(path.with_name("snapshots"), out_model.with_name("snapshots"))
-    atomic_copy(path.with_name("history.csv"), out_history)
-    write_json(out_selection, selection)
-    torch_save(payload, out_model)
+    write_selected(path, payload, selection, out_model, out_history, out_selection)
     log.info(f"chose dropout {dropout:g} (validation loss {best_val:.4f}) of {len(candidates)} trial(s) -> {out_model}")
     return selection
+
+
+def write_selected(trial, payload, selection, out_model, out_history, out_selection):
+    """The chosen trial becomes the grid point's model: its weights with the choice recorded, history, snapshots."""
+    payload["extra"]["dropout_selection"] = selection
+    out_model = Path(out_model)
+    copy_snapshots(trial.with_name("snapshots"), out_model.with_name("snapshots"))
+    atomic_copy(trial.with_name("history.csv"), out_history)
+    write_json(out_selection, selection)
+    torch_save(payload, out_model)
 
 
 # --- commands -------------------------------------------------------------------------------------------------------
