@@ -16,3 +16,5 @@ snakemake "$P/lstm-2x64.parquet" "$P/ngram-20.parquet" "${ngrams[@]}" --cores "$
   --configfile docs/results/reference.yaml docs/results/warpeace.yaml docs/results/memory_oracle.yaml
 rnnlens memory-definitions --data results/warpeace/data.json --ngram "${ngrams[@]}" \
   --predictions "$P/lstm-2x64.parquet" "$P/ngram-20.parquet" --csv-out docs/results/memory_definitions.csv
+# the documentation's numbers from the results just written
+python scripts/render_docs.py

@@ -26,4 +26,6 @@ cp "$fig/saturation.png" "$fig/error_breakdown.png" "$fig/perchar.png" "$fig/tsn
   "$fig/brackets/brackets-warpeace-quote.png" "$fig/brackets/brackets-warpeace-paren.png" \
   results/figures/training_curves_warpeace.png docs/results/
 cp results/warpeace/analysis/*.csv docs/results/
-echo "make_reference: docs/results/ updated"
+# the documentation's numbers (README.md, this folder's README.md, docs/slurm.md) from the results just written
+python scripts/render_docs.py
+echo "make_reference: docs/results/ and the documentation's numbers updated"
