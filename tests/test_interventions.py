@@ -100,7 +100,7 @@ def test_unit_means_average_the_training_split(prepared, one_thread):
     assert np.abs(means - expected).max() < 1e-5
 
 
-def test_bad_interventions_are_refused(prepared):
+def test_bad_interventions_are_refused(prepared, monkeypatch):
     corpus = PreparedCorpus.load(prepared())
     model = random_model("lstm", vocab=corpus.vocab_size)
     with pytest.raises(InputError, match="layer 3 is outside"):
@@ -111,12 +111,17 @@ def test_bad_interventions_are_refused(prepared):
         predict_with_intervention(model, corpus, Intervention(1, [0], "patch", source=corpus.data[:-1]))
     with pytest.raises(InputError, match="mode"):
         Intervention(1, [0], "scale")
+    # an architecture whose runner cannot clamp (the README's example, docs/examples/mgu.py) says so
+    import json
+
+    from conftest import ROOT
     from rnnlens import archs
 
+    monkeypatch.setenv(archs.ENV, json.dumps({"mgu": str(ROOT / "docs" / "examples" / "mgu.py")}))
     torch.manual_seed(0)
-    lru = archs.load("lru").build_model(ModelSpec("lru", 1, 8, corpus.vocab_size))
-    with pytest.raises(InputError, match="not supported for the lru architecture"):
-        predict_with_intervention(lru, corpus, Intervention(1, [0], "value", values=0))
+    mgu = archs.load("mgu").build_model(ModelSpec("mgu", 1, 8, corpus.vocab_size))
+    with pytest.raises(InputError, match="not supported for the mgu architecture"):
+        predict_with_intervention(mgu, corpus, Intervention(1, [0], "value", values=0))
 
 
 def test_an_intervention_is_a_predictor_that_table1_reads_as_its_own_arch(prepared, tmp_path, one_thread):
@@ -221,7 +226,8 @@ def test_workflow_writes_cell_effects_and_declared_interventions(tmp_path):
                      "cell_effects": {"features": ["in_dquote", "brace_depth"], "controls": 2, "max_positions": 600,
                                       "threads": 1},
                      "interventions": [{"model": "lstm-1x8", "layer": 1, "units": [0, 1]},
-                                       {"model": "lstm-1x8", "layer": 1, "units": [2], "mode": "value"}]},
+                                       {"model": "lstm-1x8", "layer": 1, "units": [2], "mode": "value"},
+                                       {"model": "lru-1x8", "layer": 1, "units": [0], "mode": "value"}]},
     }
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(config))
     target = "results/tables/cell_effects_toy.csv"
@@ -231,11 +237,12 @@ def test_workflow_writes_cell_effects_and_declared_interventions(tmp_path):
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     table = pd.read_csv(tmp_path / target)
-    assert set(table.model) == {"lstm-1x8"} and set(table.feature) == {"in_dquote", "brace_depth"}
-    assert (table.groupby("feature").role.value_counts().unstack()[["best", "control"]].to_numpy() == [1, 2]).all()
+    # the LRU clamps its state too (the transformer: test_interventions_archs.py, on the command line)
+    assert set(table.model) == {"lstm-1x8", "lru-1x8"} and set(table.feature) == {"in_dquote", "brace_depth"}
+    roles = table.groupby(["model", "feature"]).role.value_counts().unstack()
+    assert len(roles) == 4 and (roles[["best", "control"]].to_numpy() == [1, 2]).all()
     assert (table.positions > 500).all() and table.dloss_all.notna().all()
-    assert "skipped, interventions are not supported for a linear recurrent unit" in (
-        tmp_path / "results/logs/toy/cell_effects.log").read_text()
+    assert "skipped" not in (tmp_path / "results/logs/toy/cell_effects.log").read_text()
     assert (tmp_path / "results/figures/toy/cell_effects.png").stat().st_size > 1000
     # the declared interventions are predictors of their own, in Table 1 beside their model
     table1 = pd.read_csv(tmp_path / "results/toy/table1.csv").set_index("model")
@@ -243,3 +250,5 @@ def test_workflow_writes_cell_effects_and_declared_interventions(tmp_path):
     assert table1.loc["lstm-1x8~zero-L1U2", "arch"] == "lstm~zero-L1U2"
     assert table1.loc["lstm-1x8~zero-L1U2", "hidden"] == table1.loc["lstm-1x8", "hidden"]
     assert table1.loc["lstm-1x8~ablate-L1U0-1", "test_loss"] != table1.loc["lstm-1x8", "test_loss"]
+    assert table1.loc["lru-1x8~zero-L1U0", "arch"] == "lru~zero-L1U0"
+    assert table1.loc["lru-1x8~zero-L1U0", "test_loss"] != table1.loc["lru-1x8", "test_loss"]

@@ -24,14 +24,21 @@ The protocol (README, "Your own architecture"). Required functions of the module
         (streamed with carried state by rnnlens.internals), or runner.stream(corpus, rows, warmup, chunk)
         yielding (pos, acts) for a model without state.
 
-Optional part of the runner (interventions, rnnlens.interventions; without it `rnnlens cell-effects` and
-declared interventions say the architecture does not support them yet):
+Optional part of the runner (interventions, rnnlens.interventions; without it `rnnlens cell-effects` leaves
+the architecture's models out and a declared intervention says it does not support them):
 
     runner.supports_clamp = True
     runner.run(idx, state, clamp={layer (from 0): (units, values)}) holds those units of runner.cell_kind at
         `values` at every step, inside the recurrence (what follows the step reads the held value); values
-        (len(units),) or (batch, time, len(units)). Without clamp, exactly the plain run.
-    runner.logits(acts) -> (batch, time, vocab): the model's logits from run()'s activations
+        (len(units),) or (batch, time, len(units)). Without clamp, exactly the plain run. A runner that streams
+        (a model with a `window`) also has this run(): it reads one window from its start, the clamp holds the
+        units at every position of it, and it returns None for the state.
+    runner.logits(acts) -> (batch, time, vocab): the model's logits from run()'s activations (run() may return
+        entries beyond its kinds for this, as the LRU's layer output "out")
+
+    The built-in ones: rnn, gru, lstm clamp the cell state (h, c) inside the recurrence; lru the real or
+    imaginary part of a unit of its state x_t, inside the step loop; transformer a unit of the residual stream or
+    an MLP neuron at every position of each window (it has no recurrence).
 
 Optional functions (their defaults in brackets):
 

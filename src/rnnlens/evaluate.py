@@ -62,9 +62,10 @@ def predict_rows(model, encoded, rows, warmup=2000, chunk=2000, device="cpu", ke
     A model with a `window` (no carried state: the transformer) reads each position's window of real text
     instead of a warm-up (predict_rows_windowed). `forward(idx, state, positions) -> (logits, state)` replaces
     the model's own forward (an intervention, rnnlens.interventions); positions (rows, time) are the corpus
-    offsets of idx's bytes."""
-    if forward is None and getattr(model, "window", None):
-        return predict_rows_windowed(model, encoded, rows, device=device, keep_probs=keep_probs, vocab=vocab)
+    offsets of idx's bytes (a windowed model's forward reads one window each time, with state None)."""
+    if getattr(model, "window", None):
+        return predict_rows_windowed(model, encoded, rows, device=device, keep_probs=keep_probs, vocab=vocab,
+                                     forward=forward)
     lookback, warmup = stream_layout(rows, warmup)
     starts = np.array([start for start, _ in rows], dtype=np.int64)
     lengths = np.array([length for _, length in rows], dtype=np.int64)
@@ -131,10 +132,10 @@ def window_blocks(rows, window, stride):
 
 @torch.no_grad()
 def predict_rows_windowed(model, encoded, rows, device="cpu", keep_probs=False, vocab=None, stride=None,
-                          batch=64):
+                          batch=64, forward=None):
     """predict_rows for a model without state: every position of the rows once, from at most model.window bytes
     of the real text before it (strided windows, stride window // 2 by default). Same result dict as
-    rnnlens.evaluate.predict_rows."""
+    rnnlens.evaluate.predict_rows; `forward` as there, called once per batch of windows."""
     window = model.window
     stride = stride or max(1, window // 2)
     blocks = window_blocks(rows, window, stride)
@@ -154,7 +155,10 @@ def predict_rows_windowed(model, encoded, rows, device="cpu", keep_probs=False, 
             starts = torch.tensor([b[0] for b in part], device=device)
             index = starts[:, None] + torch.arange(length + 1, device=device)[None, :]
             window_bytes = encoded[index]
-            logits, _ = model(window_bytes[:, :-1])
+            if forward is None:
+                logits, _ = model(window_bytes[:, :-1])
+            else:
+                logits, _ = forward(window_bytes[:, :-1], None, index[:, :-1])
             logprobs = F.log_softmax(logits.float(), dim=-1)
             for row, (_, _, first, n, out) in enumerate(part):
                 lp = logprobs[row, first : first + n]

@@ -1,18 +1,29 @@
 """Interventions: the model's predictions with chosen units held inside the recurrence.
 
 The cell analyses (rnnlens.cells) find cells that correlate with a feature; an intervention asks whether the
-model uses them. It holds units of one layer's cell state (LSTM c, GRU/RNN h: the runner's `cell_kind`) at every
-step, so that everything after the step, later steps and higher layers, reads the held value:
+model uses them. It holds units of one layer of the cell analyses (the runner's `cell_kind`) at every step, so that
+everything after the step, later steps and higher layers, reads the held value. What a unit is, per architecture:
+
+  rnn, gru, lstm  the cell state (GRU and RNN h, LSTM c), held inside the recurrence
+  lru             the real or imaginary part of one unit of the state x_t, held inside the step loop: the layer's
+                  output and every later step read it
+  transformer     a unit of the residual stream after a block, or an MLP neuron; a transformer has no recurrence,
+                  so a clamp holds the unit's activation at every position of each window it is evaluated in
+                  (later positions read it through attention, later blocks through the residual stream)
+
+The kinds of intervention (all apply to every built-in architecture):
 
   value   a constant per unit (zero: `Intervention(layer, units, "value", values=0)`)
   mean    the unit's mean over (a spread sample of) the training split: the unit says "nothing unusual"
   patch   the unit's trajectory from another run of the same model over another text of the same length (the
-          text with its quotes replaced by spaces, say); a patch from the same text is the identity
+          text with its quotes replaced by spaces, say; a windowed model reads the other text's same window); a
+          patch from the same text is the identity
 
 `predict_with_intervention` gives the same result dict as rnnlens.evaluate.predict_test, computed by the same
 batch rows and warm-up (the intervention acts during the warm-up too: it is a different model, not an edit of a
-few predictions). An architecture supports interventions when its internals runner has `supports_clamp` (the
-optional part of the protocol, rnnlens.archs): run(idx, state, clamp=...) and logits(acts).
+few predictions), or for a windowed model the same windows. An architecture supports interventions when its
+internals runner has `supports_clamp` (the optional part of the protocol, rnnlens.archs): run(idx, state,
+clamp=...) and logits(acts).
 
 Layers count from 1 and units from 0, as in the cell tables.
 """
@@ -83,9 +94,21 @@ def unit_means(model, corpus, runner=None, split="train", max_positions=200_000,
                chunk=100):
     """Mean of every cell-state unit over the split -> (layers, units) float64 array. The split's rows are
     streamed in parallel and stopped after about max_positions positions: a sample spread over the whole split."""
+    from dataclasses import replace
+
+    from rnnlens.evaluate import batch_rows
     from rnnlens.internals import stream_test_internals
 
     runner = runner or clamping_runner(model)
+    if hasattr(runner, "stream"):
+        # a windowed runner reads its rows one after the other: cut every row short, so that a sample stays
+        # spread; and its windows start after the corpus's first byte (nothing comes before it), so leave that out
+        pieces = [(max(a, 1), b) for a, b in corpus.pieces[split] if b > max(a, 1)]
+        if max_positions:
+            rows = batch_rows(pieces, streams)
+            per_row = -(-max_positions // max(len(rows), 1))
+            pieces = [(a, a + min(n, per_row)) for a, n in rows]
+        corpus = replace(corpus, pieces={**corpus.pieces, split: pieces})
     total = np.zeros((model.spec.layers, runner.units))
     count = 0
     for part in stream_test_internals(model, corpus, streams, warmup, chunk, split=split, runner=runner):

@@ -11,6 +11,10 @@ Training runs the recurrence as a parallel scan over the time axis (`scan`: log2
 element-wise multiply-add with lambda^(2^k), all |.| <= 1, so it is stable); evaluation and internals run it step
 by step (`step_states`), carrying the state from chunk to chunk like an RNN. Both give the same states to float
 precision (tests check 1e-5).
+
+Interventions (rnnlens.interventions) clamp the state x_t: a unit is the real or the imaginary part of one complex
+state unit (the internals' layout), held at every step inside the step loop, so that the layer's output at that
+step and every later step (x_{t+1} = lambda x_t + ...) read the held value.
 """
 
 import math
@@ -119,19 +123,31 @@ class LRULayer(nn.Module):
         a, b = self.glu(F.gelu(y)).chunk(2, dim=-1)
         return h + self.drop(a * torch.sigmoid(b))
 
-    def step_states(self, bu, x):
-        """The recurrence one step at a time (inference and internals)."""
+    def step_states(self, bu, x, hold=None):
+        """The recurrence one step at a time (inference and internals). hold: (units, values) of a clamp, the
+        units in the internals' layout (real parts 0..N-1, imaginary N..2N-1), values (units,) or (batch, T, units):
+        written into the state after each step, before the next step reads it."""
         lam = self.eigenvalues()
         out = torch.empty_like(bu)
+        if hold is not None:
+            units, values = hold
+            units = torch.as_tensor(units, dtype=torch.long, device=bu.device)
+            values = torch.as_tensor(values, dtype=bu.real.dtype, device=bu.device)
+            slot, part = units % self.hidden, units // self.hidden  # part 0: real, 1: imaginary
         for t in range(bu.shape[1]):
             x = lam * x + bu[:, t]
+            if hold is not None:
+                torch.view_as_real(x)[:, slot, part] = values if values.dim() <= 1 else values[:, t]
             out[:, t] = x
         return out
 
-    def forward(self, h, x0, parallel=True):
-        """h (batch, T, H) real, x0 (batch, N) complex -> (new h, states (batch, T, N) complex)."""
+    def forward(self, h, x0, parallel=True, hold=None):
+        """h (batch, T, H) real, x0 (batch, N) complex -> (new h, states (batch, T, N) complex). hold: a clamp
+        of step_states (step by step only)."""
         u, bu = self.inputs(h)
-        states = scan(self.eigenvalues(), bu, x0) if parallel else self.step_states(bu, x0)
+        if hold is not None and parallel:
+            raise ValueError("a clamp acts inside the step loop: run the layer with parallel=False")
+        states = scan(self.eigenvalues(), bu, x0) if parallel else self.step_states(bu, x0, hold)
         return self.output(h, u, states), states
 
 
@@ -158,26 +174,34 @@ class ByteLRU(nn.Module):
     def init_state(self, batch, device=None):
         return torch.zeros(self.spec.layers, batch, self.spec.hidden, dtype=torch.complex64, device=device)
 
-    def forward(self, idx, state=None, parallel=None, keep=None):
+    def forward(self, idx, state=None, parallel=None, keep=None, clamp=None):
         """idx (batch, T) -> logits (batch, T, vocab), state (layers, batch, N) complex. parallel: the scan
         (default when gradients are recorded: training, dynamic evaluation) or the step loop (default without:
-        evaluation, internals). keep: a list receiving each layer's states (batch, T, N) complex, for internals."""
+        evaluation, internals). keep: a list receiving each layer's (states (batch, T, N) complex, output
+        (batch, T, H)), for internals. clamp: {layer (from 0): (units, values)} held in the layers' states at every
+        step (LRULayer.step_states; runs the step loop)."""
         parallel = torch.is_grad_enabled() if parallel is None else parallel
+        parallel = parallel and not clamp
         if state is None:
             state = self.init_state(idx.shape[0], idx.device)
         h = self.drop(self.embed(idx))
         new_state = []
         for k, layer in enumerate(self.layers):
-            h, states = layer(h, state[k], parallel)
+            h, states = layer(h, state[k], parallel, (clamp or {}).get(k))
             new_state.append(states[:, -1])
             if keep is not None:
-                keep.append(states)
+                keep.append((states, h))
         return self.decoder(self.drop(self.ln_f(h))), torch.stack(new_state)
 
 
 class LRURunner:
     """Internals of a ByteLRU for rnnlens.internals: per layer the state after each byte, run step by step with
-    the state carried from chunk to chunk; units 0..N-1 are its real parts, N..2N-1 its imaginary parts."""
+    the state carried from chunk to chunk; units 0..N-1 are its real parts, N..2N-1 its imaginary parts.
+
+    run() also gives each layer's output (the residual stream after it, "out", not a kind of the analyses), from
+    which logits() decodes; with `clamp` the held units are written into the state inside the step loop."""
+
+    supports_clamp = True
 
     def __init__(self, model):
         self.model = model.eval()
@@ -193,7 +217,14 @@ class LRURunner:
         return self.model(idx, None, parallel=False)[1]
 
     @torch.no_grad()
-    def run(self, idx, state=None):
+    def run(self, idx, state=None, clamp=None):
+        """clamp: {layer (from 0): (units, values)} holds those state units at `values` at every step: values
+        (len(units),) for constants, or (batch, time, len(units)) per step."""
         keep = []
-        _, state = self.model(idx, state, parallel=False, keep=keep)
-        return [{"cells": torch.cat([s.real, s.imag], dim=-1)} for s in keep], state
+        _, state = self.model(idx, state, parallel=False, keep=keep, clamp=clamp)
+        return [{"cells": torch.cat([s.real, s.imag], dim=-1), "out": h} for s, h in keep], state
+
+    @torch.no_grad()
+    def logits(self, acts):
+        """The model's logits (batch, time, vocab) from run()'s activations (dropout is off in evaluation)."""
+        return self.model.decoder(self.model.ln_f(acts[-1]["out"]))

@@ -10,6 +10,11 @@ The model keeps no state between calls: `forward(idx, state)` ignores `state` an
 trains on the same truncated-BPTT batches as the recurrent models (each batch a fresh context). Evaluation gives
 every byte up to `window` bytes of real preceding text with strided windows
 (rnnlens.evaluate.predict_rows_windowed), as it does any model with a `window`.
+
+Interventions (rnnlens.interventions) clamp the internals' units: a unit of the residual stream after a block
+(0..H-1) or an MLP neuron after its GELU (H..5H-1), held at every position of every window it is evaluated in. There
+is no recurrence to clamp: a held unit acts on every position's activation in its window, and every later position
+reads it through attention, every later block through the residual stream.
 """
 
 import math
@@ -103,13 +108,30 @@ class Block(nn.Module):
                                            dropout_p=self.dropout if self.training else 0.0)
         return self.drop(self.proj(y.transpose(1, 2).reshape(batch, steps, hidden)))
 
-    def forward(self, x, keep=None):
-        """keep: a list that receives the MLP neurons (after GELU), for internals."""
+    def forward(self, x, keep=None, hold=None):
+        """keep: a list that receives the MLP neurons (after GELU), for internals. hold: (units, values) of a
+        clamp in the internals' layout (residual stream after the block 0..H-1, MLP neurons H..5H-1), values (units,)
+        or (batch, time, units), written in at every position before anything reads them."""
         x = x + self.attention(self.ln1(x))
         neurons = F.gelu(self.fc(self.ln2(x)))
+        if hold is not None:
+            hold_units(neurons, *hold, first=x.shape[-1])
         if keep is not None:
             keep.append(neurons)
-        return x + self.drop(self.out(neurons))
+        x = x + self.drop(self.out(neurons))
+        if hold is not None:
+            hold_units(x, *hold, first=0)
+        return x
+
+
+def hold_units(acts, units, values, first):
+    """Write `values` in place into the units of acts (batch, time, width) numbered first..first+width-1 in the
+    internals' layout; units outside that range are left to the other part."""
+    units = torch.as_tensor(units, dtype=torch.long, device=acts.device)
+    values = torch.as_tensor(values, dtype=acts.dtype, device=acts.device)
+    mine = (units >= first) & (units < first + acts.shape[-1])
+    if mine.any():
+        acts[..., units[mine] - first] = values[..., mine]
 
 
 class ByteTransformer(nn.Module):
@@ -144,16 +166,17 @@ class ByteTransformer(nn.Module):
     def init_state(self, batch, device=None):
         return None
 
-    def forward(self, idx, state=None, keep=None):
+    def forward(self, idx, state=None, keep=None, clamp=None):
         """idx (batch, time) with time <= window -> logits (batch, time, vocab), None (no carried state).
-        keep: a list that receives per block {"resid": (batch, time, hidden), "mlp": (batch, time, 4 hidden)}."""
+        keep: a list that receives per block {"resid": (batch, time, hidden), "mlp": (batch, time, 4 hidden)}.
+        clamp: {block (from 0): (units, values)} held at every position (Block.forward's hold)."""
         if idx.shape[1] > self.window:
             raise ValueError(f"input of {idx.shape[1]} bytes is longer than the transformer's window {self.window}; "
                              "set training.seq_len <= training.window")
         x = self.drop(self.embed(idx))
-        for block in self.blocks:
+        for k, block in enumerate(self.blocks):
             neurons = [] if keep is not None else None
-            x = block(x, neurons)
+            x = block(x, neurons, (clamp or {}).get(k))
             if keep is not None:
                 keep.append({"resid": x, "mlp": neurons[0]})
         return self.decoder(self.drop(self.ln_f(x))), None
@@ -191,9 +214,14 @@ def windowed_internals(model, corpus, rows, stride=None, batch=64):
 
 class WindowedRunner:
     """Internals of a ByteTransformer for rnnlens.internals: per layer the residual stream after the block (units
-    0..H-1) then its MLP neurons (H..5H-1), each position read from the windows of evaluation moved one byte on."""
+    0..H-1) then its MLP neurons (H..5H-1), each position read from the windows of evaluation moved one byte on.
+
+    For interventions, run(idx, None, clamp) reads one window (batch, time <= window) from its start, with the
+    held units written in at every position of it; there is no state to carry (it returns None), and logits()
+    decodes the last block's residual stream."""
 
     method = "windowed"
+    supports_clamp = True
     kinds = {"cells": Kind(None, None)}
     cell_kind = "cells"
     unit_layout = "residual stream 0..H-1, MLP neurons H..5H-1"
@@ -205,3 +233,15 @@ class WindowedRunner:
     def stream(self, corpus, rows, warmup=0, chunk=0):
         for pos, acts in windowed_internals(self.model, corpus, rows):
             yield pos, [{"cells": a} for a in acts]
+
+    @torch.no_grad()
+    def run(self, idx, state=None, clamp=None):
+        """clamp: {layer (from 0): (units, values)}, values (len(units),) or (batch, time, len(units))."""
+        keep = []
+        self.model(idx, keep=keep, clamp=clamp)
+        return [{"cells": torch.cat([k["resid"], k["mlp"]], dim=-1)} for k in keep], None
+
+    @torch.no_grad()
+    def logits(self, acts):
+        """The model's logits (batch, time, vocab) from run()'s activations (dropout is off in evaluation)."""
+        return self.model.decoder(self.model.ln_f(acts[-1]["cells"][..., : self.model.spec.hidden]))
