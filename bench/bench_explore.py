@@ -12,6 +12,9 @@ cells are not random (a few steps on a CPU; the figures depend on the model's sh
             slowest frame); skipped without chromium
   search    hypothesis search over every layer's cells at spans inside quotes (threshold 0.3), through HTTP:
             server-side and round-trip milliseconds, first (cold page cache) and the rest
+  ablation  the unit page's ablation toggle through HTTP (rnnlens.explore.ablation): the first unit (the model's
+            training means and own predictions too), another unit, another mode (one pass over the split each),
+            then the cached loss-difference strip and predictions under the cursor; not with --synthetic
 --synthetic skips the model: the store gets the shape of the given model (every kind of every unit) and
 activations from a slowly varying random process per unit (on and off in runs, as cells are), so the size,
 render, scroll and search figures of a 3x512 store can be measured on a machine that cannot train or run one
@@ -24,7 +27,6 @@ import json
 import shutil
 import statistics
 import sys
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -40,7 +42,7 @@ from rnnlens import log
 from rnnlens.corpus import PreparedCorpus, prepare
 from rnnlens.explore.server import Explorer, serve_in_thread
 from rnnlens.explore.store import Store, build_store
-from rnnlens.model import ModelSpec
+from rnnlens.model import ModelSpec, save_model
 from rnnlens.recurrent import CharRNN
 
 DEFAULT_CORPUS = ROOT.parent / "shared" / "data" / "warpeace.txt"
@@ -51,7 +53,7 @@ def prepared_corpus(path, work):
     name = "warpeace" if data is not None else "stand-in prose"
     if data is None:
         data = synthetic_prose(3_258_246).tobytes()
-    d = work / "corpus"
+    d = work / "bench"  # the workflow's layout: bench/data.json, bench/models/ID/model.pt, bench/explore/ID/
     d.mkdir(parents=True, exist_ok=True)
     (d / "corpus.bin").write_bytes(data)
     (d / "data.json").write_text(json.dumps(prepare(name, d / "corpus.bin", {"train": 0.8, "val": 0.1, "test": 0.1}, 2)))
@@ -163,6 +165,30 @@ def search_figures(url, model_id, kind, spans):
             "max_round_trip_ms": max(r["round_trip_ms"] for r in rows), "candidates": None}
 
 
+def ablation_figures(url, model_id, store, positions=20):
+    """Seconds to the first answer of each ablation (round trip), then the cached strip and predictions (ms)."""
+    def get(path):
+        t0 = time.perf_counter()
+        with urllib.request.urlopen(url + path, timeout=3600) as response:
+            body = response.read()
+        return body, time.perf_counter() - t0
+
+    passes = []
+    for layer, unit, mode in ((1, 0, "mean"), (store.layers, 1, "mean"), (store.layers, 1, "zero")):
+        body, wall = get(f"api/ablation?model={model_id}&layer={layer}&unit={unit}&mode={mode}")
+        summary = json.loads(body)
+        passes.append({"layer": layer, "unit": unit, "mode": mode, "round_trip_s": round(wall, 3),
+                       "server_s": summary["seconds"], "mean_dloss": round(summary["mean_dloss"], 5)})
+    q = f"model={model_id}&layer={store.layers}&unit=1&mode=zero"
+    _, strip = get(f"api/ablation_lossdiff?{q}")
+    predict = [1000 * get(f"api/ablation_predict?{q}&pos={int(pos)}")[1]
+               for pos in np.linspace(0, store.n - 1, positions)]
+    return {"positions": store.n, "passes": passes, "first_s": passes[0]["round_trip_s"],
+            "next_unit_s": passes[1]["round_trip_s"], "next_mode_s": passes[2]["round_trip_s"],
+            "strip_ms": round(1000 * strip, 1), "predict_median_ms": round(statistics.median(predict), 2),
+            "predict_max_ms": round(max(predict), 2)}
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--corpus", default=str(DEFAULT_CORPUS))
@@ -187,9 +213,10 @@ def main(argv=None):
         corpus, corpus_name = prepared_corpus(args.corpus, work)
         model_id = f"{args.arch}-{args.layers}x{args.hidden}h"
         loss, train_s = None, 0.0
+        store_dir = work / "bench" / "explore" / model_id
         if args.synthetic:
             args.train_steps = 0
-            meta = synthetic_build(corpus, work / "store", args.arch, args.layers, args.hidden)
+            meta = synthetic_build(corpus, store_dir, args.arch, args.layers, args.hidden)
         else:
             torch.manual_seed(0)
             model = CharRNN(ModelSpec(args.arch, args.layers, args.hidden, corpus.vocab_size))
@@ -199,15 +226,17 @@ def main(argv=None):
             train_s = time.perf_counter() - t0
             print(f"{model_id}: {args.train_steps} training steps in {train_s:.0f} s (last loss {loss}); building the "
                   f"store over {len(corpus.split('test')):,} test positions", flush=True)
-            meta = build_store(model, corpus, work / "store", model_id, oracle_settings={}, eval_streams=100,
+            meta = build_store(model, corpus, store_dir, model_id, oracle_settings={}, eval_streams=100,
                                eval_warmup=2000)
-        store = Store(work / "store")
+            save_model(work / "bench" / "models" / model_id / "model.pt", model)  # what ablation loads
+        store = Store(store_dir)
         kind = store.meta["cell_state"]
         spans = unit_run_spans(store, kind, args.searches) if args.synthetic else quote_spans(store.text, args.searches)
         server, url = serve_in_thread(Explorer([store]))
         try:
             page = browser_figures(url, args.scroll_chars)
             search = search_figures(url, model_id, kind, spans)
+            ablation = None if args.synthetic else ablation_figures(url, model_id, store)
         finally:
             server.shutdown()
             server.server_close()
@@ -218,7 +247,7 @@ def main(argv=None):
                   "train_s": round(train_s, 1), "last_train_loss": loss, "test_positions": store.n,
                   "store_bytes": meta["total_bytes"], "activation_bytes": meta["bytes"]["acts.npy"],
                   "tracks": int(store.acts.shape[0]), "build_s": meta["build_seconds"], "browser": page,
-                  "search": search}
+                  "search": search, "ablation": ablation}
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
@@ -226,6 +255,10 @@ def main(argv=None):
     print(json.dumps({k: v for k, v in result.items() if k != "search"}, indent=1))
     print(f"search: first {search['first_round_trip_ms']} ms, median {search['median_round_trip_ms']} ms, max "
           f"{search['max_round_trip_ms']} ms over {len(search['queries'])} spans ({search['candidates']} candidate cells)")
+    if ablation:
+        print(f"ablation: first {ablation['first_s']} s, another unit {ablation['next_unit_s']} s, another mode "
+              f"{ablation['next_mode_s']} s; cached strip {ablation['strip_ms']} ms, predictions median "
+              f"{ablation['predict_median_ms']} ms")
     return 0
 
 

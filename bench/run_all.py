@@ -292,6 +292,12 @@ def explore_section(e):
                    f"frames, {b['scroll_ms']:.0f} ms of drawing, slowest frame {b['scroll_max_frame_ms']:.1f} ms")
     out.append("- searches: " + "; ".join(f"[{q['start']}, {q['end']}) {q['units']} units {q['matches']} matches "
                                           f"{q['round_trip_ms']:.0f} ms" for q in e["search"]["queries"]))
+    a = e.get("ablation")
+    if a:
+        out.append(f"- ablation (unit page toggle, {a['positions']:,} positions): first unit {a['first_s']:.1f} s "
+                   f"(with the model's training means and own predictions), another unit {a['next_unit_s']:.1f} s, "
+                   f"another mode {a['next_mode_s']:.1f} s; then cached: strip {a['strip_ms']:.0f} ms, predictions "
+                   f"under the cursor median {a['predict_median_ms']:.1f} ms")
     return "\n".join(out) + "\n"
 
 

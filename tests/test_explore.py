@@ -13,7 +13,6 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 import yaml
@@ -22,8 +21,9 @@ from conftest import ROOT, markov_text, run_env
 from rnnlens.cells import score_cells
 from rnnlens.cli import main as cli_main
 from rnnlens.corpus import PreparedCorpus
-from rnnlens.evaluate import evaluate
+from rnnlens.evaluate import batch_rows, evaluate, predict_rows
 from rnnlens.explore import browser
+from rnnlens.explore.ablation import nice_scale
 from rnnlens.explore.search import find_matches, hypothesis_search, select_units
 from rnnlens.explore.server import Explorer, byte_label, serve_in_thread
 from rnnlens.explore.store import (KINDS, NOT_ERROR, Store, StoreError, base_meta, build_store, decode,
@@ -31,7 +31,8 @@ from rnnlens.explore.store import (KINDS, NOT_ERROR, Store, StoreError, base_met
                                    quantise, quantise_own, spread_order, write_store)
 from rnnlens.features import features_of, split_features
 from rnnlens.internals import stream_test_internals
-from rnnlens.model import ModelSpec
+from rnnlens.interventions import Intervention, clamp_forward, clamping_runner, predict_with_intervention, unit_means
+from rnnlens.model import ModelSpec, build_model, load_model, save_model
 from rnnlens.recurrent import KINDS as RNN_KINDS, CharRNN
 from rnnlens.predictions import read_predictions
 from rnnlens.saturation import SaturationCounter, gates_of
@@ -368,6 +369,95 @@ def test_server_answers_the_api_and_refuses_bad_requests(tmp_path):
     assert byte_label(10) == "\\n" and byte_label(200) == "0xc8"
 
 
+def stored_model(prepared, tmp_path, arch, model_id):
+    """A small untrained model with large weights (so that one unit matters), saved and stored where the workflow
+    puts them: results/toy/{models/ID/model.pt, data.json, explore/ID/}."""
+    torch.manual_seed(5)
+    corpus = PreparedCorpus.load(prepared(markov_text(5000), name="results/toy"))
+    model = build_model(ModelSpec(arch, 2, 8, corpus.vocab_size))
+    model.init_weights(2.0 if arch == "lstm" else 0.5)
+    model.eval()
+    save_model(tmp_path / f"results/toy/models/{model_id}/model.pt", model)
+    build_store(model, corpus, tmp_path / f"results/toy/explore/{model_id}", model_id, eval_streams=7,
+                eval_warmup=100, streams=5, warmup=100)
+    return model, corpus, Store(tmp_path / f"results/toy/explore/{model_id}")
+
+
+def expected_ablation(model, corpus, store, layer, unit, mode, means):
+    """What rnnlens.interventions predicts with the unit held, with the store's evaluation rows and warm-up (and
+    with its clamp through rnnlens.evaluate.predict_rows, the full distributions, for the top-5)."""
+    iv = Intervention(layer, [unit], "mean" if mode == "mean" else "value", values=0.0 if mode == "zero" else None)
+    streams, warmup = store.meta["evaluation"]["streams"], store.meta["evaluation"]["warmup"]
+    layout = dict(streams=streams, warmup=warmup, means=means)
+    ablated = predict_with_intervention(model, corpus, iv, **layout)
+    ablated["probs"] = predict_rows(model, torch.from_numpy(corpus.encode(corpus.data)),
+                                    batch_rows(corpus.pieces["test"], streams), warmup=warmup, keep_probs=True,
+                                    forward=clamp_forward(clamping_runner(model), corpus, [iv], means))["probs"]
+    return ablated, predict_with_intervention(model, corpus, [], **layout)
+
+
+def test_ablation_endpoints_give_what_interventions_compute(tmp_path, prepared):
+    model, corpus, store = stored_model(prepared, tmp_path, "lstm", "lstm-2x8")
+    means = unit_means(model, corpus)
+    server, url = serve_in_thread(Explorer([store]))
+    try:
+        status = get_json(url + "api/info")["models"][0]["ablation"]
+        assert status["available"] and status["kind"] == "c" and set(status["modes"]) == {"mean", "zero"}
+        for layer, unit, mode in ((1, 1, "mean"), (2, 6, "zero")):
+            ablated, own = expected_ablation(model, corpus, store, layer, unit, mode, means)
+            q = f"model=lstm-2x8&layer={layer}&unit={unit}&mode={mode}"
+            summary = get_json(url + "api/ablation?" + q)
+            held = means[layer - 1][unit] if mode == "mean" else 0.0
+            assert summary["held"] == pytest.approx(held, abs=1e-12) and summary["kind"] == "c"
+            dloss = np.log(own["p"].astype(np.float64)) - np.log(ablated["p"].astype(np.float64))
+            assert summary["mean_dloss"] == pytest.approx(dloss.mean(), abs=1e-9)
+            assert np.abs(dloss).max() > 0.05  # the unit matters: the comparison below compares real changes
+            scale = summary["scale"]
+            assert scale == nice_scale(dloss) and scale >= np.percentile(np.abs(dloss), 99.5)
+            assert scale / 10 ** np.floor(np.log10(scale)) in (1, 2, 5)
+            levels = np.floor((np.clip(dloss, -scale, scale) + scale) * 255 / (2 * scale) + 0.5).astype(np.uint8)
+            assert np.array_equal(np.frombuffer(get(url + "api/ablation_lossdiff?" + q), np.uint8), levels)
+            for pos in (0, 17, int(np.argmax(np.abs(dloss))), store.n - 1):
+                r = get_json(url + f"api/ablation_predict?{q}&pos={pos}")
+                assert r["p"] == pytest.approx(float(ablated["p"][pos]), abs=1e-6)
+                assert r["dloss"] == pytest.approx(dloss[pos], abs=1e-6)
+                assert (r["top"][0]["byte"], r["top"][0]["p"]) == (ablated["argmax"][pos],
+                                                                    pytest.approx(ablated["p_argmax"][pos], abs=1e-6))
+                order = np.argsort(-ablated["probs"][pos], kind="stable")[:5]
+                assert [t["byte"] for t in r["top"]] == corpus.vocab[order].tolist()
+                assert [t["p"] for t in r["top"]] == pytest.approx(ablated["probs"][pos][order].tolist(), abs=1e-6)
+                assert r["target"] == store.text[pos] and ablated["target"][pos] == store.text[pos]
+        # the model's own predictions through the loop are the store's
+        assert np.abs(own["p"] - store.positions["p"]).max() < 1e-5
+        for bad, message in (("layer=1&unit=3&mode=half", "ablation mode 'half'"),
+                             ("layer=1&unit=8&mode=zero", "outside 0..7"), ("layer=3&unit=0&mode=zero", "layer 3"),
+                             ("layer=1&unit=3&mode=zero&pos=99999", "outside the test split")):
+            with pytest.raises(urllib.error.HTTPError) as err:
+                get(url + f"api/ablation_predict?model=lstm-2x8&{bad}")
+            assert err.value.code == 400 and message in json.loads(err.value.read())["error"]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_ablation_is_refused_with_the_reason_where_it_cannot_run(tmp_path, prepared):
+    _, _, lru = stored_model(prepared, tmp_path, "lru", "lru-2x8")
+    synthetic, _ = synthetic_store(tmp_path / "elsewhere/explore/lstm-2x16")
+    explorer = Explorer([lru])
+    status = explorer.info({})["models"][0]["ablation"]
+    assert not status["available"] and "not supported for the lru architecture" in status["reason"]
+    with pytest.raises(StoreError, match="lru-2x8 cannot be ablated here: interventions are not supported"):
+        explorer.ablation({"model": "lru-2x8", "layer": "1", "unit": "0", "mode": "zero"})
+    status = Explorer([synthetic]).info({})["models"][0]["ablation"]
+    assert not status["available"] and "model weights" in status["reason"] and "does not exist" in status["reason"]
+    # weights that are not the store's model: named, not used
+    save_model(tmp_path / "elsewhere/models/lstm-2x16/model.pt", build_model(ModelSpec("lstm", 1, 16, 5)))
+    (tmp_path / "elsewhere/data.json").write_text((tmp_path / "results/toy/data.json").read_text())
+    (tmp_path / "elsewhere/corpus.bin").write_bytes((tmp_path / "results/toy/corpus.bin").read_bytes())
+    status = Explorer([Store(tmp_path / "elsewhere/explore/lstm-2x16")]).info({})["models"][0]["ablation"]
+    assert not status["available"] and "1 x 16 lstm" in status["reason"] and "rebuild the store" in status["reason"]
+
+
 def test_command_serves_until_ctrl_c_and_names_missing_stores(tmp_path, capsys):
     synthetic_store(tmp_path / "results/toy/explore/lstm-2x16")
     cmd = [sys.executable, "-m", "rnnlens", "explore", "toy", "--results", str(tmp_path / "results"), "--port", "0"]
@@ -589,6 +679,8 @@ def test_the_page_on_trained_models_in_headless_chromium(workflow_results, tmp_p
             ActionChains(driver).move_to_element(driver.find_element(By.ID, "corpus-info")).perform()
             wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, f'.prediction[data-pos="{pos}"]'))
 
+            check_ablation_in_page(driver, workflow_results, lstm, layer, unit)
+
             # two models: the GRU's cell as a strip, and the loss difference as a strip
             driver.find_element(By.ID, "add-other").click()
             wait(driver, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#tracks li")) == 2)
@@ -650,6 +742,72 @@ def test_the_page_on_trained_models_in_headless_chromium(workflow_results, tmp_p
         server.server_close()
 
 
+def check_ablation_in_page(driver, results, store, layer, unit):
+    """The unit page's toggle holds the unit (at its training mean, then zero): under the cursor the ablated top-5
+    and p of the true character beside the model's own, as rnnlens.interventions computes them, and the loss
+    difference as a strip; off again, both go."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    model, _ = load_model(results / "toy/models/lstm-2x16/model.pt")
+    corpus = PreparedCorpus.load(results / "toy/data.json")
+    means = unit_means(model, corpus)
+    toggle = driver.find_element(By.ID, "ablate")
+    assert toggle.is_enabled() and "hold this unit" in toggle.get_attribute("title")
+    strips = len(driver.find_elements(By.CSS_SELECTOR, "#tracks li"))
+    toggle.click()
+    for mode in ("mean", "zero"):
+        if mode == "zero":
+            Select(driver.find_element(By.ID, "ablate-mode")).select_by_value("zero")
+        label = f"loss ablated \u2212 own: lstm-2x16 L{layer}:{unit} c at {mode} (nats)"
+        wait(driver, lambda d: label in d.find_element(By.ID, "tracks").text, timeout=180)
+        assert len(driver.find_elements(By.CSS_SELECTOR, "#tracks li")) == strips + 1
+        ablated, own = expected_ablation(model, corpus, store, layer, unit, mode, means)
+        dloss = np.log(own["p"].astype(np.float64)) - np.log(ablated["p"].astype(np.float64))
+        pos = int(np.argmax(np.abs(dloss)))  # where the ablation changes the prediction most
+        assert abs(dloss[pos]) > 0.05
+        set_field(driver, "jump", pos)
+        driver.find_element(By.ID, "go").click()
+        box = wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, f'.prediction[data-pos="{pos}"] table.ablated'))[0]
+        box = box.find_element(By.XPATH, "ancestor::div[@class='prediction']")
+        assert box.get_attribute("data-model") == "lstm-2x16"
+        order = np.argsort(-ablated["probs"][pos], kind="stable")[:5]
+        rows = [r.find_elements(By.TAG_NAME, "td") for r in box.find_elements(By.CSS_SELECTOR, "tr.ablated-top5")]
+        assert [c[1].text for c in rows] == [byte_label(b) for b in corpus.vocab[order]]
+        assert [float(c[2].get_attribute("data-p")) for c in rows] == pytest.approx(ablated["probs"][pos][order], abs=1e-6)
+        assert [float(c[2].text) for c in rows] == [round(float(p), 4) for p in ablated["probs"][pos][order]]
+        shown = box.find_element(By.CLASS_NAME, "p-ablated")
+        assert float(shown.get_attribute("data-p")) == pytest.approx(float(ablated["p"][pos]), abs=1e-6)
+        assert float(shown.text) == round(float(ablated["p"][pos]), 4)
+        assert float(box.find_element(By.CLASS_NAME, "dloss").get_attribute("data-dloss")) == pytest.approx(dloss[pos],
+                                                                                                         abs=1e-6)
+        # beside them the model's own, unchanged: the panel shows the change
+        own_p = float(box.find_element(By.CLASS_NAME, "p-model").text)
+        assert own_p == round(float(store.positions["p"][pos]), 4) and own_p != float(shown.text)
+        own_rows = [r.find_elements(By.TAG_NAME, "td") for r in box.find_elements(By.CSS_SELECTOR, "tr.top5")]
+        assert [float(c[2].text) for c in own_rows] == [round(float(p), 4) for p in store.positions["top_p"][pos]]
+        # the strip: the loss difference of every position on its scale, shown in the legend; its colour at pos
+        scale = nice_scale(dloss)
+        levels = np.floor((np.clip(dloss, -scale, scale) + scale) * 255 / (2 * scale) + 0.5).astype(np.uint8)
+        assert driver.execute_script("return Array.from(window.rnnlensExplorer.state.ablation.data)") == levels.tolist()
+        legend = driver.find_element(By.ID, "legend").text
+        assert f"clipped at \u00b1{scale:g} nats" in legend and f"-{scale:g}" in legend
+        strip = strips  # numbered from 1 below the text line: the new strip is the last
+        colour = driver.execute_script(
+            "const b = window.rnnlensExplorer.cellBox(arguments[0]), c = document.getElementById('text');"
+            "return Array.from(c.getContext('2d').getImageData(b.x + 2, b.y + 17 + 1 + (arguments[1] - 1) * 8 + 3, 1, 1)"
+            ".data.slice(0, 3));", pos, strip)
+        assert colour == expected_colour(levels[pos], "c")
+        note = driver.find_element(By.ID, "ablation-note").text
+        held = means[layer - 1][unit] if mode == "mean" else 0.0
+        assert f"held at {held:.3f}" in note
+    toggle.click()
+    wait(driver, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#tracks li")) == strips)
+    wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, ".prediction") and
+         not d.find_elements(By.CSS_SELECTOR, ".prediction table.ablated"))
+    assert driver.execute_script("return window.rnnlensExplorer.state.ablation") is None
+
+
 def set_field(driver, field, value):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
@@ -691,6 +849,10 @@ def test_saturated_units_search_and_matches_in_headless_chromium(tmp_path):
         with browser.headless_chromium(1600, 1000) as driver:
             driver.get(url)
             browser.wait_until_ready(driver)
+            # no model weights beside this store: the ablation toggle is off and says why
+            toggle = driver.find_element(By.ID, "ablate")
+            why = driver.find_element(By.ID, "ablate-label").get_attribute("title")
+            assert not toggle.is_enabled() and "ablation is not available for lstm-2x16" in why and "does not exist" in why
 
             # a saturated cell (tanh(c) -1.00 everywhere) is coloured from its raw c on its own scale, stated
             for field, value in (("layer", 1), ("unit", 11)):

@@ -17,6 +17,12 @@ API (all GET; errors answer 400 with {"error": "..."}):
                                             partial and whether another feature explains the unit better)
   /api/unit?model&kind&layer&unit[&mode]    unit page: scale, level counts, saturation, features, both extremes
   /api/predict?model&pos                    top-5 prediction of a position, n-gram p, error and oracle step
+  /api/ablation?model&layer&unit&mode       the unit held at its training mean or zero (rnnlens.explore.ablation):
+                                            computed over the whole split on the first call, then cached; the
+                                            held value, the loss-difference strip's scale, mean loss difference
+  /api/ablation_lossdiff?model&layer&unit&mode   per position loss(ablated) - loss(own), uint8 levels over
+                                            [-scale, scale]
+  /api/ablation_predict?model&layer&unit&mode&pos   the ablated top-5 and p of the true byte at a position
   /api/search?model&kind&start&end&threshold[&pad][&max_units][&min_fraction][&direction][&scale][&offset][&limit]
                                             hypothesis search (rnnlens.explore.search)
 """
@@ -31,6 +37,7 @@ from urllib.parse import parse_qs, urlparse
 import numpy as np
 import pandas as pd
 
+from rnnlens.explore.ablation import Ablations, loss_levels
 from rnnlens.explore.search import hypothesis_search
 from rnnlens.explore.store import NOT_ANALYSED, NOT_ERROR, Store, StoreError, quantity
 
@@ -52,7 +59,7 @@ def byte_label(b):
 class Explorer:
     """The stores of one corpus, opened once; every method answers one API call."""
 
-    def __init__(self, stores):
+    def __init__(self, stores, device="cpu"):
         if not stores:
             raise StoreError("no stores given")
         self.stores = {s.model: s for s in stores}
@@ -63,6 +70,7 @@ class Explorer:
                                  "the same prepared corpus")
         self.text = first.text
         self.corpus = first.meta["corpus"]
+        self.ablations = {s.model: Ablations(s, device) for s in stores}
 
     def store(self, query):
         name = query.get("model", "")
@@ -79,6 +87,7 @@ class Explorer:
             entry = {k: s.meta.get(k) for k in keep}
             entry["features"] = sorted(s.scores.feature.unique().tolist()) if s.scores is not None else []
             entry["quantities"] = {k: quantity(k) for k in s.kinds}
+            entry["ablation"] = self.ablations[s.model].status()
             models.append(entry)
         return {"corpus": self.corpus, "positions": int(len(self.text)), "models": models,
                 "loss_range": LOSS_RANGE}
@@ -190,6 +199,34 @@ class Explorer:
                 "oracle": None if oracle in (NOT_ANALYSED, NOT_ERROR) else steps[oracle],
                 "oracles_ran": oracle != NOT_ANALYSED}
 
+    def _ablated(self, query):
+        store = self.store(query)
+        layer, unit, mode = int(query["layer"]), int(query["unit"]), query.get("mode", "mean")
+        return store, layer, unit, mode, self.ablations[store.model].get(layer, unit, mode)
+
+    def ablation(self, query):
+        store, layer, unit, mode, a = self._ablated(query)
+        return {"model": store.model, "layer": layer, "unit": unit, "mode": mode,
+                "kind": self.ablations[store.model].runner.cell_kind, "held": a.held, "scale": a.scale,
+                "mean_dloss": float(a.dloss.mean()), "max_dloss": float(a.dloss.max()),
+                "min_dloss": float(a.dloss.min()), "positions": int(len(a.p)), "seconds": round(a.seconds, 3)}
+
+    def ablation_lossdiff(self, query):
+        _, _, _, _, a = self._ablated(query)
+        return loss_levels(a.dloss, a.scale).tobytes()
+
+    def ablation_predict(self, query):
+        store, layer, unit, mode, a = self._ablated(query)
+        pos = int(query["pos"])
+        if not 0 <= pos < store.n:
+            raise StoreError(f"position {pos} is outside the test split (0..{store.n - 1})")
+        target = int(store.text[pos])
+        return {"model": store.model, "pos": pos, "layer": layer, "unit": unit, "mode": mode, "held": a.held,
+                "target": target, "target_label": byte_label(target),
+                "top": [{"byte": int(b), "label": byte_label(b), "p": float(p)}
+                        for b, p in zip(a.top_byte[pos], a.top_p[pos]) if p > 0],
+                "p": float(a.p[pos]), "dloss": float(a.dloss[pos])}
+
     def search(self, query):
         store = self.store(query)
         return hypothesis_search(store, query.get("kind") or store.meta["cell_state"], int(query["start"]),
@@ -201,9 +238,11 @@ class Explorer:
 
 
 JSON_ROUTES = {"/api/info": "info", "/api/units": "units", "/api/unit": "unit", "/api/predict": "predict",
-               "/api/search": "search", "/api/scale": "scale"}
+               "/api/search": "search", "/api/scale": "scale", "/api/ablation": "ablation",
+               "/api/ablation_predict": "ablation_predict"}
 BINARY_ROUTES = {"/api/text": lambda ex, q: ex.text.tobytes(), "/api/track": Explorer.track,
-                 "/api/lossdiff": Explorer.lossdiff, "/api/feature": Explorer.feature}
+                 "/api/lossdiff": Explorer.lossdiff, "/api/feature": Explorer.feature,
+                 "/api/ablation_lossdiff": Explorer.ablation_lossdiff}
 
 
 def make_handler(explorer, quiet=True):
@@ -304,12 +343,22 @@ def add_explore_arguments(parser):
     parser.add_argument("--results", default="results", help="the workflow's results directory (default: results)")
     parser.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (default 8765; 0: any free port)")
     parser.add_argument("--open", action="store_true", help="also open the page in the default web browser")
+    parser.add_argument("--device", default="cpu", help="where the unit page's ablations run: cpu (default), auto (the "
+                        "GPU when there is one), cuda, cuda:N")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads for ablations (default 1: the fastest "
+                        "for small models, whose steps are too small to share; 0: torch's default)")
     parser.add_argument("--verbose", action="store_true", help="log every request")
 
 
 def run_explore(args):
+    import torch
+
+    from rnnlens.model import pick_device
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
     stores = find_stores(args.results, args.corpus, args.models)
-    explorer = Explorer(stores)
+    explorer = Explorer(stores, pick_device(args.device))
     server = open_server(explorer, args.port, quiet=not args.verbose)
     url = f"http://127.0.0.1:{server.server_port}/"
     for s in stores:

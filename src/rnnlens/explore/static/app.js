@@ -12,7 +12,7 @@ const state = {
   info: null, text: null, lineStarts: null, tracks: [], cursor: null, hover: null, selection: null,
   search: null, mask: null, drag: null, charW: 8, renders: 0, lastRenderMs: 0, firstRenderMs: null,
   predictCache: new Map(), pendingFrame: false, predictSeq: 0, unitSeq: 0, searchSeq: 0, unitPage: null,
-  plot: null, primaryKey: null,
+  plot: null, primaryKey: null, ablation: null, ablationSeq: 0,
 };
 const $ = (id) => document.getElementById(id);
 
@@ -217,6 +217,7 @@ const shortLabel = (label) => label.split(/,| \(/)[0].trim();  // "z update gate
 function trackLabel(t) {
   if (t.type === "lossdiff") return `loss ${t.model} \u2212 ${t.other} (nats)`;
   if (t.type === "feature") return `text feature ${t.name}`;
+  if (t.type === "ablation") return `loss ablated \u2212 own: ${t.model} L${t.layer}:${t.unit} ${t.kind} at ${t.mode} (nats)`;
   return `${t.model} L${t.layer}:${t.unit} ${modelInfo(t.model).kind_labels[t.kind]}`;
 }
 
@@ -229,6 +230,14 @@ async function loadTrack(spec) {
     data = await getBytes("/api/lossdiff?" + query({ model: spec.model, other: spec.other }));
     palette = base = PALETTES.diverging;
     legend = { lo: -state.info.loss_range, hi: state.info.loss_range, note: `red: ${spec.model} worse, blue: ${spec.other} worse; clipped at \u00b1${state.info.loss_range} nats` };
+  } else if (spec.type === "ablation") {
+    const q = query({ model: spec.model, layer: spec.layer, unit: spec.unit, mode: spec.mode });
+    const summary = await getJSON("/api/ablation?" + q);
+    data = await getBytes("/api/ablation_lossdiff?" + q);
+    palette = base = PALETTES.diverging;
+    legend = { lo: -summary.scale, hi: summary.scale, summary,
+      note: `red: worse with ${spec.kind} L${spec.layer}:${spec.unit} held at ${summary.held.toFixed(3)}, blue: better; ` +
+        `clipped at \u00b1${summary.scale} nats; mean ${signed(summary.mean_dloss)} nats/char` };
   } else if (spec.type === "feature") {
     const f = m.text_features.find((x) => x.name === spec.name);
     data = await getBytes("/api/feature?" + query({ model: spec.model, name: spec.name }));
@@ -254,12 +263,19 @@ function anchorPos() {
 function tracksChanged(keep) {
   renderTracks();
   resize(keep ?? anchorPos());
+  if (state.ablation && !state.tracks.includes(state.ablation)) {  // its strip was closed: ablation off
+    state.ablation = null;
+    $("ablate").checked = false;
+    $("ablation-note").textContent = "";
+  }
   const primary = state.tracks[0], key = trackKey(primary);
   if (key !== state.primaryKey) {
     state.primaryKey = key;
     if (primary && primary.type === "unit") {
       syncControls(primary);
       loadUnitPage(primary);
+      ablationControls(primary.model);
+      updateAblation();
     } else {
       clearUnitPage(primary ? `the text is coloured by ${primary.label}, not a unit` : "");
     }
@@ -392,6 +408,59 @@ async function loadPicker() {
   return result.units;
 }
 
+// ------------------------------------------------------------------ ablation (the unit page's toggle)
+
+// the toggle of the unit colouring the text: disabled, saying why, where the server cannot ablate its model
+function ablationControls(model) {
+  const a = modelInfo(model).ablation, box = $("ablate");
+  box.disabled = $("ablate-mode").disabled = !a.available;
+  $("ablate-label").className = a.available ? "" : "off";
+  $("ablate-label").title = box.title = a.available
+    ? `hold this unit of its layer's ${a.kind} at the chosen value at every step (inside the recurrence), and show the ` +
+      "model's predictions with it held beside its own, and the loss difference as a strip"
+    : `ablation is not available for ${model}: ${a.reason}`;
+  if (!a.available) box.checked = false;
+}
+
+// The ablated unit follows the unit that colours the text; its loss-difference strip is replaced when it changes.
+async function updateAblation() {
+  const primary = state.tracks[0];
+  if (primary && primary.type !== "unit") return;  // the text shows a strip, not a unit: nothing to follow
+  const a = primary ? modelInfo(primary.model).ablation : null;
+  const spec = $("ablate").checked && a && a.available
+    ? { type: "ablation", model: primary.model, kind: a.kind, layer: primary.layer, unit: primary.unit, mode: $("ablate-mode").value }
+    : null;
+  if (trackKey(spec) === trackKey(state.ablation)) return;
+  const seq = ++state.ablationSeq;
+  if (!spec) {
+    const rest = state.tracks.filter((t) => t.type !== "ablation"), keep = anchorPos();
+    state.ablation = null;
+    $("ablation-note").textContent = "";
+    if (rest.length !== state.tracks.length) { state.tracks = rest; tracksChanged(keep); } else refreshPrediction();
+    return;
+  }
+  const what = `${spec.model} L${spec.layer}:${spec.unit} ${spec.kind}`;
+  status(`ablating ${what}: predicting the test split again (seconds, once per unit and mode)\u2026`);
+  $("ablation-note").textContent = `computing ${what} held at ${spec.mode}\u2026`;
+  let track;
+  try {
+    track = await loadTrack(spec);
+  } catch (err) {
+    if (seq === state.ablationSeq) { status(err.message, true); $("ablation-note").textContent = err.message; }
+    return;
+  }
+  if (seq !== state.ablationSeq) return;  // the unit or the toggle changed meanwhile
+  const keep = anchorPos(), s = track.legend.summary;
+  state.tracks = state.tracks.filter((t) => t.type !== "ablation");
+  state.tracks.push(track);
+  state.ablation = track;
+  $("ablation-note").textContent = `${what} held at ${s.held.toFixed(3)} (${spec.mode === "mean" ? "its training mean" : "zero"}) ` +
+    `at every step; test loss ${signed(s.mean_dloss)} nats/char (strip ${state.tracks.length - 1}, \u00b1${s.scale} nats); ` +
+    `${s.positions.toLocaleString()} positions predicted in ${s.seconds.toFixed(1)} s`;
+  status("");
+  tracksChanged(keep);
+}
+
 // ------------------------------------------------------------------ predictions under the cursor
 
 // the selected model first, then every other model with a strip
@@ -410,28 +479,37 @@ async function showPrediction(pos) {
   if (pos === null || pos === undefined) return;
   const models = predictionModels(), how = pos === state.hover && pos !== state.cursor ? "hovered" : "cursor";
   const seq = ++state.predictSeq;
-  const parts = await Promise.all(models.map(async (m) => {
-    const key = `${m}:${pos}`;
-    if (!state.predictCache.has(key)) state.predictCache.set(key, await getJSON("/api/predict?" + query({ model: m, pos })));
+  const cached = async (key, url) => {
+    if (!state.predictCache.has(key)) state.predictCache.set(key, await getJSON(url));
     return state.predictCache.get(key);
-  }));
+  };
+  const ab = state.ablation;
+  const parts = await Promise.all(models.map(async (m) => [
+    await cached(`${m}:${pos}`, "/api/predict?" + query({ model: m, pos })),
+    ab && ab.model === m ? await cached(`${trackKey(ab)}:${pos}`, "/api/ablation_predict?" +
+      query({ model: m, layer: ab.layer, unit: ab.unit, mode: ab.mode, pos })) : null]));
   if (seq !== state.predictSeq) return;  // a newer position was asked for meanwhile
   $("predict").innerHTML = `<p class="hint">the ${how === "hovered" ? "hovered (orange box)" : "clicked (black box)"} character at ${pos}: ` +
-    `what each model predicted for it from the text before it</p>` + parts.map(predictionHTML).join("");
+    `what each model predicted for it from the text before it</p>` + parts.map(([r, a]) => predictionHTML(r, a)).join("");
 }
 
 function escapeHTML(s) {
   return s.replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" }[c]));
 }
 
-function predictionHTML(r) {
-  const rows = r.top.map((t, i) => `<tr class="top5${t.byte === r.target ? " ok" : ""}"><td>${i + 1}</td>` +
-    `<td class="char">${escapeHTML(t.label)}</td><td class="num">${t.p.toFixed(4)}</td></tr>`).join("");
+// a model's prediction; with `ab` (the ablated unit's at the same position) both top-5 side by side
+function predictionHTML(r, ab) {
+  const rows = (top, cls) => top.map((t, i) => `<tr class="${cls}${t.byte === r.target ? " ok" : ""}"><td>${i + 1}</td>` +
+    `<td class="char">${escapeHTML(t.label)}</td><td class="num" data-p="${t.p}">${t.p.toFixed(4)}</td></tr>`).join("");
   const oracle = r.error ? (r.oracle ? `explained by <b>${escapeHTML(r.oracle)}</b>` : (r.oracles_ran ? "" : "(oracles not run)")) : "";
-  return `<div class="prediction" data-model="${r.model}" data-pos="${r.pos}"><h3>${r.model} at ${r.pos}</h3>` +
-    `<table><tr><th>#</th><th>predicted char</th><th>p</th></tr>${rows}</table>` +
+  const own = `<table><tr><th>#</th><th>${ab ? "own" : "predicted char"}</th><th>p</th></tr>${rows(r.top, "top5")}</table>`;
+  const tables = ab ? `<div class="pair">${own}<table class="ablated" title="with L${ab.layer}:${ab.unit} held at ${ab.held.toFixed(3)}">` +
+    `<tr><th>#</th><th>ablated</th><th>p</th></tr>${rows(ab.top, "ablated-top5")}</table></div>` : own;
+  const ablated = ab ? `ablated p = <span class="p-ablated" data-p="${ab.p}">${fmt(ab.p)}</span>, loss ` +
+    `<span class="dloss" data-dloss="${ab.dloss}">${(ab.dloss >= 0 ? "+" : "") + ab.dloss.toFixed(3)}</span> nats<br>` : "";
+  return `<div class="prediction" data-model="${r.model}" data-pos="${r.pos}"><h3>${r.model} at ${r.pos}</h3>${tables}` +
     `<p>true char <b>${escapeHTML(r.target_label)}</b>: model p = <span class="p-model">${fmt(r.p)}</span>, ` +
-    `${r.ngram ? escapeHTML(r.ngram) : "n-gram"} p = <span class="p-ngram">${fmt(r.p_ngram)}</span><br>` +
+    `${r.ngram ? escapeHTML(r.ngram) : "n-gram"} p = <span class="p-ngram">${fmt(r.p_ngram)}</span><br>${ablated}` +
     `${r.error ? '<span class="err">error</span> ' + oracle : '<span class="ok">not an error</span>'}</p></div>`;
 }
 
@@ -787,6 +865,8 @@ async function init() {
   $("prev-match").onclick = () => stepMatch(-1);
   $("next-match").onclick = () => stepMatch(1);
   for (const id of ["threshold", "search-kind", "search-scale"]) $(id).addEventListener("change", () => state.unitPage && drawHistogram(state.unitPage));
+  for (const [mode, text] of Object.entries(state.info.models[0].ablation.modes)) $("ablate-mode").append(option(mode, `at ${text}`));
+  $("ablate").onchange = $("ablate-mode").onchange = () => updateAblation();
   $("go").onclick = goTo;
   $("jump").onkeydown = (e) => { if (e.key === "Enter") goTo(); };
   $("scroller").addEventListener("scroll", scheduleDraw);
