@@ -63,8 +63,8 @@ def count_parameters(arch, layers, hidden, vocab_size, inner=0):
 
 
 # Every model's parameter count is within this fraction of its budget, or, where one unit of its finest width moves
-# the count by more than twice that (a single integer width at a small budget with several layers: the paper's
-# recurrent models), as close as that width can come (README, "Size is a parameter budget").
+# the count by more than twice that (a single integer width at a small budget: the paper's recurrent models), as
+# close as that width can come (README, "Size is a parameter budget").
 TOLERANCE = 0.02
 
 
