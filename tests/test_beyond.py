@@ -2,6 +2,8 @@
 the LRU's scan against its step loop, windowed evaluation, training, internals, and that dynamic evaluation never
 learns from a byte before it has predicted it."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,31 +14,71 @@ from rnnlens.corpus import PreparedCorpus
 from rnnlens.dyneval import dynamic_predict, gradient_ms
 from rnnlens.evaluate import batch_rows, predict_rows, predict_test
 from rnnlens.lru import ByteLRU, scan
-from rnnlens.model import ModelSpec, build_model, count_parameters, match_hidden_size, models_table
+from rnnlens.model import (TOLERANCE, ModelSpec, build_model, count_parameters, load_model, match_budget,
+                           match_hidden_size, models_table, save_model)
 from rnnlens.train import TrainConfig, train
 from rnnlens.transformer import ByteTransformer, window_blocks
 
 
 
-def _spec(arch, layers=2, hidden=16, vocab=7, window=24):
+def _spec(arch, layers=2, hidden=16, vocab=7, window=24, inner=0):
     extra = {"window": window, "heads": 2} if arch == "transformer" else {}
-    return ModelSpec(arch, layers, hidden, vocab, **extra)
+    return ModelSpec(arch, layers, hidden, vocab, inner=inner, **extra)
 
 
 @pytest.mark.parametrize("arch", ["transformer", "lru"])
 @pytest.mark.parametrize("layers", [1, 2, 3])
 def test_parameter_count_matches_module_and_budget(arch, layers):
-    model = build_model(_spec(arch, layers, hidden=24, vocab=29))
-    assert sum(p.numel() for p in model.parameters()) == count_parameters(arch, layers, 24, 29)
+    for inner in (0, 37):  # the default shape (MLP 4 x hidden, state N = H) and a second width of its own
+        model = build_model(_spec(arch, layers, hidden=24, vocab=29, inner=inner))
+        assert sum(p.numel() for p in model.parameters()) == count_parameters(arch, layers, 24, 29, inner)
     for size in (64, 128, 256):
-        hidden, params, budget = match_hidden_size(arch, layers, size, 87)
-        # the LRU's width is any integer; the transformer's steps by 8 (heads): within one step of the budget
+        hidden, inner, params, budget = match_budget(arch, layers, size, 87)
+        # the width closest to the budget in the default shape (the LRU's any integer, the transformer's steps by 8
+        # for its heads), then the second width (MLP, state size) brings the count within the tolerance
         candidates = range(8, 2000, 8) if arch == "transformer" else range(1, 2000)
         best = min(candidates, key=lambda h: (abs(count_parameters(arch, layers, h, 87) - budget), h))
-        assert hidden == best
-        assert abs(params / budget - 1) < (0.12 if arch == "transformer" else 0.02)
+        assert hidden == best and inner > 0
+        assert abs(params / budget - 1) <= TOLERANCE
+        closest = min(range(1, 8 * hidden), key=lambda i: abs(count_parameters(arch, layers, hidden, 87, i) - budget))
+        assert inner == closest
     table = pd.DataFrame(models_table("wp", 87, [arch, "lstm"], [layers], [64]))
     assert set(table.model) == {f"{arch}-{layers}x64", f"lstm-{layers}x64"}
+
+
+@pytest.mark.parametrize("arch", ["transformer", "lru"])
+def test_the_second_width_is_trained_saved_and_loaded(prepared, tmp_path, arch):
+    """`rnnlens train` builds the widths of its row of the models table, and the saved model loads as that model;
+    a spec saved before there was a second width loads in the default shape."""
+    import subprocess
+    import sys
+
+    from conftest import run_env
+
+    data = prepared(markov_text(1500))
+    spec_csv = tmp_path / "spec.csv"
+    subprocess.run([sys.executable, "-m", "rnnlens", "models-table", "--data", str(data), "--archs", arch,
+                    "--layers", "1", "--sizes", "16", "--out", str(spec_csv)], check=True, env=run_env())
+    row = pd.read_csv(spec_csv).iloc[0]
+    assert row.inner > 0 and abs(row.deviation_pct) <= 100 * TOLERANCE
+    settings = {"batch_size": 4, "seq_len": 12, "max_epochs": 1, "window": 24, "heads": 2}
+    out = tmp_path / "run"
+    out.mkdir()
+    subprocess.run([sys.executable, "-m", "rnnlens", "train", "--data", str(data), "--models-table", str(spec_csv),
+                    "--model", row.model, "--settings", json.dumps(settings), "--threads", "1", "--out-model",
+                    str(out / "model.pt"), "--out-history", str(out / "history.csv"), "--checkpoint",
+                    str(out / "checkpoint.pt")], check=True, env=run_env(),
+                   capture_output=True)
+    model, _ = load_model(out / "model.pt")
+    assert (model.spec.hidden, model.spec.inner) == (row.hidden, row.inner)
+    assert sum(p.numel() for p in model.parameters()) == row.params
+    x = torch.randint(0, model.spec.vocab_size, (2, 12))
+    again, _ = load_model(out / "model.pt")
+    assert torch.equal(model(x)[0], again(x)[0])
+    old = _spec(arch, 1, 16, 11)  # inner 0: what every spec held before
+    assert "inner" not in old.to_dict()
+    save_model(tmp_path / "old.pt", build_model(old))
+    assert sum(p.numel() for p in load_model(tmp_path / "old.pt")[0].parameters()) == count_parameters(arch, 1, 16, 11)
 
 
 def test_transformer_is_causal():
@@ -198,12 +240,12 @@ def test_internals_score_every_unit_and_skip_gates(prepared, tmp_path, arch, cap
     data = markov_text(1500) + b"".join(b'x = f("ab") { y[%d] }\n' % i for i in range(80))
     corpus = PreparedCorpus.load(prepared(data))
     torch.manual_seed(4)
-    model = build_model(_spec(arch, 2, 8, corpus.vocab_size, window=16)).eval()
+    model = build_model(_spec(arch, 2, 8, corpus.vocab_size, window=16, inner=12)).eval()
     model.init_weights(0.1)
     caplog.set_level("INFO", logger="rnnlens")
     paths = analyse_model(model, corpus, f"{arch}-2x8", tmp_path, cells=[(2, 3)], max_positions=300, streams=5,
                           warmup=50, chunk=40, windows=2, window_chars=60)
-    units = 5 * 8 if arch == "transformer" else 2 * 8
+    units = 8 + 12 if arch == "transformer" else 2 * 12  # residual stream and MLP neurons; the state's re, im
     scores = pd.read_parquet(paths["cells"])
     assert scores.groupby(["layer", "unit"]).ngroups == 2 * units
     assert pd.read_parquet(paths["saturation"]).empty

@@ -40,3 +40,26 @@ def test_table1_puts_paper_values_beside_ours_and_picks_best(tmp_path):
     t2 = table2(ngrams, [], tmp_path / "t1.csv")
     assert list(t2.n) == [1, 20] and t2.best_rnn.iloc[0] == "lstm-2x512"
     assert t2.set_index("n").loc[20, "ngram_test_loss"] == pytest.approx(1.0498, abs=1e-4)
+
+
+def test_table1_shows_each_models_deviation_from_its_budget(tmp_path):
+    """The long table's 'vs budget' column reads the models table's deviation; a models table made before it had
+    one shows a dash."""
+    from rnnlens.model import models_table
+
+    models = tmp_path / "models.csv"
+    grid = pd.DataFrame(models_table("wp", 87, ["lstm", "gru", "transformer"], [1], [64]))
+    grid.to_csv(models, index=False)
+    preds = []
+    for model in grid.model:
+        preds.append(tmp_path / f"{model}.parquet")
+        _pred(preds[-1], "wp", model, [0.4] * 10)
+    df = table1(preds, [models], {"wp": "warpeace"})
+    md = table1_markdown(df)
+    assert "| model | hidden | params | vs budget | test loss |" in md
+    for row in grid.itertuples():
+        assert f"| {row.model} | {row.hidden} | {row.params:,} | {row.deviation_pct:+.2f}% | " in md
+    assert df.set_index("model").loc["gru-1x64", "deviation_pct"] == grid.set_index("model").loc["gru-1x64",
+                                                                                                  "deviation_pct"]
+    grid.drop(columns=["deviation", "deviation_pct"]).to_csv(models, index=False)
+    assert "| lstm-1x64 | 64 | 44,823 | – | " in table1_markdown(table1(preds, [models], {"wp": "warpeace"}))

@@ -228,13 +228,19 @@ def test_transformer_lru_and_dynamic_evaluation_run_through_every_stage(tmp_path
     data = json.loads((tmp_path / "results/toy/data.json").read_text())
     for model in table.index:
         assert len(pd.read_parquet(tmp_path / f"results/toy/predictions/{model}.parquet")) == data["split_sizes"]["test"]
+    # each model trained with the widths of its row, within the tolerance of its budget (params: the trained model's)
+    models = pd.read_csv(tmp_path / "results/toy/models.csv").set_index("model")
+    assert (models.loc[["transformer-1x8", "lru-1x8"], "inner"] > 0).all()
+    assert (models.deviation_pct.abs() <= models.tolerance_pct).all()
+    for model in models.index:
+        assert read_meta(tmp_path / f"results/toy/predictions/{model}.parquet")["params"] == models.loc[model, "params"]
     compared = pd.read_csv(tmp_path / "results/toy/analysis/arch_errors.csv")
     assert set(compared.arch) == {"lstm", "transformer", "lru", "lstm+dyn", "transformer+dyn"}
     assert (compared[compared.arch == "lstm"].errors_vs_reference == 0).all()
     brackets = json.loads((tmp_path / "results/toy/analysis/brackets.json").read_text())
     assert brackets["windows"] == {"transformer-1x8": 24, "transformer-1x8+dyn": 24}
     cells = pd.read_parquet(tmp_path / "results/toy/internals/transformer-1x8/cells.parquet")
-    assert cells.unit.max() == 5 * table.loc["transformer-1x8", "hidden"] - 1
+    assert cells.unit.max() == models.loc["transformer-1x8", "hidden"] + models.loc["transformer-1x8", "inner"] - 1
     assert "no gates" in (tmp_path / "results/logs/toy/internals/lru-1x8.log").read_text()
     for name in ("arch_errors.png", "saturation.png", "tsne.png", "error_breakdown.png"):
         assert (tmp_path / "results/figures/toy" / name).stat().st_size > 1000, name

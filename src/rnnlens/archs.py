@@ -10,6 +10,7 @@ The protocol (README, "Your own architecture"). Required functions of the module
 
     count_parameters(arch, layers, hidden, vocab_size) -> int
         parameters of the model of that width; the workflow picks the width whose count is closest to the budget
+        (within rnnlens.model.TOLERANCE of it: see inner_width below for a module whose width alone cannot)
     build_model(spec) -> torch.nn.Module
         spec: rnnlens.model.ModelSpec (arch, layers, hidden, vocab_size, dropout, ...). The model has `.spec`,
         `forward(idx, state=None) -> (logits, state)` for idx (batch, time) int64 (state: whatever the model
@@ -46,6 +47,15 @@ Optional functions (their defaults in brackets):
                                                 training_overrides [{}]
     spec_options(arch, settings) -> dict        extra ModelSpec fields from the training settings [{}]
     width_step(arch) -> int                     widths are multiples of this [1]
+    inner_width(arch, layers, hidden, vocab_size, budget) -> int
+                                                a second width the architecture owns (spec.inner: the
+                                                transformer's MLP width, the LRU's state size), chosen after
+                                                `hidden` so that the count comes within the tolerance where
+                                                steps of `hidden` alone cannot [none: inner 0]. A module with it
+                                                takes inner as a fifth argument, count_parameters(arch, layers,
+                                                hidden, vocab_size, inner), and builds spec.inner; inner 0 (what
+                                                a spec made before it holds) means its default shape. A pure
+                                                function of its arguments, so a spec always gives the same model
     style(arch) -> {"colormap", "marker"}       its colour family in figures [a spare colormap]
     describe(arch) -> str                       "a vanilla RNN" [the name]
 """
@@ -214,6 +224,11 @@ def spec_options(arch, settings):
 
 def width_step(arch):
     return int(_optional(arch, "width_step", default=1) or 1)
+
+
+def inner_width(arch, layers, hidden, vocab_size, budget):
+    """The second width of `arch` for this budget at this width, or 0 for an architecture without one."""
+    return int(_optional(arch, "inner_width", layers, hidden, vocab_size, budget, default=0) or 0)
 
 
 def describe(arch):

@@ -5,7 +5,9 @@ Each layer (pre-norm, residual):  u = LayerNorm(h);  x_t = lambda * x_{t-1} + ga
 y_t = Re(C x_t) + D * u_t;  h <- h + GLU(GELU(y_t)), GLU(z) = W1 z * sigmoid(W2 z).
 lambda = exp(-exp(nu_log) + i exp(theta_log)) keeps |lambda| < 1 for any parameters (stable exponential
 parametrisation), and gamma = sqrt(1 - |lambda|^2) (stored as gamma_log) normalises the input so that the
-state's scale does not grow as |lambda| -> 1. The state has `hidden` complex units (N = H).
+state's scale does not grow as |lambda| -> 1. The state has N complex units: the model's second width (spec.inner;
+0: N = H), which `inner_width` sets within a few units of H so that the count comes to the budget where one unit
+of H moves it too far (a small budget with several layers).
 
 Training runs the recurrence as a parallel scan over the time axis (`scan`: log2(T) doubling steps, each an
 element-wise multiply-add with lambda^(2^k), all |.| <= 1, so it is stable); evaluation and internals run it step
@@ -50,10 +52,19 @@ def describe(arch):
     return "a linear recurrent unit"
 
 
-def count_parameters(arch, layers, hidden, vocab_size):
+def inner_width(arch, layers, hidden, vocab_size, budget):
+    """The state size N (at least 1) whose count at this width is closest to the budget; ties: the smaller."""
+    per_state = layers * (4 * hidden + 3)  # the count is base + per_state x N
+    base = count_parameters(arch, layers, hidden, vocab_size, 1) - per_state
+    low = max(1, (budget - base) // per_state)
+    return min((low, low + 1), key=lambda n: (abs(base + per_state * n - budget), n))
+
+
+def count_parameters(arch, layers, hidden, vocab_size, inner=0):
     """Equals sum(p.numel()) of ByteLRU: embedding; per layer a LayerNorm, nu/theta/gamma (N each), B and C
-    (complex: 2 N H each), D (H) and the GLU (2 x H x H + biases); final LayerNorm and decoder."""
-    h = n = hidden
+    (complex: 2 N H each), D (H) and the GLU (2 x H x H + biases); final LayerNorm and decoder. N = `inner`
+    (0: H)."""
+    h, n = hidden, inner or hidden
     layer = 2 * h + 3 * n + 2 * n * h + 2 * h * n + h + 2 * (h * h + h)
     return vocab_size * h + layers * layer + 2 * h + h * vocab_size + vocab_size
 
@@ -74,18 +85,18 @@ def scan(lam, b, x0):
 
 
 class LRULayer(nn.Module):
-    def __init__(self, hidden, dropout, r_min=0.5, r_max=0.999, max_phase=math.pi / 10):
+    def __init__(self, hidden, state, dropout, r_min=0.5, r_max=0.999, max_phase=math.pi / 10):
         super().__init__()
-        self.hidden = hidden
+        self.hidden, self.state = hidden, state
         self.r_min, self.r_max, self.max_phase = r_min, r_max, max_phase
         self.norm = nn.LayerNorm(hidden)
-        self.nu_log = nn.Parameter(torch.empty(hidden))
-        self.theta_log = nn.Parameter(torch.empty(hidden))
-        self.gamma_log = nn.Parameter(torch.empty(hidden))
-        self.B_re = nn.Parameter(torch.empty(hidden, hidden))
-        self.B_im = nn.Parameter(torch.empty(hidden, hidden))
-        self.C_re = nn.Parameter(torch.empty(hidden, hidden))
-        self.C_im = nn.Parameter(torch.empty(hidden, hidden))
+        self.nu_log = nn.Parameter(torch.empty(state))
+        self.theta_log = nn.Parameter(torch.empty(state))
+        self.gamma_log = nn.Parameter(torch.empty(state))
+        self.B_re = nn.Parameter(torch.empty(state, hidden))
+        self.B_im = nn.Parameter(torch.empty(state, hidden))
+        self.C_re = nn.Parameter(torch.empty(hidden, state))
+        self.C_im = nn.Parameter(torch.empty(hidden, state))
         self.D = nn.Parameter(torch.empty(hidden))
         self.glu = nn.Linear(hidden, 2 * hidden)
         self.drop = nn.Dropout(dropout)
@@ -93,18 +104,18 @@ class LRULayer(nn.Module):
     @torch.no_grad()
     def init_weights(self):
         # eigenvalues uniform on the ring r_min <= |lambda| <= r_max with phases in [0, max_phase] (Orvieto et al.)
-        n = self.hidden
+        h, n = self.hidden, self.state
         u1, u2 = torch.rand(n), torch.rand(n)
         radius_sq = u1 * (self.r_max ** 2 - self.r_min ** 2) + self.r_min ** 2
         self.nu_log.copy_(torch.log(-0.5 * torch.log(radius_sq)))
         self.theta_log.copy_(torch.log(self.max_phase * u2).clamp_min(-20))
         self.gamma_log.copy_(torch.log(torch.sqrt(1 - radius_sq)))
         for w in (self.B_re, self.B_im):
-            nn.init.normal_(w, 0.0, 1 / math.sqrt(2 * n))
+            nn.init.normal_(w, 0.0, 1 / math.sqrt(2 * h))  # over its inputs, u (H)
         for w in (self.C_re, self.C_im):
-            nn.init.normal_(w, 0.0, 1 / math.sqrt(n))
+            nn.init.normal_(w, 0.0, 1 / math.sqrt(n))  # over its inputs, the state (N)
         nn.init.normal_(self.D, 0.0, 1.0)
-        nn.init.normal_(self.glu.weight, 0.0, 1 / math.sqrt(n))
+        nn.init.normal_(self.glu.weight, 0.0, 1 / math.sqrt(h))
         nn.init.zeros_(self.glu.bias)
         self.norm.reset_parameters()
 
@@ -156,7 +167,8 @@ class ByteLRU(nn.Module):
         super().__init__()
         self.spec = spec
         self.embed = nn.Embedding(spec.vocab_size, spec.hidden)
-        self.layers = nn.ModuleList(LRULayer(spec.hidden, spec.dropout) for _ in range(spec.layers))
+        self.state = spec.inner or spec.hidden
+        self.layers = nn.ModuleList(LRULayer(spec.hidden, self.state, spec.dropout) for _ in range(spec.layers))
         self.ln_f = nn.LayerNorm(spec.hidden)
         self.drop = nn.Dropout(spec.dropout)
         self.decoder = nn.Linear(spec.hidden, spec.vocab_size)
@@ -172,7 +184,7 @@ class ByteLRU(nn.Module):
             layer.init_weights()
 
     def init_state(self, batch, device=None):
-        return torch.zeros(self.spec.layers, batch, self.spec.hidden, dtype=torch.complex64, device=device)
+        return torch.zeros(self.spec.layers, batch, self.state, dtype=torch.complex64, device=device)
 
     def forward(self, idx, state=None, parallel=None, keep=None, clamp=None):
         """idx (batch, T) -> logits (batch, T, vocab), state (layers, batch, N) complex. parallel: the scan
@@ -209,7 +221,7 @@ class LRURunner:
         self.kinds = {"cells": Kind(None, None)}
         self.cell_kind = "cells"
         self.unit_layout = "state real 0..N-1, imaginary N..2N-1"
-        self.units = 2 * model.spec.hidden
+        self.units = 2 * model.state
         self.device, self.dtype = model.decoder.weight.device, model.decoder.weight.dtype
 
     @torch.no_grad()

@@ -3,7 +3,10 @@ loading. What an architecture *is* lives in its own module, found through the re
 paper's rnn, lstm and gru in rnnlens.recurrent, the transformer and the LRU beyond the paper, and your own.
 
 Size is a parameter budget: every (arch, layers) gets the hidden size whose parameter count is closest to that of
-the 1-layer LSTM with `size` cells on the same vocabulary.
+the 1-layer LSTM with `size` cells on the same vocabulary. An architecture whose width alone cannot come within
+TOLERANCE of the budget (the transformer's steps by 8) owns a second width, spec.inner, which its module chooses for
+the budget (archs: inner_width). The models table refuses a built-in model outside the tolerance before training,
+and warns for one of your own architectures.
 """
 
 import logging
@@ -31,9 +34,13 @@ class ModelSpec:
     dropout: float = 0.0
     window: int = 0  # a windowed model's context in bytes (the transformer's); 0: none
     heads: int = 0  # the transformer's attention heads
+    inner: int = 0  # the architecture's second width (the transformer's MLP width, the LRU's state size); 0: default
 
     def to_dict(self):
-        return asdict(self)
+        spec = asdict(self)
+        if not spec["inner"]:
+            del spec["inner"]  # a model without a second width stores the spec it stored before there was one
+        return spec
 
 
 def model_id(arch, layers, size):
@@ -46,14 +53,32 @@ def budget_of(size, vocab_size):
     return 4 * size * (vocab_size + size) + 8 * size + size * vocab_size + vocab_size
 
 
-def count_parameters(arch, layers, hidden, vocab_size):
-    """Parameters of `arch` at that width: equals sum(p.numel()) of its model (its module's count_parameters)."""
-    return int(archs.load(arch).count_parameters(arch, layers, hidden, vocab_size))
+def count_parameters(arch, layers, hidden, vocab_size, inner=0):
+    """Parameters of `arch` at that width (and second width `inner`, 0: the architecture's default): equals
+    sum(p.numel()) of its model (its module's count_parameters)."""
+    module = archs.load(arch)
+    if inner:
+        return int(module.count_parameters(arch, layers, hidden, vocab_size, inner))
+    return int(module.count_parameters(arch, layers, hidden, vocab_size))
+
+
+# Every model's parameter count is within this fraction of its budget, or, where one unit of its finest width moves
+# the count by more than twice that (a single integer width at a small budget: the paper's recurrent models), as
+# close as that width can come (README, "Size is a parameter budget").
+TOLERANCE = 0.02
 
 
 def match_hidden_size(arch, layers, size, vocab_size, max_hidden=8192):
     """Hidden size of (arch, layers) whose parameter count is closest to the 1-layer LSTM with
     `size` cells; ties go to the smaller network. Returns (hidden, params, budget)."""
+    hidden, inner, params, budget = match_budget(arch, layers, size, vocab_size, max_hidden)
+    return hidden, params, budget
+
+
+def match_budget(arch, layers, size, vocab_size, max_hidden=8192):
+    """(hidden, inner, params, budget) of (arch, layers) at budget `size`: the width whose count at the
+    architecture's default shape is closest to the budget (ties: the smaller), then, for an architecture with
+    a second width, the one its module chooses for the rest of the budget (inner 0 for one without)."""
     budget = budget_of(size, vocab_size)
     best = None
     step = archs.width_step(arch)  # e.g. the transformer's widths are multiples of 8 for its heads
@@ -64,18 +89,51 @@ def match_hidden_size(arch, layers, size, vocab_size, max_hidden=8192):
             best = (key, hidden, params)
         if params > budget and best[1] < hidden:
             break  # counts grow with hidden: nothing further can be closer
-    return best[1], best[2], budget
+    hidden, params = best[1], best[2]
+    inner = archs.inner_width(arch, layers, hidden, vocab_size, budget)
+    if inner:
+        params = count_parameters(arch, layers, hidden, vocab_size, inner)
+    return hidden, inner, params, budget
+
+
+def allowed_deviation(arch, layers, hidden, vocab_size, budget, inner=0):
+    """The largest |params - budget| accepted: TOLERANCE of the budget, or half of what one unit of the finest
+    width (inner where the architecture has one, else hidden) changes the count by, if that is more."""
+    def count(h, i=0):
+        return count_parameters(arch, layers, h, vocab_size, i)
+
+    if inner:
+        unit = count(hidden, inner + 1) - count(hidden, inner)
+    else:
+        unit = max(count(hidden + 1) - count(hidden), count(hidden) - count(hidden - 1) if hidden > 1 else 0)
+    return max(TOLERANCE * budget, unit / 2)
 
 
 def models_table(corpus, vocab_size, arch_names, layers_list, sizes):
+    """One row per grid point: its widths, parameters, budget and deviation (params - budget, and in percent of
+    the budget). A built-in model outside the tolerance is an InputError; one of your own architectures, a
+    warning (its module may have no way to come closer; the deviation column shows it)."""
     rows = []
     for size in sizes:
         for arch in arch_names:
             for layers in layers_list:
-                hidden, params, budget = match_hidden_size(arch, layers, size, vocab_size)
-                rows.append({"corpus": corpus, "model": model_id(arch, layers, size), "arch": arch,
-                             "layers": layers, "size": size, "hidden": hidden, "params": params,
-                             "budget": budget, "params_vs_budget": round(params / budget, 4)})
+                hidden, inner, params, budget = match_budget(arch, layers, size, vocab_size)
+                deviation = params - budget
+                allowed = allowed_deviation(arch, layers, hidden, vocab_size, budget, inner)
+                model = model_id(arch, layers, size)
+                if abs(deviation) > allowed:
+                    problem = (f"{model}: {params:,} parameters, {100 * deviation / budget:+.1f}% off its budget of "
+                               f"{budget:,} (tolerance {100 * allowed / budget:.1f}%) on a vocabulary of {vocab_size}")
+                    if arch in archs.BUILTIN:
+                        raise InputError(f"{problem}: no width of {arch} comes closer at this size; use a larger "
+                                         "size or fewer layers")
+                    log.warning(f"{problem}: its parameters are not matched to the others'; give its module "
+                                "a finer width_step or an inner_width (README, 'Your own architecture')")
+                rows.append({"corpus": corpus, "model": model, "arch": arch,
+                             "layers": layers, "size": size, "hidden": hidden, "inner": inner, "params": params,
+                             "budget": budget, "params_vs_budget": round(params / budget, 4),
+                             "deviation": deviation, "deviation_pct": round(100 * deviation / budget, 2),
+                             "tolerance_pct": round(100 * allowed / budget, 2)})
     return rows
 
 

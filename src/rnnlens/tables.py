@@ -75,7 +75,9 @@ def table1(prediction_paths, models_csvs, paper_names=None, seed_prediction_path
     df["paper_test_loss_recalled"] = paper
     df["difference"] = [round(ours - p, 4) if p is not None else None for ours, p in zip(df.test_loss, paper)]
     df = df.sort_values(["corpus", "size", "arch", "layers"], key=lambda s: s.map(arch_rank) if s.name == "arch" else s)
-    columns = ["corpus", "model", "arch", "layers", "size", "hidden", "params", "test_loss",
+    if "deviation_pct" not in df:  # a models table made before it had one
+        df["deviation_pct"] = None
+    columns = ["corpus", "model", "arch", "layers", "size", "hidden", "params", "deviation_pct", "test_loss",
                "paper_test_loss_recalled", "difference", "best_val_loss", "epochs", "dropout",
                "dropout_tried", "converged", "dyn_flag"]
     if seed_prediction_paths:
@@ -120,6 +122,14 @@ def _dynamic_flag(row, df):
 def _tried_several(row):
     """Was this model's dropout chosen on validation among several values?"""
     return isinstance(row.dropout_tried, str) and "," in row.dropout_tried
+
+
+def _deviation(row):
+    """params - budget in percent of the budget, e.g. '-0.05%' ('–' for a models table without it)."""
+    value = getattr(row, "deviation_pct", None)
+    if value is None or pd.isna(value):
+        return "–"
+    return f"{value:+.2f}%"
 
 
 def _fmt(value, digits=3):
@@ -167,8 +177,8 @@ SEEDS_NOTE = ("With several training seeds a cell reads mean ± sd (n=seeds): th
 
 def table1_markdown(df):
     """Per corpus: a grid like the paper's (rows: size; columns: arch x layers; 'ours (paper)' where the paper
-    has values for the corpus), then the long table with parameter counts. Unconverged models are marked, and
-    the dropout chosen on validation is shown where several values were tried."""
+    has values for the corpus), then the long table with parameter counts and their deviation from the budget.
+    Unconverged models are marked, and the dropout chosen on validation is shown where several values were tried."""
     lines = ["# Table 1: test cross-entropy (nats per character)", "",
              "Lower is better. d = the dropout chosen on validation where several were tried.", ""]
     seeds = "n_seeds" in df and any(_several_seeds(r) for r in df.itertuples())
@@ -207,9 +217,9 @@ def table1_markdown(df):
         flagged = [r for r in group.itertuples() if _dyn_flagged(r)]
         if flagged:
             lines += [DYN_FLAG_NOTE, ""] + [f"- {r.model}: {r.dyn_flag}" for r in flagged] + [""]
-        lines += ["| model | hidden | params | test loss | paper (recalled) | difference | epochs | converged "
-                  "| dropout (tried) |" + (" seeds: mean ± sd (n) | 95% interval |" if seeds else ""),
-                  "|---|---|---|---|---|---|---|---|---|" + ("---|---|" if seeds else "")]
+        lines += ["| model | hidden | params | vs budget | test loss | paper (recalled) | difference | epochs "
+                  "| converged | dropout (tried) |" + (" seeds: mean ± sd (n) | 95% interval |" if seeds else ""),
+                  "|---|---|---|---|---|---|---|---|---|---|" + ("---|---|" if seeds else "")]
         for r in group.itertuples():
             converged = {True: "yes", False: f"no {UNCONVERGED_MARK}"}.get(
                 {"True": True, "False": False}.get(str(r.converged), None), "–")
@@ -220,7 +230,7 @@ def table1_markdown(df):
             if seeds:
                 interval = f"{_fmt(r.ci95_lo)}–{_fmt(r.ci95_hi)}" if _several_seeds(r) else "–"
                 over_seeds = f" {_ours(r) if _several_seeds(r) else '–'} | {interval} |"
-            lines.append(f"| {r.model} | {r.hidden} | {r.params:,} | {_fmt(r.test_loss, 4)}{mark} | "
+            lines.append(f"| {r.model} | {r.hidden} | {r.params:,} | {_deviation(r)} | {_fmt(r.test_loss, 4)}{mark} | "
                          f"{_fmt(r.paper_test_loss_recalled)} | {_fmt(r.difference, 4)} | {r.epochs} | {converged} "
                          f"| {dropout} |" + over_seeds)
         lines.append("")

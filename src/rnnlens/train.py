@@ -590,8 +590,10 @@ def run_train(args):
     table = pd.read_csv(args.models_table).set_index("model")
     if args.model not in table.index:
         raise InputError(f"model {args.model} is not in {args.models_table}; add its arch/layers/size to the grid")
-    spec = ModelSpec(arch, layers, int(table.loc[args.model, "hidden"]), corpus.vocab_size, cfg.dropout,
-                     **archs.spec_options(arch, asdict(cfg)))
+    row = table.loc[args.model]
+    inner = int(row["inner"]) if "inner" in row and pd.notna(row["inner"]) else 0  # a table without: none
+    spec = ModelSpec(arch, layers, int(row["hidden"]), corpus.vocab_size, cfg.dropout,
+                     **archs.spec_options(arch, asdict(cfg)), inner=inner)
     meta = {"model_id": args.model, "corpus": corpus.name, "size_label": size,
             "code_fingerprint": args.code_fingerprint}
     return train(cfg, corpus, spec, args.out_model, args.out_history, args.checkpoint, meta=meta,

@@ -1,6 +1,11 @@
 """A small causal byte-level transformer decoder, in the manner of nanoGPT: token embedding, `layers` pre-norm
-blocks (LayerNorm -> multi-head causal self-attention -> residual; LayerNorm -> 4x GELU MLP -> residual), a final
+blocks (LayerNorm -> multi-head causal self-attention -> residual; LayerNorm -> GELU MLP -> residual), a final
 LayerNorm and a linear decoder.
+
+The MLP's width is the model's second width (spec.inner; 0: 4 x hidden, nanoGPT's). The width steps by 8 so that
+the heads divide it, and at small budgets one step moves the count too far (with a 4x MLP, transformer-1x64 on War
+and Peace was 7.8% over its budget), so `inner_width` sets the MLP width that brings the count to the budget: the
+widths matched to a budget keep the MLP near 4x and come within a fraction of a percent of it.
 
 Positions are given by rotary embeddings (RoPE) on queries and keys: no parameters, so the parameter count (and
 the width matched to a budget) does not depend on the context window, and the model reads any input of at most
@@ -12,7 +17,7 @@ every byte up to `window` bytes of real preceding text with strided windows
 (rnnlens.evaluate.predict_rows_windowed), as it does any model with a `window`.
 
 Interventions (rnnlens.interventions) clamp the internals' units: a unit of the residual stream after a block
-(0..H-1) or an MLP neuron after its GELU (H..5H-1), held at every position of every window it is evaluated in. There
+(0..H-1) or an MLP neuron after its GELU (H..H+M-1, M its MLP width), held at every position of every window it is evaluated in. There
 is no recurrence to clamp: a held unit acts on every position's activation in its window, and every later position
 reads it through attention, every later block through the residual stream.
 """
@@ -61,6 +66,19 @@ def width_step(arch):
     return WIDTH_MULTIPLE
 
 
+def inner_width(arch, layers, hidden, vocab_size, budget):
+    """The MLP width (at least 1) whose count at this width is closest to the budget; ties: the smaller. Any
+    integer: its neurons are not split among the heads."""
+    per_neuron = layers * (2 * hidden + 1)  # the count is base + per_neuron x MLP width
+    base = count_parameters(arch, layers, hidden, vocab_size, 1) - per_neuron
+    low = max(1, (budget - base) // per_neuron)
+    return min((low, low + 1), key=lambda m: (abs(base + per_neuron * m - budget), m))
+
+
+def mlp_width(spec):
+    return spec.inner or MLP_RATIO * spec.hidden
+
+
 def style(arch):
     return {"colormap": "Reds", "marker": "P"}
 
@@ -69,10 +87,10 @@ def describe(arch):
     return "a transformer"
 
 
-def count_parameters(arch, layers, hidden, vocab_size):
+def count_parameters(arch, layers, hidden, vocab_size, inner=0):
     """Equals sum(p.numel()) of ByteTransformer: embedding, per block two LayerNorms, qkv and output projections,
-    the MLP, then the final LayerNorm and the decoder (all with biases)."""
-    d, m = hidden, MLP_RATIO * hidden
+    the MLP (width `inner`; 0: 4 x hidden), then the final LayerNorm and the decoder (all with biases)."""
+    d, m = hidden, inner or MLP_RATIO * hidden
     block = 2 * 2 * d + (3 * d * d + 3 * d) + (d * d + d) + (d * m + m) + (m * d + d)
     return vocab_size * d + layers * block + 2 * d + d * vocab_size + vocab_size
 
@@ -89,15 +107,15 @@ def rotary(x, base=10000.0):
 
 
 class Block(nn.Module):
-    def __init__(self, hidden, heads, dropout):
+    def __init__(self, hidden, heads, dropout, mlp):
         super().__init__()
         self.heads = heads
         self.ln1 = nn.LayerNorm(hidden)
         self.qkv = nn.Linear(hidden, 3 * hidden)
         self.proj = nn.Linear(hidden, hidden)
         self.ln2 = nn.LayerNorm(hidden)
-        self.fc = nn.Linear(hidden, MLP_RATIO * hidden)
-        self.out = nn.Linear(MLP_RATIO * hidden, hidden)
+        self.fc = nn.Linear(hidden, mlp)
+        self.out = nn.Linear(mlp, hidden)
         self.drop = nn.Dropout(dropout)
         self.dropout = dropout
 
@@ -110,7 +128,7 @@ class Block(nn.Module):
 
     def forward(self, x, keep=None, hold=None):
         """keep: a list that receives the MLP neurons (after GELU), for internals. hold: (units, values) of a
-        clamp in the internals' layout (residual stream after the block 0..H-1, MLP neurons H..5H-1), values (units,)
+        clamp in the internals' layout (residual stream after the block 0..H-1, MLP neurons H..H+M-1), values (units,)
         or (batch, time, units), written in at every position before anything reads them."""
         x = x + self.attention(self.ln1(x))
         neurons = F.gelu(self.fc(self.ln2(x)))
@@ -146,7 +164,9 @@ class ByteTransformer(nn.Module):
         self.spec = spec
         self.window = spec.window
         self.embed = nn.Embedding(spec.vocab_size, spec.hidden)
-        self.blocks = nn.ModuleList(Block(spec.hidden, spec.heads, spec.dropout) for _ in range(spec.layers))
+        self.mlp = mlp_width(spec)
+        self.blocks = nn.ModuleList(Block(spec.hidden, spec.heads, spec.dropout, self.mlp)
+                                    for _ in range(spec.layers))
         self.ln_f = nn.LayerNorm(spec.hidden)
         self.drop = nn.Dropout(spec.dropout)
         self.decoder = nn.Linear(spec.hidden, spec.vocab_size)
@@ -168,7 +188,7 @@ class ByteTransformer(nn.Module):
 
     def forward(self, idx, state=None, keep=None, clamp=None):
         """idx (batch, time) with time <= window -> logits (batch, time, vocab), None (no carried state).
-        keep: a list that receives per block {"resid": (batch, time, hidden), "mlp": (batch, time, 4 hidden)}.
+        keep: a list that receives per block {"resid": (batch, time, hidden), "mlp": (batch, time, MLP width)}.
         clamp: {block (from 0): (units, values)} held at every position (Block.forward's hold)."""
         if idx.shape[1] > self.window:
             raise ValueError(f"input of {idx.shape[1]} bytes is longer than the transformer's window {self.window}; "
@@ -184,10 +204,10 @@ class ByteTransformer(nn.Module):
 
 @torch.no_grad()
 def windowed_internals(model, corpus, rows, stride=None, batch=64):
-    """Per-layer activations (residual stream after the block, then its MLP neurons: 5 x hidden units) after
+    """Per-layer activations (residual stream after the block, then its MLP neurons: hidden + MLP width units) after
     reading each position of the rows (rows in split order), each from at most `window` bytes ending at it, with
     the windows of evaluation moved one byte on. Yields (pos, acts): pos (windows, stride) split indices (-1:
-    padding), acts a list over layers of (windows, stride, 5 hidden)."""
+    padding), acts a list over layers of (windows, stride, hidden + MLP width)."""
     window = model.window
     stride = stride or max(1, window // 2)
     blocks = window_blocks(rows, window, stride)
@@ -203,7 +223,7 @@ def windowed_internals(model, corpus, rows, stride=None, batch=64):
             keep = []
             model(encoded[index].to(next(model.parameters()).device), keep=keep)
             pos = np.full((len(part), stride), -1, dtype=np.int64)
-            acts = [torch.zeros(len(part), stride, 5 * model.spec.hidden) for _ in keep]
+            acts = [torch.zeros(len(part), stride, model.spec.hidden + model.mlp) for _ in keep]
             for row, (_, _, first, n, out) in enumerate(part):
                 pos[row, :n] = out + np.arange(n)
                 for k, layer in enumerate(keep):
@@ -214,7 +234,8 @@ def windowed_internals(model, corpus, rows, stride=None, batch=64):
 
 class WindowedRunner:
     """Internals of a ByteTransformer for rnnlens.internals: per layer the residual stream after the block (units
-    0..H-1) then its MLP neurons (H..5H-1), each position read from the windows of evaluation moved one byte on.
+    0..H-1) then its M MLP neurons (H..H+M-1), each position read from the windows of evaluation moved one byte
+    on.
 
     For interventions, run(idx, None, clamp) reads one window (batch, time <= window) from its start, with the
     held units written in at every position of it; there is no state to carry (it returns None), and logits()
@@ -224,11 +245,11 @@ class WindowedRunner:
     supports_clamp = True
     kinds = {"cells": Kind(None, None)}
     cell_kind = "cells"
-    unit_layout = "residual stream 0..H-1, MLP neurons H..5H-1"
-
     def __init__(self, model):
         self.model = model.eval()
-        self.units = 5 * model.spec.hidden
+        self.units = model.spec.hidden + model.mlp
+        hidden = model.spec.hidden
+        self.unit_layout = f"residual stream 0..{hidden - 1}, MLP neurons {hidden}..{self.units - 1}"
 
     def stream(self, corpus, rows, warmup=0, chunk=0):
         for pos, acts in windowed_internals(self.model, corpus, rows):
