@@ -36,11 +36,14 @@ def test_transformer_window_and_dynamic_models_are_checked(config):
     config["grid"]["arch"] = ["lstm", "transformer"]
     config["training_overrides"] = {"transformer": {"window": 64, "optimizer": "adamw"}}
     config["evaluation"] = {"dynamic": {"lr": 0.003, "models": ["lstm-1x64", "lru-1x64"]}}
+    config["analysis"]["cell_effects"] = {"features": ["in_dquote"], "models": ["gru-1x64"]}
     msg = _error(config)
+    assert "analysis.cell_effects.models: gru-1x64 is not a model of the grid" in msg
     assert "training.window" in msg and "transformer-1x64" in msg and "seq_len 100" in msg
     assert "evaluation.dynamic.models: lru-1x64 is not a model of the grid" in msg
     config["training_overrides"]["transformer"]["window"] = 128
     config["evaluation"]["dynamic"]["models"] = ["lstm-1x64"]
+    config["analysis"]["cell_effects"]["models"] = ["transformer-1x64"]
     check_config(config, SCHEMA)
     config["training_overrides"]["transformer"]["heads"] = 3
     assert "heads" in _error(config)

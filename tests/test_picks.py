@@ -102,3 +102,7 @@ def test_a_dry_run_plans_every_picking_analysis_with_its_pick(tmp_path):
     for command in ("perchar", "brackets --data", "small-vs-large", "oracles --data"):
         assert any(f"rnnlens {command}" in c and "--table1 results/demo/table1.csv --pick lstm --candidates" in c
                    for c in commands), command
+    # the demo also asks whether its best cells matter: cell effects of its two 2-layer models
+    effects = [line for line in proc.stdout.splitlines() if "rnnlens cell-effects" in line]
+    assert len(effects) == 1 and "--model-ids lstm-2x64 gru-2x64 " in effects[0], effects
+    assert "results/tables/cell_effects_demo.csv" in effects[0] and "results/figures/demo/cell_effects.png" in effects[0]

@@ -132,6 +132,10 @@ def semantic_problems(config, base_dir="."):
     for model in dynamic.get("models", []):
         if model not in models:
             problems.append(f"evaluation.dynamic.models: {model} is not a model of the grid ({', '.join(models)})")
+    effects = ((config.get("analysis") or {}).get("cell_effects") or {})
+    for model in effects.get("models", []):
+        if model not in models:
+            problems.append(f"analysis.cell_effects.models: {model} is not a model of the grid ({', '.join(models)})")
     problems += dynamics_problems(config, models)
     for n in config.get("ngram", {}).get("orders", []):
         if n + 1 > KENLM_MAX_ORDER:

@@ -90,6 +90,7 @@ ORACLES = ANALYSIS["oracles"]
 INTERNALS = ANALYSIS["internals"]
 DYNAMICS = ANALYSIS["dynamics"]
 CELL_EFFECTS = ANALYSIS["cell_effects"]
+CELL_EFFECT_MODELS = CELL_EFFECTS["models"] or MODELS
 REFERENCE_NGRAM = ANALYSIS.get("reference_ngram", max(NGRAM_ORDERS, default=0))
 ORACLE_NGRAMS = [n for n in ORACLES["ngram_orders"] if n in NGRAM_ORDERS]
 DYNAMICS_NNN = [n for n in DYNAMICS["nnn_orders"] if n in NNN_ORDERS]

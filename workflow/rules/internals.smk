@@ -124,7 +124,9 @@ rule best_cells:
 # of its layer; models whose architecture cannot clamp its units yet are left out (the log says so).
 rule cell_effects:
     input:
-        models=expand("results/{{corpus}}/models/{model}/model.pt", model=MODELS),
+        models=expand(
+            "results/{{corpus}}/models/{model}/model.pt", model=CELL_EFFECT_MODELS
+        ),
         best="results/tables/best_cells_{corpus}.csv",
         data=DATA_JSON,
     output:
@@ -152,7 +154,7 @@ rule cell_effects:
         mem_mb=4000,
         runtime=240,
     params:
-        ids=MODELS,
+        ids=CELL_EFFECT_MODELS,
         features=",".join(CELL_EFFECTS["features"]),
         controls=CELL_EFFECTS["controls"],
         max_positions=CELL_EFFECTS["max_positions"],
