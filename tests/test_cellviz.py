@@ -5,11 +5,10 @@ import pytest
 from matplotlib.image import imread
 
 from rnnlens.cells import score_cells, write_excerpts
-from rnnlens.cellviz import colour, colour_scale, draw_model_cells, layout
+from rnnlens.cellviz import CHAR_WIDTH as CW, ROW_HEIGHT as RH, colour, colour_scale, draw_model_cells, layout
 from rnnlens.features import compute_features
 
 DPI = 110  # draw_model_cells saves at this resolution
-CW, RH = 0.105, 0.19  # inches per character cell (cellviz.draw_cell_figure)
 
 
 def nested_code(repeats=12):

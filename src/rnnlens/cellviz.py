@@ -93,6 +93,23 @@ def colour_scale(raw, cell_state):
     return (lambda r: np.clip(2 * (np.asarray(r, dtype=np.float64) - lo) / (hi - lo) - 1, -1, 1)), sentence
 
 
+FONT_SIZE = 10
+# DejaVu Sans Mono advances every glyph by 1233/2048 em, so one character cell that wide lets each row be drawn as
+# one text (a few dozen artists per picture instead of one per character, which made drawing the slowest step)
+CHAR_WIDTH = FONT_SIZE * 1233 / 2048 / 72  # inches
+ROW_HEIGHT = 0.19  # inches
+
+
+def row_strings(data, rows, cols, n_rows, width, grey):
+    """Per row, the row's glyphs at their columns (spaces elsewhere): grey=False the printable ASCII, grey=True
+    the drawn glyphs of newlines, tabs and other bytes."""
+    lines = [[" "] * width for _ in range(n_rows)]
+    for r, c, byte in zip(rows, cols, data):
+        if (int(byte) in GLYPHS or not 33 <= byte < 127) == grey:
+            lines[r][c] = glyph(byte)
+    return ["".join(line).rstrip() for line in lines]
+
+
 def draw_cell_figure(data, values, caption, width=100, scale_note=None):
     import matplotlib
 
@@ -103,7 +120,7 @@ def draw_cell_figure(data, values, caption, width=100, scale_note=None):
 
     rows, cols = layout(data, width)
     n_rows = int(rows.max()) + 1 if len(rows) else 1
-    cw, rh = 0.105, 0.19  # inches per character cell at fontsize 8.5
+    cw, rh = CHAR_WIDTH, ROW_HEIGHT
     top = 0.95 if scale_note else 0.6  # inches above the text for the caption (and the scale)
     height = n_rows * rh + top + 0.1
     fig = plt.figure(figsize=(width * cw + 0.4, height))
@@ -113,11 +130,11 @@ def draw_cell_figure(data, values, caption, width=100, scale_note=None):
     ax.axis("off")
     rects = [Rectangle((c, r), 1, 1) for r, c in zip(rows, cols)]
     ax.add_collection(PatchCollection(rects, facecolors=colour(values), edgecolors="none"))
-    for r, c, byte in zip(rows, cols, data):
-        g = glyph(byte)
-        if g != " ":
-            ax.text(c + 0.5, r + 0.55, g, ha="center", va="center", family="DejaVu Sans Mono", fontsize=8.5,
-                    color="0.35" if byte in GLYPHS or not 33 <= byte < 127 else "black")
+    for grey in (False, True):
+        for r, line in enumerate(row_strings(data, rows, cols, n_rows, width, grey)):
+            if line.strip():
+                ax.text(0, r + 0.55, line, ha="left", va="center", family="DejaVu Sans Mono", fontsize=FONT_SIZE,
+                        color="0.35" if grey else "black")
     fig.text(0.5, 1 - 0.25 / height, caption, ha="center", va="center", fontsize=9)
     if scale_note:
         fig.text(0.5, 1 - 0.6 / height, scale_note, ha="center", va="center", fontsize=8, color="0.25")
