@@ -197,3 +197,11 @@ def test_table1_over_two_seeds(workdir):
     # extra seeds are kept out of the analyses' predictions/*.parquet
     assert sorted(p.name for p in (workdir / "results/toy/predictions").glob("*.parquet")) == [
         "gru-1x8.parquet", "lstm-1x8.parquet"]
+    # the training curves read every seed's history, one label per model (drawn as the mean and the seeds' band)
+    printed = subprocess.run([str(Path(sys.executable).parent / "snakemake"), "results/figures/training_curves_toy.png",
+                              "-n", "-p", "--configfile", "tiny.yaml"], cwd=workdir, env=run_env(),
+                             capture_output=True, text=True, timeout=600).stdout
+    command = next(line for line in printed.splitlines() if "rnnlens curves" in line)
+    for model in ("lstm-1x8", "gru-1x8"):
+        assert f"results/toy/models/{model}/history.csv results/toy/models/{model}/seed-2/history.csv" in command
+    assert "--labels lstm-1x8 lstm-1x8 gru-1x8 gru-1x8 " in command

@@ -77,9 +77,14 @@ rule models_report:
         "cp {input} {output} 2> {log}"
 
 
+# with several seeds, every seed's history: one label per model, drawn as the mean with the seeds' range as a band
 rule training_curves:
     input:
-        expand("results/{{corpus}}/models/{model}/history.csv", model=MODELS),
+        [
+            f"results/{{corpus}}/models/{model}/{seed_folder}history.csv"
+            for model in MODELS
+            for seed_folder in [""] + [f"seed-{s}/" for s in EXTRA_SEEDS]
+        ],
     output:
         report(
             "results/figures/training_curves_{corpus}.png",
@@ -95,7 +100,7 @@ rule training_curves:
         mem_mb=2000,
         runtime=10,
     params:
-        labels=MODELS,
+        labels=[model for model in MODELS for _ in SEEDS],
         n_models=len(MODELS),
         code=fingerprint("curves"),
     shell:
