@@ -1,4 +1,5 @@
 """The analyses pick their models from Table 1 themselves: a failing pick fails the analysis, its message in the log."""
+import argparse
 import subprocess
 import sys
 
@@ -9,7 +10,7 @@ import pytest
 from conftest import ROOT, markov_text, run_env
 from rnnlens.cli import main
 from rnnlens.corpus import PreparedCorpus
-from rnnlens.picks import pick_model
+from rnnlens.picks import one_of, pick_model
 from rnnlens.predictions import write_predictions
 
 # corpus toy: two LSTM sizes and a GRU; the 12-unit LSTM is the best LSTM
@@ -54,6 +55,33 @@ def test_the_analyses_resolve_their_picks(models, tmp_path):
                  "--fig-out", str(tmp_path / "s.png")]) == 0
     table = pd.read_csv(tmp_path / "s.csv")
     assert {"lstm-1x8", "lstm-1x12"} <= set(table.astype(str).stack())
+
+
+def test_a_picked_model_with_several_seeds_brings_every_seed_to_the_comparisons(models, tmp_path):
+    """training.seeds: a further seed's predictions (predictions/seeds/...) carry the same model id; the error
+    breakdown and the per-character gains read every seed of the picked model, the documented seed's file first."""
+    data, table1, paths = models
+    seeds_dir = tmp_path / "seeds" / "lstm-1x12"
+    seeds_dir.mkdir(parents=True)
+    seed2 = seeds_dir / "seed-2.parquet"
+    target = PreparedCorpus.load(data).split("test")
+    write_predictions(seed2, target, np.random.default_rng(2).uniform(0.05, 1, len(target)),
+                      np.random.default_rng(3).integers(0, 256, len(target)), meta={"model": "lstm-1x12", "corpus": "toy"})
+    candidates = [str(seed2)] + [str(paths[m]) for m, *_ in TABLE1]  # the further seed listed first on purpose
+    args = argparse.Namespace(table1=str(table1), pick="lstm", candidates=candidates)
+    assert one_of(args, "a", None) == str(paths["lstm-1x12"])  # one model, one file: the documented seed's
+    assert one_of(args, "a", None, every_seed=True) == [str(paths["lstm-1x12"]), str(seed2)]
+    pick = ["--table1", str(table1), "--pick", "lstm", "--candidates", *candidates]
+    assert main(["perchar", *pick, "--b", str(paths["ngram-2"]), "--csv-out", str(tmp_path / "pc.csv"),
+                 "--fig-out", str(tmp_path / "pc.png"), "--overlap-out", str(tmp_path / "pc.json")]) == 0
+    two = pd.read_csv(tmp_path / "pc.csv")
+    assert main(["perchar", "--a", str(paths["lstm-1x12"]), "--b", str(paths["ngram-2"]), "--csv-out",
+                 str(tmp_path / "one.csv"), "--fig-out", str(tmp_path / "one.png"), "--overlap-out",
+                 str(tmp_path / "one.json")]) == 0
+    one = pd.read_csv(tmp_path / "one.csv")
+    assert set(two.seeds_a) == {2} and set(one.seeds_a) == {1}
+    # the two seeds' mean p differs from the documented seed's alone
+    assert not np.allclose(two.sort_values("byte")["mean_p_a"].to_numpy(), one.sort_values("byte")["mean_p_a"].to_numpy())
 
 
 def test_a_failing_pick_fails_the_job_with_its_message_in_the_log(models, tmp_path):

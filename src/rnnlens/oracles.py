@@ -601,7 +601,7 @@ def add_oracles_arguments(parser):
 def run_oracles(args):
     """Error analysis by oracles (peeling the onion) for one model: CSV + Fig. 6 style chart, with bootstrap
     intervals over test positions (and over seeds, given several files of the model)."""
-    chosen = one_of(args, "predictions", args.predictions)
+    chosen = one_of(args, "predictions", args.predictions, every_seed=True)
     paths = [chosen] if isinstance(chosen, (str, Path)) else list(chosen)
     if args.resamples < 1:
         raise OracleError("--resamples must be >= 1")

@@ -200,7 +200,7 @@ def add_perchar_arguments(parser):
 
 
 def run_perchar(args):
-    a = one_of(args, "a", args.a)
+    a = one_of(args, "a", args.a, every_seed=True)
     args.a = [a] if isinstance(a, (str, Path)) else list(a)
     if args.resamples < 1:
         raise InputError("--resamples must be >= 1")

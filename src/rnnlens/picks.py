@@ -68,19 +68,23 @@ def add_pick_options(parser, picks):
 
 
 def _candidates(paths):
-    """{model id: path} and the corpus of predictions files (all of one corpus)."""
+    """{model id: [paths]} and the corpus of predictions files (all of one corpus). Several files of one model id
+    are its training seeds (training.seeds), the documented seed's first: the one outside a `seeds/` folder."""
     by_model, corpora = {}, set()
     for path in paths:
         meta = read_meta(path)
-        by_model[meta.get("model") or Path(path).stem] = path
+        by_model.setdefault(meta.get("model") or Path(path).stem, []).append(path)
         corpora.add(meta.get("corpus"))
     if len(corpora) != 1:
         raise InputError(f"--candidates hold predictions of corpora {sorted(map(str, corpora))}; give one corpus's")
+    for files in by_model.values():
+        files.sort(key=lambda path: "seeds" in Path(path).parts)  # stable: the documented seed's file first
     return by_model, corpora.pop()
 
 
-def picked(args, every_arch=False, size="any"):
-    """The predictions paths of the models `args.pick` chooses (see add_pick_options); a list."""
+def picked(args, every_arch=False, size="any", every_seed=False):
+    """The predictions paths of the models `args.pick` chooses (see add_pick_options); a list, one path per model
+    (its documented seed's), or with every_seed one list of paths per model (every seed among the candidates)."""
     if not (args.table1 and args.candidates):
         raise InputError("--pick needs --table1 (to choose by) and --candidates (the predictions to choose from)")
     by_model, corpus = _candidates(args.candidates)
@@ -90,15 +94,17 @@ def picked(args, every_arch=False, size="any"):
     if missing:
         raise InputError(f"{args.table1} picks {', '.join(missing)} for {corpus}, but no --candidates file holds its "
                          "predictions; Table 1 is older than the grid: rerun the workflow")
-    log.info(f"picked from {args.table1}: {', '.join(models)}")
-    return [by_model[m] for m in models]
+    shown = [f"{m} ({len(by_model[m])} seeds)" if every_seed and len(by_model[m]) > 1 else m for m in models]
+    log.info(f"picked from {args.table1}: {', '.join(shown)}")
+    return [by_model[m] if every_seed else by_model[m][0] for m in models]
 
 
-def one_of(args, name, given, size="any"):
-    """The predictions path given as --`name`, or else the one --pick chooses; exactly one of them."""
+def one_of(args, name, given, size="any", every_seed=False):
+    """The predictions given as --`name`, or else the model --pick chooses (with every_seed: the list of its
+    seeds' files, as several files of one model given by hand are); exactly one of them."""
     if bool(given) == bool(args.pick):
         raise InputError(f"give either --{name} PARQUET or --pick ARCH with --table1 and --candidates")
-    return given or picked(args, size=size)[0]
+    return given or picked(args, size=size, every_seed=every_seed)[0]
 
 
 # --- the `pick` command ---------------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ rule error_breakdown:
         data=DATA_JSON,
         table1="results/{corpus}/table1.csv",
         predictions=corpus_predictions,
+        seed_predictions=corpus_seed_predictions,
         ngram=oracle_ngrams,
     output:
         png=report(
@@ -48,9 +49,13 @@ rule error_breakdown:
         corpus=corpus_digest,
         code=fingerprint("oracles"),
     shell:
-        "python -m rnnlens oracles --data {input.data} --table1 {input.table1} --pick lstm"
-        " --candidates {input.predictions} --ngram {input.ngram}"
-        " {params.options} --csv-out {output.csv} --fig-out {output.png} > {log} 2>&1"
+        (
+            "python -m rnnlens oracles --data {input.data} --table1 {input.table1} --pick lstm"
+            " --candidates {input.predictions}"
+            + SEED_CANDIDATES_ARG
+            + " --ngram {input.ngram}"
+            " {params.options} --csv-out {output.csv} --fig-out {output.png} > {log} 2>&1"
+        )
 
 
 rule small_vs_large:
@@ -88,6 +93,7 @@ rule perchar:
     input:
         table1="results/{corpus}/table1.csv",
         predictions=corpus_predictions,
+        seed_predictions=corpus_seed_predictions,
         ngram=f"results/{{corpus}}/predictions/ngram-{REFERENCE_NGRAM}.parquet",
     output:
         png=report(
@@ -110,9 +116,12 @@ rule perchar:
         min_count=ANALYSIS["perchar_min_count"],
         code=fingerprint("perchar"),
     shell:
-        "python -m rnnlens perchar --table1 {input.table1} --pick lstm --candidates {input.predictions}"
-        " --b {input.ngram} --min-count {params.min_count}"
-        " --csv-out {output.csv} --fig-out {output.png} --overlap-out {output.overlap} > {log} 2>&1"
+        (
+            "python -m rnnlens perchar --table1 {input.table1} --pick lstm --candidates {input.predictions}"
+            + SEED_CANDIDATES_ARG
+            + " --b {input.ngram} --min-count {params.min_count}"
+            " --csv-out {output.csv} --fig-out {output.png} --overlap-out {output.overlap} > {log} 2>&1"
+        )
 
 
 rule brackets:

@@ -192,6 +192,15 @@ SEED_PREDICTIONS_ARG = (
 )
 
 
+def corpus_seed_predictions(wildcards):
+    return seed_predictions([wildcards.corpus])
+
+
+# The analyses that compare a picked model with another predictor (the error breakdown, per-character gains) read
+# every seed of the picked model when there are several: the further seeds join the candidates.
+SEED_CANDIDATES_ARG = " {input.seed_predictions}" if EXTRA_SEEDS else ""
+
+
 def model_grid_args(wildcards):
     """models-table arguments for the one grid point of wildcards.model (e.g. lstm-2x128)."""
     arch, layers, size = parse_model_id(wildcards.model)
