@@ -402,6 +402,23 @@ def memory_vs_breakdown(results, model):
 
 # ------------------------------------------------------------------------------ docs/results: the reference run
 
+@block("demo_time")
+def demo_time(results):
+    """The README's two commands timed from a clean clone (bench/bench_demo.sh -> demo_time.csv)."""
+    t = results.required("demo_time.csv").set_index("step")
+
+    def minutes(step):
+        return f"{float(t.loc[step, 'seconds']) / 60:.0f} min"
+
+    jobs = str(t.loc["workflow", "note"]).rsplit(": ", 1)[-1]
+    text = (f"`make demo` took {minutes('make_demo')} from a clean clone on {int(t.loc['cores', 'seconds'])} cores: "
+            f"set-up {minutes('setup')}, the workflow {minutes('workflow')} ({jobs}), the report {minutes('report')}")
+    test = t.loc["make_test"]
+    if pd.notna(test["seconds"]):
+        text += f"; `make test` after it, in the same clone, {str(test['note']).rsplit(': ', 1)[-1]} in {minutes('make_test')}"
+    return text + "."
+
+
 @block("reference_epochs")
 def reference_epochs(results):
     """'all 9 models stopped at max_epochs (30)', max_epochs from reference.yaml."""
