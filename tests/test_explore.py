@@ -440,14 +440,28 @@ def test_ablation_endpoints_give_what_interventions_compute(tmp_path, prepared):
         server.server_close()
 
 
-def test_ablation_is_refused_with_the_reason_where_it_cannot_run(tmp_path, prepared):
-    _, _, lru = stored_model(prepared, tmp_path, "lru", "lru-2x8")
-    synthetic, _ = synthetic_store(tmp_path / "elsewhere/explore/lstm-2x16")
+def test_ablation_is_refused_with_the_reason_where_it_cannot_run(tmp_path, prepared, monkeypatch):
+    from rnnlens import archs
+
+    # every built-in architecture clamps (the LRU inside its recurrence): its units can be ablated here too
+    lru_model, lru_corpus, lru = stored_model(prepared, tmp_path, "lru", "lru-2x8")
     explorer = Explorer([lru])
+    assert explorer.info({})["models"][0]["ablation"]["available"]
+    held = explorer.ablation({"model": "lru-2x8", "layer": "1", "unit": "0", "mode": "zero"})
+    ablated, own = expected_ablation(lru_model, lru_corpus, lru, 1, 0, "zero", None)
+    assert held["held"] == 0 and held["positions"] == len(own["p"])
+    np.testing.assert_allclose(held["mean_dloss"], float(np.mean(np.log(own["p"]) - np.log(ablated["p"]))),
+                               atol=1e-5)
+    # one without a clamp (the README's example architecture) says why
+    monkeypatch.setenv(archs.ENV, json.dumps({"mgu": str(ROOT / "docs" / "examples" / "mgu.py")}))
+    shutil.rmtree(tmp_path / "results")
+    _, _, mgu = stored_model(prepared, tmp_path, "mgu", "mgu-2x8")
+    explorer = Explorer([mgu])
     status = explorer.info({})["models"][0]["ablation"]
-    assert not status["available"] and "not supported for the lru architecture" in status["reason"]
-    with pytest.raises(StoreError, match="lru-2x8 cannot be ablated here: interventions are not supported"):
-        explorer.ablation({"model": "lru-2x8", "layer": "1", "unit": "0", "mode": "zero"})
+    assert not status["available"] and "not supported for the mgu architecture" in status["reason"]
+    with pytest.raises(StoreError, match="mgu-2x8 cannot be ablated here: interventions are not supported"):
+        explorer.ablation({"model": "mgu-2x8", "layer": "1", "unit": "0", "mode": "zero"})
+    synthetic, _ = synthetic_store(tmp_path / "elsewhere/explore/lstm-2x16")
     status = Explorer([synthetic]).info({})["models"][0]["ablation"]
     assert not status["available"] and "model weights" in status["reason"] and "does not exist" in status["reason"]
     # weights that are not the store's model: named, not used
