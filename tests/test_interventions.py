@@ -1,4 +1,5 @@
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -122,6 +123,19 @@ def test_bad_interventions_are_refused(prepared, monkeypatch):
     mgu = archs.load("mgu").build_model(ModelSpec("mgu", 1, 8, corpus.vocab_size))
     with pytest.raises(InputError, match="not supported for the mgu architecture"):
         predict_with_intervention(mgu, corpus, Intervention(1, [0], "value", values=0))
+
+
+def test_the_line_position_cell_is_judged_on_the_line_breaks_first_byte():
+    """With CRLF line ends the `\n` follows `\r` with certainty, so no cell can help predict it: the target is `\r`."""
+    from rnnlens.cell_effects import masks, target_char
+
+    unix = np.frombuffer(b"ab cd\nefg\nh ij\n" * 20, dtype=np.uint8)
+    crlf = np.frombuffer(b"ab cd\r\nefg\r\nh ij\r\n" * 20, dtype=np.uint8)
+    assert target_char("line_pos", unix) == "\n" and target_char("line_pos", crlf) == "\r"
+    assert target_char("in_dquote", crlf) == '"'
+    before = pd.DataFrame({"line_pos": np.arange(len(crlf)) % 7})
+    holds, target = masks("line_pos", before, crlf, target_char("line_pos", crlf))
+    assert target.sum() == int(((crlf == ord("\r")) & holds).sum()) > 0 and not target[crlf == ord("\n")].any()
 
 
 def test_an_intervention_is_a_predictor_that_table1_reads_as_its_own_arch(prepared, tmp_path, one_thread):

@@ -9,7 +9,8 @@ again. The loss change (nats, ablated minus own, per position) is averaged over:
            model has when it predicts: the features after the byte before the predicted one
   not      the other positions
   target   the characters the feature should help predict, where it holds: the closing `"` inside a
-           double-quoted string (in_dquote), `'` (in_squote), the newline (line_pos), `}` inside braces
+           double-quoted string (in_dquote), `'` (in_squote), the line break (line_pos: `\n`, or `\r` where lines end in
+           CRLF), `}` inside braces
            (brace_depth), `)` (paren_depth), `]` (bracket_depth)
   other    every position but the targets
 
@@ -49,14 +50,28 @@ def features_before(corpus, split="test", context=20_000, style="auto"):
     return pd.concat(frames, ignore_index=True)
 
 
-def masks(feature, before, target_bytes):
-    """-> (holds, target) boolean arrays over the split's predictions."""
+def target_char(feature, data):
+    """The character `feature` should help predict in this corpus. For line_pos, the line break's first byte: in a
+    corpus with CRLF line ends (War and Peace's) the `\n` after `\r` is certain whatever the cells hold, so the
+    `\r` is the prediction that needs the line position."""
+    target = TARGETS.get(feature, "")
+    if target == "\n":
+        data = np.asarray(data)
+        newlines = np.flatnonzero(data[1:] == ord("\n")) + 1
+        if len(newlines) and np.mean(data[newlines - 1] == ord("\r")) > 0.5:
+            return "\r"
+    return target
+
+
+def masks(feature, before, target_bytes, target=None):
+    """-> (holds, target) boolean arrays over the split's predictions; target: the character (target_char)."""
     value = before[feature].to_numpy()
     holds = value.astype(bool) if FEATURE_KINDS[feature] == "binary" else value > 0
-    target = np.zeros(len(holds), dtype=bool)
-    if feature in TARGETS:
-        target = holds & (np.asarray(target_bytes) == ord(TARGETS[feature]))
-    return holds, target
+    target = TARGETS.get(feature, "") if target is None else target
+    is_target = np.zeros(len(holds), dtype=bool)
+    if target:
+        is_target = holds & (np.asarray(target_bytes) == ord(target))
+    return holds, is_target
 
 
 def summarize(dloss, holds, target):
@@ -90,13 +105,14 @@ def model_effects(model, corpus, model_id, cells, controls=5, seed=0, streams=10
 
     rows = []
     for feature, (layer, unit, score) in cells.items():
-        holds, target = masks(feature, before, target_bytes)
+        char = target_char(feature, corpus.data)
+        holds, target = masks(feature, before, target_bytes, char)
         rng = np.random.default_rng([seed, layer, unit])
         others = np.array([u for u in range(runner.units) if u != unit])
         chosen = rng.choice(others, size=min(controls, len(others)), replace=False)
         for role, u, s in [("best", unit, score)] + [("control", int(c), np.nan) for c in chosen]:
             rows.append({"corpus": corpus.name, "model": model_id, "feature": feature, "role": role, "layer": layer,
-                         "unit": u, "score": s, "target_chars": TARGETS.get(feature, ""),
+                         "unit": u, "score": s, "target_chars": char,
                          **summarize(dloss(layer, u), holds, target)})
         best = rows[-len(chosen) - 1]
         control_max = max((r["dloss_target"] for r in rows[-len(chosen):] if not np.isnan(r["dloss_target"])),
@@ -142,7 +158,7 @@ def plot_effects(table, paths, title=None):
                            zorder=3, label=model if g == 0 else None, edgecolor="k", linewidth=0.5)
         ax.axhline(0, color="0.3", linewidth=0.6)
         ax.set_xticks(range(len(groups)), [label for _, label in groups])
-        target = TARGETS.get(feature, "")
+        target = next(iter(part.target_chars.dropna()), "") if "target_chars" in part else TARGETS.get(feature, "")
         ax.set_title(f"{feature}" + (f" (target {target!r})" if target else ""), fontsize=9)
         ax.set_ylabel("loss change when ablated (nats/char)")
     if models:
