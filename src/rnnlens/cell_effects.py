@@ -63,6 +63,11 @@ def target_char(feature, data):
     return target
 
 
+def printable(char):
+    """A target character as the table and the figure write it: line ends escaped (a raw \r would split its CSV row)."""
+    return char.encode("unicode_escape").decode("ascii") if char and not char.isprintable() else char
+
+
 def masks(feature, before, target_bytes, target=None):
     """-> (holds, target) boolean arrays over the split's predictions; target: the character (target_char)."""
     value = before[feature].to_numpy()
@@ -112,7 +117,7 @@ def model_effects(model, corpus, model_id, cells, controls=5, seed=0, streams=10
         chosen = rng.choice(others, size=min(controls, len(others)), replace=False)
         for role, u, s in [("best", unit, score)] + [("control", int(c), np.nan) for c in chosen]:
             rows.append({"corpus": corpus.name, "model": model_id, "feature": feature, "role": role, "layer": layer,
-                         "unit": u, "score": s, "target_chars": char,
+                         "unit": u, "score": s, "target_chars": printable(char),
                          **summarize(dloss(layer, u), holds, target)})
         best = rows[-len(chosen) - 1]
         control_max = max((r["dloss_target"] for r in rows[-len(chosen):] if not np.isnan(r["dloss_target"])),
@@ -159,7 +164,7 @@ def plot_effects(table, paths, title=None):
         ax.axhline(0, color="0.3", linewidth=0.6)
         ax.set_xticks(range(len(groups)), [label for _, label in groups])
         target = next(iter(part.target_chars.dropna()), "") if "target_chars" in part else TARGETS.get(feature, "")
-        ax.set_title(f"{feature}" + (f" (target {target!r})" if target else ""), fontsize=9)
+        ax.set_title(f"{feature}" + (f" (target {printable(target)})" if target else ""), fontsize=9)
         ax.set_ylabel("loss change when ablated (nats/char)")
     if models:
         axes[0][0].legend(fontsize=7, title="best cell (grey: controls)", title_fontsize=7)
