@@ -292,6 +292,56 @@ def cell_effect_findings(results, corpus):
     return "\n".join(lines)
 
 
+@block("brace_curve")
+def brace_curve(results, corpus, delimiter, near, far):
+    """Mean p of the closer below `near` characters from its opener and at `far` or beyond, per predictor of the
+    bracket curves (weighted by the closers of each bin), with the closer counts."""
+    frames = [t for t in map(results.optional, BRACKET_CSVS) if t is not None]
+    df = pd.concat(frames) if frames else pd.DataFrame(columns=["corpus", "delimiter_name"])
+    df = df[(df.corpus == corpus) & (df.delimiter_name == delimiter)]
+    if not len(df):
+        return f"(no {delimiter} curve of {corpus} is committed yet)"
+    near, far = int(near), int(far)
+    parts = []
+    for model, part in df.groupby("model", sort=False):
+        low, high = part[part.bin_end <= near], part[part.bin_start >= far]
+        mean = lambda rows: float((rows.mean_p * rows["count"]).sum() / rows["count"].sum())  # noqa: E731
+        parts.append(f"{model} {mean(low):.3f} / {mean(high):.3f}")
+    counts = df.groupby("model")["count"].sum().max()
+    low_n = int(df[df.bin_end <= near].groupby("model")["count"].sum().max())
+    high_n = int(df[df.bin_start >= far].groupby("model")["count"].sum().max())
+    return (f"{count(counts)} {CLOSER_NAMES.get(delimiter, delimiter)}; mean p of the closer within {near} characters "
+            f"of its opener ({count(low_n)} closers) / {far} or more away ({count(high_n)}): {and_list(parts)}")
+
+
+@block("perchar_top")
+def perchar_top(results, name, k, min_count):
+    """The k characters (of at least min_count in the test split) with the largest gain of model A over model B
+    (perchar CSV), with their counts."""
+    df = results.optional(name)
+    if df is None:
+        return f"(no {name} is committed yet)"
+    top = df[df["count"] >= int(min_count)].sort_values("diff", ascending=False).head(int(k))
+    first = top.iloc[0]
+    return (f"{first.label_a} over {first.label_b}, mean p(true) higher by " +
+            and_list(f"{r['diff']:+.3f} on `{r['char']}` ({count(r['count'])})" for _, r in top.iterrows()))
+
+
+@block("best_cell_scores")
+def best_cell_scores(results, corpus, *features):
+    """The best cell of each named feature in best_cells_{corpus}.csv: model, unit and score."""
+    df = results.optional(f"best_cells_{corpus}.csv")
+    if df is None:
+        return f"(no best cells of {corpus} are committed yet)"
+    parts = []
+    for feature in features:
+        rows = df[(df.feature == feature)].sort_values("score", ascending=False)
+        if len(rows):
+            r = rows.iloc[0]
+            parts.append(f"{feature} {r.model} L{int(r.layer)}U{int(r.unit)} ({r.kind} {r.score:.3f})")
+    return and_list(parts)
+
+
 @block("ngram_vs_paper")
 def ngram_vs_paper(results, corpus, n):
     """'0.883 vs the paper's 0.889': one n-gram of Table 2 beside the paper's value."""
