@@ -73,7 +73,8 @@ class Results:
         if not path.is_file():
             return None
         if name not in self._cache:
-            self._cache[name] = yaml.safe_load(path.read_text()) if name.endswith(".yaml") else pd.read_csv(path)
+            self._cache[name] = (yaml.safe_load(path.read_text()) if name.endswith((".yaml", ".json"))
+                                 else pd.read_csv(path))
         return self._cache[name]
 
     def required(self, name):
@@ -325,6 +326,17 @@ def perchar_top(results, name, k, min_count):
     first = top.iloc[0]
     return (f"{first.label_a} over {first.label_b}, mean p(true) higher by " +
             and_list(f"{r['diff']:+.3f} on `{r['char']}` ({count(r['count'])})" for _, r in top.iterrows()))
+
+
+@block("error_overlap")
+def error_overlap(results, name):
+    """Which test bytes the two predictors of `rnnlens perchar` get wrong (p(true) < threshold), from its JSON."""
+    o = results.optional(name)
+    if o is None:
+        return f"(no {name} is committed yet)"
+    return (f"of {count(o['total'])} test bytes, {count(o['both_wrong'])} are errors (p(true) < {o['threshold']}) of "
+            f"both {o['label_a']} and {o['label_b']}, {count(o['only_a_wrong'])} of {o['label_a']} only and "
+            f"{count(o['only_b_wrong'])} of {o['label_b']} only")
 
 
 @block("best_cell_scores")

@@ -50,6 +50,7 @@ cp results/linux/table1.csv docs/results/table1_linux.csv
 cp results/linux/table1.md docs/results/table1_linux.md
 cp results/linux/analysis/brackets.csv docs/results/brackets_linux.csv
 cp results/linux/analysis/perchar.csv docs/results/perchar_linux.csv
+cp results/linux/analysis/error_overlap.json docs/results/error_overlap_linux.json
 cp results/tables/best_cells_linux.csv results/figures/training_curves_linux.png docs/results/
 cp "$fig/brackets/brackets-linux-brace.png" docs/results/
 cp "$fig/perchar.png" docs/results/perchar_linux.png
