@@ -7,7 +7,8 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
+# removed when the bench succeeds; kept, with its logs, when a step fails
+trap 'status=$?; if [ $status -eq 0 ]; then rm -rf "$WORK"; else echo "bench_demo: failed; logs in $WORK" >&2; fi' EXIT
 git clone -q "$ROOT" "$WORK/rnnlens"
 cd "$WORK/rnnlens"
 now() { date +%s; }
