@@ -15,6 +15,7 @@ now() { date +%s; }
 t0=$(now)
 make setup > "$WORK/setup.log" 2>&1 || { tail -20 "$WORK/setup.log"; exit 1; }
 t1=$(now)
+export PATH="$PWD/.venv/bin:$PATH"  # as the Makefile's `make demo` runs it: the jobs' python is the virtualenv's
 .venv/bin/snakemake --profile profiles/demo > "$WORK/workflow.log" 2>&1 || { tail -30 "$WORK/workflow.log"; exit 1; }
 t2=$(now)
 .venv/bin/snakemake --profile profiles/demo --report results/report.html > "$WORK/report.log" 2>&1 \
