@@ -67,3 +67,30 @@ def test_unsaturated_cells_keep_the_papers_tanh_scale():
     assert "own scale" in note and "c = +1.46 red (its 2nd percentile)" in note and "+6.69 blue (98th)" in note
     # the percentiles map to -1 and +1, the midpoint to 0 (white), values beyond are clipped
     assert scale(np.array([1.35, 1.46, 4.075, 6.69, 9.0])).tolist() == pytest.approx([-1, -1, 0, 1, 1], abs=0.01)
+
+
+def test_every_glyph_sits_in_its_coloured_cell(tmp_path):
+    # rows of 100 bars: drawn as one text per row, a glyph drifts from its cell if the font's advance is rounded
+    data = np.frombuffer((b"|" * 99 + b"\n") * 3, dtype=np.uint8)
+    n = len(data)
+    values = np.random.default_rng(0).normal(0, 0.05, (n, 1)).astype(np.float32)  # near white: the ink stands out
+    features = compute_features(data, 0, n, style="c")
+    scores = score_cells(values, features, layers=1, hidden=1)
+    scores.insert(0, "model", "lstm-1x1")
+    scores.insert(1, "corpus", "bars")
+    write_excerpts(tmp_path / "excerpts.parquet", np.arange(n), data, values, [(0, n)], 1, 1,
+                   {"cell_state": "c", "corpus": "bars"})
+    draw_model_cells(tmp_path, scores, tmp_path / "excerpts.parquet", features, user_cells=[(1, 0)],
+                     model_id="lstm-1x1", width=100, max_chars=n)
+    image = imread(tmp_path / "cells" / "user__L1_U0.png")[..., :3]
+    top = next(t for t in (0.6, 0.95) if image.shape[0] == round((3 * RH + t + 0.1) * DPI))
+    rows = slice(int((top + 0.35 * RH) * DPI), int((top + 0.75 * RH) * DPI))  # the first row's bars
+    grey = image[rows].mean(axis=(0, 2))
+    centres = []
+    for k in range(99):  # the ink-weighted centre of what is drawn inside character cell k
+        lo, hi = int((0.2 + k * CW) * DPI), int(np.ceil((0.2 + (k + 1) * CW) * DPI))
+        ink = grey[lo:hi].max() - grey[lo:hi]
+        assert ink.sum() > 0.3, f"no bar in cell {k}"
+        centres.append((np.arange(lo, hi) + 0.5) @ ink / ink.sum() / DPI)
+    offset = (np.array(centres) - 0.2) / CW - (np.arange(99) + 0.5)  # in cells, from each cell's middle
+    assert np.abs(offset).max() < 0.25, offset.round(2)
