@@ -8,6 +8,8 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -21,17 +23,17 @@ from conftest import ROOT, markov_text, run_env
 from rnnlens.cells import score_cells
 from rnnlens.cli import main as cli_main
 from rnnlens.corpus import PreparedCorpus
-from rnnlens.evaluate import batch_rows, evaluate, predict_rows
+from rnnlens.evaluate import batch_rows, evaluate, stream_layout
 from rnnlens.explore import browser
-from rnnlens.explore.ablation import nice_scale
+from rnnlens.explore.ablation import Ablations, nice_scale
 from rnnlens.explore.search import find_matches, hypothesis_search, select_units
 from rnnlens.explore.server import Explorer, byte_label, serve_in_thread
-from rnnlens.explore.store import (KINDS, NOT_ERROR, Store, StoreError, base_meta, build_store, decode,
+from rnnlens.explore.store import (KIND_LABELS, KINDS, NOT_ERROR, Store, StoreError, base_meta, build_store, decode,
                                    decode_range, empty_positions, kind_range, level_threshold, level_thresholds,
                                    quantise, quantise_own, spread_order, write_store)
 from rnnlens.features import features_of, split_features
 from rnnlens.internals import stream_test_internals
-from rnnlens.interventions import Intervention, clamp_forward, clamping_runner, predict_with_intervention, unit_means
+from rnnlens.interventions import Intervention, predict_with_intervention, unit_means
 from rnnlens.model import ModelSpec, build_model, load_model, save_model
 from rnnlens.recurrent import KINDS as RNN_KINDS, CharRNN
 from rnnlens.predictions import read_predictions
@@ -384,16 +386,62 @@ def stored_model(prepared, tmp_path, arch, model_id):
 
 
 def expected_ablation(model, corpus, store, layer, unit, mode, means):
-    """What rnnlens.interventions predicts with the unit held, with the store's evaluation rows and warm-up (and
-    with its clamp through rnnlens.evaluate.predict_rows, the full distributions, for the top-5)."""
+    """What rnnlens.interventions predicts with the unit held (with the full distributions, for the top-5), with
+    the store's evaluation rows and warm-up. The server calls the same function: this checks its wiring (rows,
+    warm-up, held value, top-5, loss difference); lstm_by_hand checks the values."""
     iv = Intervention(layer, [unit], "mean" if mode == "mean" else "value", values=0.0 if mode == "zero" else None)
     streams, warmup = store.meta["evaluation"]["streams"], store.meta["evaluation"]["warmup"]
     layout = dict(streams=streams, warmup=warmup, means=means)
-    ablated = predict_with_intervention(model, corpus, iv, **layout)
-    ablated["probs"] = predict_rows(model, torch.from_numpy(corpus.encode(corpus.data)),
-                                    batch_rows(corpus.pieces["test"], streams), warmup=warmup, keep_probs=True,
-                                    forward=clamp_forward(clamping_runner(model), corpus, [iv], means))["probs"]
+    ablated = predict_with_intervention(model, corpus, iv, keep_probs=True, **layout)
     return ablated, predict_with_intervention(model, corpus, [], **layout)
+
+
+def lstm_by_hand(model, inputs, layer, unit, held):
+    """The LSTM's next-byte distributions after each of `inputs` (vocabulary indices), stepped by hand from a zero
+    state in float64 with PyTorch's equations and the model's weights, unit `unit` of layer `layer`'s (from 1)
+    cell state set to `held` after every step -> (steps, vocab) array."""
+    rnn, hidden, vocab = model.rnn, model.spec.hidden, model.spec.vocab_size
+    names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+    weights = [[getattr(rnn, f"{name}_l{k}").detach().double() for name in names] for k in range(model.spec.layers)]
+    h = [torch.zeros(hidden, dtype=torch.float64) for _ in weights]
+    c = [torch.zeros(hidden, dtype=torch.float64) for _ in weights]
+    out = []
+    for byte in inputs:
+        x = torch.zeros(vocab, dtype=torch.float64)
+        x[int(byte)] = 1
+        for k, (w_ih, w_hh, b_ih, b_hh) in enumerate(weights):
+            i, f, g, o = (w_ih @ x + b_ih + w_hh @ h[k] + b_hh).chunk(4)  # PyTorch's gate order
+            c[k] = torch.sigmoid(f) * c[k] + torch.sigmoid(i) * torch.tanh(g)
+            if k == layer - 1:
+                c[k][unit] = held
+            h[k] = torch.sigmoid(o) * torch.tanh(c[k])
+            x = h[k]
+        logits = model.decoder.weight.detach().double() @ x + model.decoder.bias.detach().double()
+        out.append(torch.softmax(logits, 0))
+    return torch.stack(out).numpy()
+
+
+def check_against_lstm_by_hand(url, model, corpus, store, layer, unit, mode, held, pos, span=40):
+    """The server's p of the true byte over `span` positions of pos's batch row around pos (fewer in a shorter
+    row) equals the hand-stepped LSTM's (the row read from its start, warm-up included, the unit held all along)."""
+    evaluation = store.meta["evaluation"]
+    rows = batch_rows(corpus.pieces["test"], evaluation["streams"])
+    lookback, _ = stream_layout(rows, evaluation["warmup"])
+    ends = np.cumsum([length for _, length in rows])
+    r = int(np.searchsorted(ends, pos, side="right"))
+    start, first = rows[r][0], int(ends[r] - rows[r][1])  # the row's corpus offset and test position
+    encoded = corpus.encode(corpus.data)
+    length = rows[r][1]
+    lo = max(0, min(pos - first - span // 2, length - span))
+    columns = range(lo, min(length, lo + span))  # the row's positions checked, pos among them
+    # input j of the row is corpus[start - lookback + j]; its output predicts corpus[start - lookback + j + 1]
+    probs = lstm_by_hand(model, encoded[start - lookback : start + columns[-1]], layer, unit, held)
+    q = f"model={store.model}&layer={layer}&unit={unit}&mode={mode}"
+    served = [get_json(url + f"api/ablation_predict?{q}&pos={first + j}")["p"] for j in columns]
+    by_hand = [probs[lookback - 1 + j, encoded[start + j]] for j in columns]
+    assert pos - first in columns and len(columns) == min(span, length)
+    assert corpus.split("test")[pos] == corpus.data[start + pos - first]
+    np.testing.assert_allclose(served, by_hand, atol=1e-5)
 
 
 def test_ablation_endpoints_give_what_interventions_compute(tmp_path, prepared):
@@ -417,6 +465,9 @@ def test_ablation_endpoints_give_what_interventions_compute(tmp_path, prepared):
             assert scale / 10 ** np.floor(np.log10(scale)) in (1, 2, 5)
             levels = np.floor((np.clip(dloss, -scale, scale) + scale) * 255 / (2 * scale) + 0.5).astype(np.uint8)
             assert np.array_equal(np.frombuffer(get(url + "api/ablation_lossdiff?" + q), np.uint8), levels)
+            # the values themselves: the LSTM stepped by hand, up to where the ablation changes p the most
+            check_against_lstm_by_hand(url, model, corpus, store, layer, unit, mode, held,
+                                       int(np.argmax(np.abs(dloss))))
             for pos in (0, 17, int(np.argmax(np.abs(dloss))), store.n - 1):
                 r = get_json(url + f"api/ablation_predict?{q}&pos={pos}")
                 assert r["p"] == pytest.approx(float(ablated["p"][pos]), abs=1e-6)
@@ -436,6 +487,51 @@ def test_ablation_endpoints_give_what_interventions_compute(tmp_path, prepared):
                 get(url + f"api/ablation_predict?model=lstm-2x8&{bad}")
             assert err.value.code == 400 and message in json.loads(err.value.read())["error"]
     finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_info_and_computed_ablations_answer_while_an_ablation_computes(tmp_path, prepared, monkeypatch):
+    """An ablation may compute for minutes: meanwhile a reload (/api/info) and an ablation computed before answer
+    at once. The computation is the real one, held at its start until the checks are done."""
+    _, _, store = stored_model(prepared, tmp_path, "lstm", "lstm-2x8")
+    started, release = threading.Event(), threading.Event()
+    compute = Ablations._compute
+
+    def held_compute(self, *key):
+        started.set()
+        assert release.wait(120)
+        return compute(self, *key)
+
+    monkeypatch.setattr(Ablations, "_compute", held_compute)
+    server, url = serve_in_thread(Explorer([store]))
+    answers = {}
+    try:
+        release.set()
+        before = get_json(url + "api/ablation?model=lstm-2x8&layer=1&unit=1&mode=zero")
+        started.clear()
+        release.clear()
+        q = "model=lstm-2x8&layer=2&unit=6&mode=zero"
+        worker = threading.Thread(target=lambda: answers.update(summary=get_json(url + "api/ablation?" + q)))
+        worker.start()
+        assert started.wait(30)
+
+        def quick(path):
+            with urllib.request.urlopen(url + path, timeout=5) as response:
+                return json.loads(response.read())
+
+        t0 = time.perf_counter()
+        info = quick("api/info")
+        predicted = quick("api/ablation_predict?model=lstm-2x8&layer=1&unit=1&mode=zero&pos=5")
+        seconds = time.perf_counter() - t0
+        assert worker.is_alive() and not release.is_set()  # both answered while the computation held its lock
+        assert info["models"][0]["ablation"]["available"] and info["models"][0]["ablation"]["kind"] == "c"
+        assert predicted["pos"] == 5 and predicted["held"] == before["held"] == 0 and seconds < 5
+        release.set()
+        worker.join(120)
+        assert answers["summary"]["positions"] == store.n and answers["summary"]["layer"] == 2
+    finally:
+        release.set()
         server.shutdown()
         server.server_close()
 
@@ -767,7 +863,8 @@ def check_ablation_in_page(driver, results, store, layer, unit):
     corpus = PreparedCorpus.load(results / "toy/data.json")
     means = unit_means(model, corpus)
     toggle = driver.find_element(By.ID, "ablate")
-    assert toggle.is_enabled() and "hold this unit" in toggle.get_attribute("title")
+    assert toggle.is_enabled() and f"hold unit {unit} of layer {layer}'s c" in toggle.get_attribute("title")
+    assert driver.find_element(By.ID, "ablate-what").text == f"ablate c unit L{layer}:{unit} (cell state)"
     strips = len(driver.find_elements(By.CSS_SELECTOR, "#tracks li"))
     toggle.click()
     for mode in ("mean", "zero"):
@@ -850,6 +947,35 @@ def visible_text(raw):
     """app.js's `visible`: newline and tab as arrows, other control bytes as a dot."""
     out = raw.decode("latin-1").replace("\n", "\u21b5").replace("\t", "\u2192")
     return "".join("\u00b7" if ord(ch) < 32 or 127 <= ord(ch) <= 255 and ch not in "\u21b5\u2192" else ch for ch in out)
+
+
+@pytest.mark.slow
+def test_ablation_toggle_names_the_cell_state_it_holds_in_headless_chromium(tmp_path, prepared):
+    """Whichever kind of a unit colours the text, the toggle holds that unit's cell state, and says so."""
+    needs_browser()
+    from selenium.webdriver.common.by import By
+
+    _, _, store = stored_model(prepared, tmp_path, "lstm", "lstm-2x8")
+    server, url = serve_in_thread(Explorer([store]))
+    try:
+        with browser.headless_chromium(1600, 1000) as driver:
+            driver.get(url)
+            browser.wait_until_ready(driver)
+            for kind in ("f", "h", "c"):
+                for field, value in (("layer", 2), ("unit", 5), ("kind", kind)):
+                    set_field(driver, field, value)
+                driver.find_element(By.ID, "show").click()
+                wait(driver, lambda d: d.execute_script("return window.rnnlensExplorer.state.tracks[0].label")
+                     .endswith(f"L2:5 {KIND_LABELS[kind]}"))
+                assert driver.find_element(By.ID, "ablate-what").text == "ablate c unit L2:5 (cell state)"
+                title = driver.find_element(By.ID, "ablate").get_attribute("title")
+                assert "hold unit 5 of layer 2's c" in title
+                note = f"the page shows its {KIND_LABELS[kind]}: that is not held, its c is"
+                assert (note in title) == (kind != "c"), title
+            assert browser.severe_console_messages(driver) == []
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 @pytest.mark.slow

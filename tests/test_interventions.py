@@ -86,8 +86,14 @@ def test_a_patch_from_the_same_text_is_the_identity(arch, prepared, one_thread):
                                         streams=4, warmup=50, chunk=70)
     assert np.abs(changed["p"] - own["p"]).max() > 1e-3
     zeroed = predict_with_intervention(model, corpus, Intervention(1, [2], "value", values=0.0), streams=4,
-                                       warmup=50, chunk=70)
+                                       warmup=50, chunk=70, keep_probs=True)
     assert np.abs(zeroed["p"] - own["p"]).max() > 1e-3
+    # keep_probs: every position's distribution, whose true byte's and largest entries are p and p_argmax
+    probs, target = zeroed["probs"], corpus.encode(zeroed["target"])
+    assert probs.shape == (len(zeroed["p"]), corpus.vocab_size) and np.allclose(probs.sum(1), 1, atol=1e-5)
+    assert np.abs(probs[np.arange(len(target)), target] - zeroed["p"]).max() < 1e-6
+    assert (corpus.vocab[probs.argmax(1)] == zeroed["argmax"]).all()
+    assert np.abs(probs.max(1) - zeroed["p_argmax"]).max() < 1e-6
 
 
 def test_unit_means_average_the_training_split(prepared, one_thread):

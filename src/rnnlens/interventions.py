@@ -171,9 +171,10 @@ def clamp_forward(runner, corpus, interventions, means=None):
 
 @torch.no_grad()
 def predict_with_intervention(model, corpus, interventions, streams=100, warmup=2000, chunk=2000, device="cpu",
-                              split="test", means=None, runner=None):
+                              split="test", means=None, runner=None, keep_probs=False):
     """The model's predictions on the split with `interventions` (one Intervention or a list, at most one per
-    layer) in force -> the dict of rnnlens.evaluate.predict_test (target, p, argmax, p_argmax, layout)."""
+    layer) in force -> the dict of rnnlens.evaluate.predict_test (target, p, argmax, p_argmax, layout), with
+    keep_probs also `probs`, every position's full distribution (positions, vocab) float32 (the explorer's top-5)."""
     from rnnlens.evaluate import batch_rows, predict_rows
 
     if isinstance(interventions, Intervention):
@@ -190,7 +191,7 @@ def predict_with_intervention(model, corpus, interventions, streams=100, warmup=
     rows = batch_rows(corpus.pieces[split], streams)
     encoded = torch.from_numpy(corpus.encode(corpus.data))
     result = predict_rows(model, encoded, rows, warmup=warmup, chunk=chunk, device=device, vocab=corpus.vocab,
-                          forward=clamp_forward(runner, corpus, interventions, means))
+                          keep_probs=keep_probs, forward=clamp_forward(runner, corpus, interventions, means))
     result["p"] = np.exp(result.pop("logp")).astype(np.float32)
     result["target"] = corpus.split(split)
     result["interventions"] = [iv.name for iv in interventions]

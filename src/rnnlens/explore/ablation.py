@@ -1,11 +1,13 @@
 """Ablation in the explorer: the model's predictions with one unit held inside the recurrence.
 
-The unit page's toggle holds unit U of layer L's cell state (the runner's `cell_kind`: LSTM c, GRU and RNN h,
-whichever kind the page shows) at zero or at its mean over the training split, at every step, through
-rnnlens.interventions: the same rows, warm-up and clamp as `rnnlens intervene` and `rnnlens cell-effects`. The
-server computes it on demand over the store's whole test split, with the store's evaluation layout (its streams
-and warm-up, so that every row reads the same text before it as the store's own predictions did), and keeps the
-last CACHED results per (unit, mode): after the first request, moving the cursor or scrolling costs nothing.
+The unit page's toggle holds unit U of layer L's cell state (the runner's `cell_kind`: LSTM c, GRU and RNN h;
+always that kind, whichever kind the page shows: a gate or an LSTM's h is not held, its unit's cell is) at zero or
+at its mean over the training split, at every step, through rnnlens.interventions.predict_with_intervention: the
+same rows, warm-up and clamp as `rnnlens intervene` and `rnnlens cell-effects`, keeping the full distributions for
+the top-5. The server computes it on demand over the store's whole test split, with the store's evaluation layout
+(its streams and warm-up, so that every row reads the same text before it as the store's own predictions did), and
+keeps the last CACHED results per (unit, mode): after the first request, moving the cursor or scrolling costs
+nothing.
 The loss difference is against the model's own predictions run through the same loop without a clamp (computed
 once per model), so that only the ablation differs.
 
@@ -63,8 +65,9 @@ def loss_levels(dloss, scale):
 
 
 class Ablations:
-    """Ablated predictions of one store's model, computed on demand and cached; thread-safe (one computation at
-    a time: each uses every core)."""
+    """Ablated predictions of one store's model, computed on demand and cached; thread-safe. One computation at
+    a time (each uses every core it is given), and it may take minutes: it holds only `computing`, so that the
+    status (every /api/info) and the cached results answer meanwhile."""
 
     def __init__(self, store, device="cpu", model_path=None, data_path=None):
         root = store.dir.parent.parent
@@ -72,14 +75,20 @@ class Ablations:
         self.device = device
         self.model_path = Path(model_path or root / "models" / store.model / "model.pt")
         self.data_path = Path(data_path or root / "data.json")
-        self.lock = threading.Lock()
+        self.loading = threading.Lock()  # the first status(): loading the model and corpus
+        self.computing = threading.Lock()  # one _compute at a time, and the own predictions and means it fills
+        self.cached = threading.Lock()  # the cache's dictionary, held only to look up, insert or reorder
         self.cache = OrderedDict()
         self._status = None
         self._own_p = self._means = None
 
     def status(self):
-        """-> {available, reason (why not), kind (the held kind), modes}; loads the model on the first call."""
-        with self.lock:
+        """-> {available, reason (why not), kind (the held kind: the runner's cell_kind), modes}; loads the model
+        on the first call. Once known it is returned without a lock: a computation in progress does not hold it up."""
+        status = self._status
+        if status is not None:
+            return status
+        with self.loading:
             if self._status is None:
                 try:
                     self._load()
@@ -127,20 +136,30 @@ class Ablations:
         if not status["available"]:
             raise StoreError(f"{self.store.model} cannot be ablated here: {status['reason']}")
         key = (int(layer), int(unit), mode)
-        with self.lock:
-            if key not in self.cache:
-                self.cache[key] = self._compute(*key)
-                while len(self.cache) > CACHED:
-                    self.cache.popitem(last=False)
-            self.cache.move_to_end(key)
-            return self.cache[key]
+        found = self._cached(key)
+        if found is not None:
+            return found
+        with self.computing:
+            found = self._cached(key)  # computed by the request this one waited for
+            if found is None:
+                found = self._compute(*key)
+                with self.cached:
+                    self.cache[key] = found
+                    while len(self.cache) > CACHED:
+                        self.cache.popitem(last=False)
+            return found
+
+    def _cached(self, key):
+        with self.cached:
+            if key in self.cache:
+                self.cache.move_to_end(key)
+                return self.cache[key]
+        return None
 
     def _compute(self, layer, unit, mode):
         import torch
 
-        from rnnlens.evaluate import batch_rows, predict_rows
-        from rnnlens.interventions import (Intervention, check_intervention, clamp_forward, predict_with_intervention,
-                                           unit_means)
+        from rnnlens.interventions import Intervention, check_intervention, predict_with_intervention, unit_means
 
         t0 = time.perf_counter()
         intervention = Intervention(layer, [unit], "mean" if mode == "mean" else "value",
@@ -151,13 +170,8 @@ class Ablations:
             self._means = unit_means(self.model, self.corpus, self.runner)
         if self._own_p is None:
             self._own_p = predict_with_intervention(self.model, self.corpus, [], **common)["p"]
-        # predict_with_intervention's rows, warm-up and clamp, keeping the full distributions for the top-5
-        corpus = self.corpus
-        result = predict_rows(self.model, torch.from_numpy(corpus.encode(corpus.data)),
-                              batch_rows(corpus.pieces["test"], self.layout["streams"]), warmup=self.layout["warmup"],
-                              device=self.device, vocab=corpus.vocab, keep_probs=True,
-                              forward=clamp_forward(self.runner, corpus, [intervention], self._means))
-        result["p"] = np.exp(result.pop("logp")).astype(np.float32)
+        result = predict_with_intervention(self.model, self.corpus, intervention, means=self._means,
+                                           keep_probs=True, **common)
         probs = torch.from_numpy(result.pop("probs"))
         top_p, top_i = probs.topk(min(TOP_K, probs.shape[1]), dim=1)
         del probs

@@ -274,7 +274,7 @@ function tracksChanged(keep) {
     if (primary && primary.type === "unit") {
       syncControls(primary);
       loadUnitPage(primary);
-      ablationControls(primary.model);
+      ablationControls(primary);
       updateAblation();
     } else {
       clearUnitPage(primary ? `the text is coloured by ${primary.label}, not a unit` : "");
@@ -410,14 +410,19 @@ async function loadPicker() {
 
 // ------------------------------------------------------------------ ablation (the unit page's toggle)
 
-// the toggle of the unit colouring the text: disabled, saying why, where the server cannot ablate its model
-function ablationControls(model) {
-  const a = modelInfo(model).ablation, box = $("ablate");
+// The toggle of the unit colouring the text, naming what it holds: always the unit of its layer's cell state (the
+// server's kind, the runner's cell kind: LSTM c, GRU and RNN h), whichever kind the page shows. Disabled, saying
+// why, where the server cannot ablate its model.
+function ablationControls(unit) {
+  const model = unit.model, a = modelInfo(model).ablation, box = $("ablate");
   box.disabled = $("ablate-mode").disabled = !a.available;
   $("ablate-label").className = a.available ? "" : "off";
+  $("ablate-what").textContent = a.available ? `ablate ${a.kind} unit L${unit.layer}:${unit.unit} (cell state)` : "ablate this unit";
+  const shown = unit.kind.replace(/_raw$/, "") === a.kind ? ""
+    : ` (the page shows its ${modelInfo(model).kind_labels[unit.kind]}: that is not held, its ${a.kind} is)`;
   $("ablate-label").title = box.title = a.available
-    ? `hold this unit of its layer's ${a.kind} at the chosen value at every step (inside the recurrence), and show the ` +
-      "model's predictions with it held beside its own, and the loss difference as a strip"
+    ? `hold unit ${unit.unit} of layer ${unit.layer}'s ${a.kind}${shown} at the chosen value at every step (inside the ` +
+      "recurrence), and show the model's predictions with it held beside its own, and the loss difference as a strip"
     : `ablation is not available for ${model}: ${a.reason}`;
   if (!a.available) box.checked = false;
 }
