@@ -22,7 +22,9 @@ Adding a result, e.g. a 3-seed Table 1 (table1_seeds.csv) or a Linux bracket cur
      and its summary sentence to the README's "How close to the paper";
   3. for a new table or sentence: write a function `def name(results, *args) -> str` under @block("name"), reading
      its files with results.required("file.csv") (a missing file stops the rendering with a one-line error naming it)
-     or results.optional("file.csv") (None when missing), and put the markers where the text goes;
+     or results.optional("file.csv") (None when missing), and put the markers where the text goes; word what the
+     numbers say from the numbers (inside or outside, above or below, all or some), and raise RenderError when the
+     rows it selects are empty rather than render "nan";
   4. run this script and commit the CSV with the re-rendered files; tests/test_docs.py fails until they agree.
 A new document with markers goes into DOCS.
 """
@@ -125,6 +127,22 @@ def and_list(items):
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
+def whole(arg, what):
+    """A block's argument that must be a whole number."""
+    if not arg.isdigit():
+        raise RenderError(f"its {what} {arg!r} is not a whole number")
+    return int(arg)
+
+
+def models(n):
+    return f"{n} model{'' if n == 1 else 's'}"
+
+
+def every(n):
+    """'all 3 models', or 'the one model'."""
+    return "the one model" if n == 1 else f"all {n} models"
+
+
 def corpus_name(corpus):
     return CORPUS_NAMES.get(corpus, corpus)
 
@@ -176,7 +194,8 @@ def paper_text(value, recalled):
 
 
 def epochs_text(df):
-    return f"{span(df.epochs.dropna().astype(int), str)} epochs"
+    epochs = df.epochs.dropna().astype(int)
+    return f"{span(epochs, str)} epochs" if len(epochs) else "epochs not recorded"
 
 
 def seeds_text(df):
@@ -201,10 +220,11 @@ def paper_table(results):
                          " / ".join(map(loss, recalled.ngram_test_loss)),
                          " / ".join(paper_text(p, True) for p in recalled.paper_ngram_test_loss)])
     baselines = t2[t2.paper_ngram_test_loss.notna()]
-    gaps = (baselines.ngram_test_loss - baselines.paper_ngram_test_loss).abs()
-    worst = baselines.loc[gaps.idxmax()]
-    sentences.append(f"The n-gram baselines are within {loss(gaps.max())} of the paper (the largest gap: "
-                     f"{corpus_name(worst.corpus)} {worst.n}-gram).")
+    if len(baselines):
+        gaps = (baselines.ngram_test_loss - baselines.paper_ngram_test_loss).abs()
+        worst = baselines.loc[gaps.idxmax()]
+        sentences.append(f"The n-gram baselines are within {loss(gaps.max())} of the paper (the largest gap: "
+                         f"{corpus_name(worst.corpus)} {worst.n}-gram).")
     for t1 in table1_frames(results):
         for corpus, df in by_corpus(t1):
             for (arch, size), group in df.groupby(["arch", "size"], sort=False):
@@ -251,26 +271,70 @@ def table1_summary(t1):
 
 @block("seed_findings")
 def seed_findings(results):
-    """What the 3-seed cells (table1_seeds.csv) say: the seeds' spread, whether the documented seed is the
-    reference run's model again, and how the gap to the paper compares with the spread."""
+    """What the multi-seed cells (table1_seeds.csv) say: the seeds' spread, whether the documented seed gives the
+    reference run's test losses (table1.csv), where the paper's values lie against the intervals of the means, and,
+    for the cells the seeds do not explain, whether training ran into training.max_epochs (reference.yaml)."""
     seeds = results.optional("table1_seeds.csv")
     if seeds is None:
         return "(no multi-seed run is committed yet)"
+    seeds = seeds[seeds.n_seeds.fillna(1) > 1] if "n_seeds" in seeds else seeds.iloc[:0]
+    if not len(seeds):
+        raise RenderError("table1_seeds.csv has no model of several seeds; remake it with two or more "
+                          "training.seeds (seeds.yaml)")
+    sds = and_list(f"{m.model} {m.test_loss_sd:.4f}" for m in seeds.itertuples())
+    text = [f"Over {span(seeds.n_seeds.astype(int), str)} seeds the {models(len(seeds))}' test losses have standard "
+            f"deviations of {span(seeds.test_loss_sd, lambda x: f'{x:.4f}')} nats ({sds})."]
+
+    # the documented seed (the first of training.seeds) is the row's test_loss; the reference run made it too
     t1 = results.required("table1.csv").set_index(["corpus", "model"])
-    same = [m for m in seeds.itertuples() if (m.corpus, m.model) in t1.index
-            and round(t1.loc[(m.corpus, m.model), "test_loss"], 4) == round(m.test_loss, 4)]
-    gap = (seeds.test_loss_mean - seeds.paper_test_loss_recalled).abs()
-    ratio = gap / seeds.test_loss_sd
-    inside = seeds.paper_in_ci.dropna().astype(bool)
-    return (f"Over {span(seeds.n_seeds.astype(int), str)} seeds the {len(seeds)} models' test losses have standard "
-            f"deviations of {span(seeds.test_loss_sd, lambda x: f'{x:.4f}')} nats "
-            f"({and_list(f'{m.model} {m.test_loss_sd:.4f}' for m in seeds.itertuples())}). The documented seed, "
-            f"retrained here, gives the reference run's test loss to the 4th decimal for {len(same)} of "
-            f"{len(seeds)} models (training is deterministic on the CPU). The means are "
-            f"{span(gap, loss)} from the paper's values, {span(ratio, lambda x: f'{x:.0f}')} times the seeds' "
-            f"standard deviation; the paper's value is inside the 95% interval of the mean for {int(inside.sum())} "
-            f"of {len(inside)} models: the gap is not the luck of one seed (the 30 of the paper's 50 epochs are the "
-            f"first suspect).")
+    shared = [m for m in seeds.itertuples() if (m.corpus, m.model) in t1.index]
+    differ = [(m.model, m.test_loss, t1.loc[(m.corpus, m.model), "test_loss"]) for m in shared
+              if round(t1.loc[(m.corpus, m.model), "test_loss"], 4) != round(m.test_loss, 4)]
+    if shared and not differ:
+        text.append(f"The documented seed gives the reference run's test loss (table1.csv) to the 4th decimal for "
+                    f"{every(len(shared))}.")
+    elif shared:
+        text.append(f"The documented seed gives the reference run's test loss (table1.csv) to the 4th decimal for "
+                    f"{len(shared) - len(differ)} of {len(shared)} models; "
+                    f"{and_list(f'{m} {a:.4f} against {b:.4f}' for m, a, b in differ)} "
+                    f"differ{'s' if len(differ) == 1 else ''}.")
+
+    paper = seeds[seeds.paper_test_loss_recalled.notna()]
+    if not len(paper):
+        return " ".join(text)
+    gap = (paper.test_loss_mean - paper.paper_test_loss_recalled).abs()
+    spread = paper.test_loss_sd > 0
+    times = (f", {span(gap[spread] / paper.test_loss_sd[spread], lambda x: f'{x:.0f}')} times the seeds' standard "
+             f"deviation" if spread.any() else "")
+    inside = (paper.ci95_lo <= paper.paper_test_loss_recalled) & (paper.paper_test_loss_recalled <= paper.ci95_hi)
+    where = f"The means are {span(gap, loss)} from the paper's values{times}; the paper's value is "
+    if not inside.any():
+        text.append(where + f"outside the 95% interval of the mean for {every(len(paper))}: the gap is not the luck "
+                    f"of the seed.")
+    elif inside.all():
+        text.append(where + f"inside the 95% interval of the mean for {every(len(paper))}: over these seeds the "
+                    f"gap could be the luck of the seed.")
+    else:
+        text.append(where + f"inside the 95% interval of the mean for {inside.sum()} of {len(paper)} models "
+                    f"({and_list(paper.model[inside])}), whose gap could be the luck of the seed, and outside it for "
+                    f"{and_list(paper.model[~inside])}, whose gap is not.")
+    outside = paper[~inside]
+    reference = results.optional("reference.yaml") or {}
+    limit = reference.get("training", {}).get("max_epochs")
+    if len(outside) and limit and (outside.epochs == limit).all():
+        them = {1: "It", 2: "Both"}.get(len(outside), f"All {len(outside)}")
+        if inside.any():
+            them = f"Of those outside, {them.lower()}"
+        converged = outside.converged.dropna().astype(bool) if "converged" in outside else pd.Series([], dtype=bool)
+        if len(converged) == len(outside) and converged.all():
+            after = ", and count as converged by the README's convergence rule"
+        elif len(converged) == len(outside) and not converged.any():
+            after = ", unconverged by the README's convergence rule: longer training is the first thing to try"
+        else:
+            after = ""
+        text.append(f"{them} stopped at training.max_epochs ({limit}, reference.yaml) rather than by early "
+                    f"stopping{after}.")
+    return " ".join(text)
 
 
 @block("cell_effect_findings")
@@ -280,16 +344,26 @@ def cell_effect_findings(results, corpus):
     effects = results.optional(f"cell_effects_{corpus}.csv")
     if effects is None:
         return f"(no cell-effects table of {corpus} is committed yet)"
+    if not len(effects):
+        raise RenderError(f"cell_effects_{corpus}.csv has no rows; remake it (docs/results/README.md)")
     lines = []
     for (model, feature), part in effects.groupby(["model", "feature"], sort=False):
-        best = part[part.role == "best"].iloc[0]
+        best = part[part.role == "best"]
+        if not len(best):
+            raise RenderError(f"cell_effects_{corpus}.csv has no best cell of {model}, {feature}; remake it")
+        best = best.iloc[0]
         controls = part[part.role == "control"]
         target = f"`{best.target_chars}`" if isinstance(best.target_chars, str) else "its targets"
-        lines.append(f"- {model}, {feature}: its best cell L{int(best.layer)}U{int(best.unit)} (score "
-                     f"{best.score:.3f}), held at its mean, costs {best.dloss_target:+.3f} nats on the "
-                     f"{count(best.targets)} {target} where the feature holds and {best.dloss_other:+.3f} elsewhere; "
-                     f"{len(controls)} random units of its layer cost {signed_range(controls.dloss_target)} on "
-                     f"those {target} and {signed_range(controls.dloss_other)} elsewhere.")
+        line = (f"- {model}, {feature}: its best cell L{int(best.layer)}U{int(best.unit)} (score {best.score:.3f}), "
+                f"held at its mean, changes the loss by {best.dloss_target:+.3f} nats on the {count(best.targets)} "
+                f"{target} where the feature holds and by {best.dloss_other:+.3f} elsewhere; ")
+        if len(controls):
+            line += (f"{len(controls)} random units of its layer, held the same way: "
+                     f"{signed_range(controls.dloss_target)} on those {target} and "
+                     f"{signed_range(controls.dloss_other)} elsewhere.")
+        else:
+            line += "no random unit of its layer was held beside it."
+        lines.append(line)
     return "\n".join(lines)
 
 
@@ -297,20 +371,29 @@ def cell_effect_findings(results, corpus):
 def brace_curve(results, corpus, delimiter, near, far):
     """Mean p of the closer below `near` characters from its opener and at `far` or beyond, per predictor of the
     bracket curves (weighted by the closers of each bin), with the closer counts."""
-    frames = [t for t in map(results.optional, BRACKET_CSVS) if t is not None]
+    frames = [results.optional(name).assign(source=name) for name in BRACKET_CSVS
+              if results.optional(name) is not None]
     df = pd.concat(frames) if frames else pd.DataFrame(columns=["corpus", "delimiter_name"])
     df = df[(df.corpus == corpus) & (df.delimiter_name == delimiter)]
     if not len(df):
         return f"(no {delimiter} curve of {corpus} is committed yet)"
-    near, far = int(near), int(far)
-    parts = []
+    files = and_list(sorted(set(df.source)))
+    near, far = whole(near, "near distance"), whole(far, "far distance")
+    widths = set(df.bin_end - df.bin_start)
+    if len(widths) != 1 or near % min(widths) or far % min(widths):
+        raise RenderError(f"{near} and {far} are not both bin edges of the {delimiter} curve of {corpus} in {files} "
+                          f"(bins of {and_list(str(w) for w in sorted(widths))}); use multiples of the bin")
+    parts, low_n, high_n = [], 0, 0
     for model, part in df.groupby("model", sort=False):
         low, high = part[part.bin_end <= near], part[part.bin_start >= far]
+        for rows, what in ((low, f"within {near} characters of its opener"), (high, f"{far} or more away")):
+            if not rows["count"].sum():
+                raise RenderError(f"{files}: {model} has no {delimiter} closer of {corpus} {what}; choose distances "
+                                  f"that the curve covers")
         mean = lambda rows: float((rows.mean_p * rows["count"]).sum() / rows["count"].sum())  # noqa: E731
         parts.append(f"{model} {mean(low):.3f} / {mean(high):.3f}")
+        low_n, high_n = max(low_n, low["count"].sum()), max(high_n, high["count"].sum())
     counts = df.groupby("model")["count"].sum().max()
-    low_n = int(df[df.bin_end <= near].groupby("model")["count"].sum().max())
-    high_n = int(df[df.bin_start >= far].groupby("model")["count"].sum().max())
     return (f"{count(counts)} {CLOSER_NAMES.get(delimiter, delimiter)}; mean p of the closer within {near} characters "
             f"of its opener ({count(low_n)} closers) / {far} or more away ({count(high_n)}): {and_list(parts)}")
 
@@ -322,10 +405,18 @@ def perchar_top(results, name, k, min_count):
     df = results.optional(name)
     if df is None:
         return f"(no {name} is committed yet)"
-    top = df[df["count"] >= int(min_count)].sort_values("diff", ascending=False).head(int(k))
+    k, min_count = whole(k, "number of characters"), whole(min_count, "min_count")
+    top = df[df["count"] >= min_count].sort_values("diff", ascending=False).head(k)
+    if not len(top):
+        raise RenderError(f"{name} has no character of at least {min_count} in the test split; lower the block's "
+                          f"min_count or remake {name}")
     first = top.iloc[0]
+    gains = top[top["diff"] > 0]
+    if not len(gains):
+        return (f"{first.label_a} over {first.label_b}: mean p(true) higher on no character of at least "
+                f"{count(min_count)} (the closest, `{first['char']}`, {first['diff']:+.3f})")
     return (f"{first.label_a} over {first.label_b}, mean p(true) higher by " +
-            and_list(f"{r['diff']:+.3f} on `{r['char']}` ({count(r['count'])})" for _, r in top.iterrows()))
+            and_list(f"{r['diff']:+.3f} on `{r['char']}` ({count(r['count'])})" for _, r in gains.iterrows()))
 
 
 @block("error_overlap")
@@ -345,12 +436,16 @@ def best_cell_scores(results, corpus, *features):
     df = results.optional(f"best_cells_{corpus}.csv")
     if df is None:
         return f"(no best cells of {corpus} are committed yet)"
+    if not features:
+        raise RenderError("name the features after the corpus, e.g. best_cell_scores linux brace_depth")
+    missing = [f for f in features if f not in set(df.feature)]
+    if missing:
+        raise RenderError(f"best_cells_{corpus}.csv has no cell of {', '.join(missing)}; drop it from the block's "
+                          f"features or remake the file")
     parts = []
     for feature in features:
-        rows = df[(df.feature == feature)].sort_values("score", ascending=False)
-        if len(rows):
-            r = rows.iloc[0]
-            parts.append(f"{feature} {r.model} L{int(r.layer)}U{int(r.unit)} ({r.kind} {r.score:.3f})")
+        r = df[df.feature == feature].sort_values("score", ascending=False).iloc[0]
+        parts.append(f"{feature} {r.model} L{int(r.layer)}U{int(r.unit)} ({r.kind} {r.score:.3f})")
     return and_list(parts)
 
 
@@ -358,11 +453,126 @@ def best_cell_scores(results, corpus, *features):
 def ngram_vs_paper(results, corpus, n):
     """'0.883 vs the paper's 0.889': one n-gram of Table 2 beside the paper's value."""
     t2 = results.required("table2.csv")
-    row = t2[(t2.corpus == corpus) & (t2.n == int(n))]
+    row = t2[(t2.corpus == corpus) & (t2.n == whole(n, "n"))]
     if not len(row):
         raise RenderError(f"table2.csv has no {n}-gram of {corpus}")
     row = row.iloc[0]
+    if pd.isna(row.paper_ngram_test_loss):
+        raise RenderError(f"table2.csv has no paper value for the {n}-gram of {corpus}; name one the paper reports")
     return f"{loss(row.ngram_test_loss)} vs the paper's {paper_text(row.paper_ngram_test_loss, not row.paper_confirmed)}"
+
+
+# ------------------------------------------------------------------------------ README: parameters against budget
+
+INNER_NAMES = {"transformer": "MLP", "lru": "state"}
+
+
+def params_match(results):
+    """params_match.csv with each row's vocabulary, recovered from its budget: the budget of size s on v bytes is the
+    1-layer LSTM of s cells, 4s(v + s) + 8s + sv + v parameters (README, "Size is a parameter budget")."""
+    df = results.required("params_match.csv")
+    if not len(df):
+        raise RenderError("params_match.csv has no rows; remake it with make_params_match.sh")
+    s = df["size"]
+    vocab = (df.budget - 4 * s * s - 8 * s) / (5 * s + 1)
+    if (vocab != vocab.round()).any() or vocab.groupby(df.corpus).nunique().max() > 1:
+        raise RenderError("params_match.csv: some budgets are not a 1-layer LSTM's on one vocabulary per corpus; "
+                          "remake it with make_params_match.sh")
+    return df.assign(vocab=vocab.astype(int))
+
+
+def vocab_name(row):
+    """'War and Peace's 87 bytes' for a named corpus, '10 bytes' for the others."""
+    return f"{corpus_name(row.corpus)}'s {row.vocab} bytes" if row.corpus in CORPUS_NAMES else f"{row.vocab} bytes"
+
+
+def params_row(results, corpus, model):
+    df = params_match(results)
+    row = df[(df.corpus == corpus) & (df.model == model)]
+    if not len(row):
+        raise RenderError(f"params_match.csv has no {model} of {corpus}; name one it holds")
+    return row.iloc[0]
+
+
+@block("params_grid")
+def params_grid(results):
+    """'sizes 32-512, 1-3 layers and vocabularies of 10, 87 (War and Peace) and 200 bytes'"""
+    df = params_match(results)
+    vocabs = df.drop_duplicates("corpus").sort_values("vocab")
+    names = [f"{r.vocab}" + (f" ({corpus_name(r.corpus)})" if r.corpus in CORPUS_NAMES else "")
+             for r in vocabs.itertuples()]
+    return (f"sizes {span(df['size'], str)}, {span(df.layers, str)} layers and "
+            f"vocabular{'y' if len(names) == 1 else 'ies'} of {and_list(names)} bytes")
+
+
+@block("params_outside")
+def params_outside(results):
+    """'4 of its 225 models outside 2%, all of size 32: ...': the models of params_match.csv further from their
+    budget than the tolerance (the smallest tolerance_pct), by vocabulary, furthest first."""
+    df = params_match(results)
+    tolerance = df.tolerance_pct.min()
+    outside = df[df.deviation_pct.abs() > tolerance]
+    if not len(outside):
+        return f"all {len(df)} of its models within {tolerance:g}%"
+    sizes = sorted(outside["size"].unique())
+    sizes = f"all of size {sizes[0]}" if len(sizes) == 1 else f"of sizes {and_list(map(str, sizes))}"
+    groups = []
+    for _, group in outside.groupby("vocab"):
+        group = group.reindex(group.deviation_pct.abs().sort_values(ascending=False).index)
+        groups.append(and_list(f"{r.model} ({r.deviation_pct:+.2f}%)" for r in group.itertuples()) +
+                      f" on {vocab_name(group.iloc[0])}")
+    beyond = outside[outside.deviation_pct.abs() > outside.tolerance_pct]
+    beyond = "" if not len(beyond) else f"; {and_list(beyond.model)} beyond even the exception's tolerance"
+    return (f"{len(outside)} of its {len(df)} models outside {tolerance:g}%, {sizes}: "
+            f"{'; '.join(groups)}{beyond}")
+
+
+@block("params_within")
+def params_within(results, *archs):
+    """'all 90 of theirs within 0.95% of their budget': the largest deviation of the named architectures."""
+    df = params_match(results)
+    df = df[df.arch.isin(archs)]
+    if not len(df):
+        raise RenderError(f"params_match.csv has no model of {', '.join(archs) or 'the architectures'}; name "
+                          f"architectures it holds")
+    return f"all {len(df)} of theirs within {df.deviation_pct.abs().max():.2f}% of their budget"
+
+
+@block("params_model")
+def params_model(results, corpus, model):
+    """'width 56, MLP 193, 44,800 parameters against the budget's 44,823'"""
+    r = params_row(results, corpus, model)
+    inner = f", {INNER_NAMES.get(r.arch, 'inner width')} {r.inner}" if r.inner else ""
+    return f"width {r.hidden}{inner}, {count(r.params)} parameters against the budget's {count(r.budget)}"
+
+
+@block("params_inner")
+def params_inner(results, corpus, *models):
+    """'MLP 193, state 73': the second width of each named model."""
+    rows = [params_row(results, corpus, m) for m in models]
+    return ", ".join(f"{INNER_NAMES.get(r.arch, 'inner width')} {r.inner}" for r in rows)
+
+
+@block("beyond_vs_budget")
+def beyond_vs_budget(results, model):
+    """'48,303 parameters, 7.8% above the LSTM's 44,823': a model of beyond_table1.csv against its LSTM."""
+    t1 = results.required("beyond_table1.csv")
+    row, lstm = t1[t1.model == model], t1[t1.arch == "lstm"]
+    if not len(row) or not len(lstm):
+        raise RenderError(f"beyond_table1.csv has no {model if not len(row) else 'LSTM'}; name a model it holds")
+    params, budget = row.params.iloc[0], lstm.params.iloc[0]
+    side = "above" if params > budget else "below"
+    return (f"{count(params)} parameters, " + ("as many as" if params == budget else f"{pct(abs(params / budget - 1))} "
+            f"{side}") + f" the LSTM's {count(budget)}")
+
+
+@block("beyond_hidden")
+def beyond_hidden(results, model):
+    t1 = results.required("beyond_table1.csv")
+    row = t1[t1.model == model]
+    if not len(row):
+        raise RenderError(f"beyond_table1.csv has no {model}; name a model it holds")
+    return str(int(row.hidden.iloc[0]))
 
 
 # -------------------------------------------------------------------------------------- README: beyond the paper
@@ -370,6 +580,8 @@ def ngram_vs_paper(results, corpus, n):
 def beyond_errors(results):
     """beyond_arch_errors.csv with the errors of each predictor (its categories partition them) and the test size."""
     df = results.required("beyond_arch_errors.csv")
+    if not len(df):
+        raise RenderError("beyond_arch_errors.csv has no rows; remake it (docs/results/README.md)")
     n_test = round((df.errors / df.share_of_test).median())
     return df, df.groupby("model", sort=False).errors.sum(), n_test
 
@@ -378,11 +590,16 @@ def beyond_errors(results):
 def beyond_table(results):
     t1 = results.required("beyond_table1.csv")
     _, errors, n_test = beyond_errors(results)
+    if not len(t1):
+        raise RenderError("beyond_table1.csv has no rows; remake it (docs/results/README.md)")
+    losses = t1.set_index("model").test_loss
     rows = []
     for r in t1.itertuples():
         base = r.model.removesuffix("+dyn")
         derived = base != r.model
-        gain = "" if not derived else loss(r.test_loss - t1.set_index("model").test_loss[base])
+        if derived and base not in losses:
+            raise RenderError(f"beyond_table1.csv has {r.model} but not its model {base}; remake it")
+        gain = "" if not derived else loss(r.test_loss - losses[base])
         made = errors.get(r.model)
         made = "–" if made is None else f"{count(made)} ({pct(made / n_test)})"
         rows.append([r.model, "" if derived else r.hidden, "" if derived else count(r.params), loss(r.test_loss),
@@ -396,6 +613,8 @@ def beyond_reference_counts(results):
     df, _, n_test = beyond_errors(results)
     reference = df.reference.iloc[0]
     own = df[df.model == reference]
+    if not len(own):
+        raise RenderError(f"beyond_arch_errors.csv has no errors of its reference {reference}; remake it")
     counts = ", ".join(f"{CATEGORY_NAMES.get(r.category, r.category)} {count(r.errors)}" for r in own.itertuples())
     return f"the reference {reference} makes {counts} errors in {count(n_test)} test bytes"
 
@@ -404,8 +623,11 @@ def beyond_reference_counts(results):
 def beyond_errors_table(results):
     df, _, _ = beyond_errors(results)
     categories = list(dict.fromkeys(df.category))
+    others = df[df.model != df.reference]
+    if not len(others):
+        raise RenderError("beyond_arch_errors.csv has no predictor beside its reference; remake it")
     rows = []
-    for arch, group in df[df.model != df.reference].groupby("arch", sort=False):
+    for arch, group in others.groupby("arch", sort=False):
         removed = group.set_index("category").removed_vs_reference
         rows.append([arch] + [pct(removed[c]) for c in categories])
     return table([""] + [CATEGORY_NAMES.get(c, c) for c in categories], rows)
@@ -416,8 +638,9 @@ def dyn_removals(results, category):
     removes of its own model's errors."""
     df, _, _ = beyond_errors(results)
     errors = df[df.category == category].set_index("model").errors
+    # a model with no errors of the category has no share to remove
     pairs = [(m.removesuffix("+dyn"), m) for m in errors.index if m.endswith("+dyn")
-             and m.removesuffix("+dyn") in errors.index]
+             and m.removesuffix("+dyn") in errors.index and errors[m.removesuffix("+dyn")] > 0]
     if not pairs:
         raise RenderError(f"beyond_arch_errors.csv has no {category} errors of a +dyn predictor and its model")
     return sorted(((1 - errors[dyn] / errors[base], base, dyn) for base, dyn in pairs), reverse=True), errors
@@ -428,15 +651,18 @@ def dyn_removed(results, category):
     """'transformer 2.8% (21,996 -> 21,385), LRU 1.4% (...), ...'"""
     removals, errors = dyn_removals(results, category)
     arch = results.required("beyond_table1.csv").set_index("model").arch
+    missing = [base for _, base, _ in removals if base not in arch]
+    if missing:
+        raise RenderError(f"beyond_table1.csv has no row of {', '.join(missing)}; remake it")
     return ", ".join(f"{ARCH_NAMES.get(arch[base], arch[base])} {pct(share)} ({count(errors[base])} -> "
                      f"{count(errors[dyn])})" for share, base, dyn in removals)
 
 
 @block("dyn_removed_at_most")
 def dyn_removed_at_most(results, category):
-    """'at most 0.4%'"""
+    """'at most 0.4%', or 'none' where dynamic evaluation adds errors of the category to every model."""
     removals, _ = dyn_removals(results, category)
-    return f"at most {pct(removals[0][0])}"
+    return f"at most {pct(removals[0][0])}" if removals[0][0] > 0 else "none"
 
 
 @block("beyond_models")
@@ -444,6 +670,8 @@ def beyond_models(results):
     """'lstm-1x64, transformer-1x64 and lru-1x64 (30 epochs each)'"""
     t1 = results.required("beyond_table1.csv")
     trained = t1[t1.model == t1.model.str.removesuffix("+dyn")]
+    if not len(trained):
+        raise RenderError("beyond_table1.csv has no trained model; remake it (docs/results/README.md)")
     return f"{and_list(trained.model)} ({epochs_text(trained)} each)"
 
 
@@ -477,10 +705,14 @@ def memory_row(results, model, definition):
 def memory_definitions(results):
     """Per predictor: its errors and the dynamic-memory errors under every definition."""
     df = results.required("memory_definitions.csv")
+    if not len(df):
+        raise RenderError("memory_definitions.csv has no rows; remake it with make_memory_definitions.sh")
+    t1 = results.optional("table1.csv")
+    reference = set() if t1 is None else set(t1.model)
     parts = []
-    for i, (model, group) in enumerate(df.groupby("model", sort=False)):
+    for model, group in df.groupby("model", sort=False):
         counts = ", ".join(f"{r.definition} {count(r.memory)}" for r in group.itertuples())
-        name = f"the reference {model}" if i == 0 else predictor_name(model)
+        name = f"the reference {model}" if model in reference else predictor_name(model)
         parts.append(f"{name} ({count(group.n_errors.iloc[0])} errors): {counts}")
     return ("The definitions count (`docs/results/memory_definitions.csv`, made by "
             f"`docs/results/make_memory_definitions.sh`) for {'; for '.join(parts)}.")
@@ -507,7 +739,10 @@ def memory_second_byte(results, model, definition):
 def memory_vs_breakdown(results, model):
     """Whether the memory oracle as first defined (`error`) gives error_breakdown.csv's count."""
     breakdown = results.required("error_breakdown.csv")
-    theirs = breakdown[(breakdown.model == model) & (breakdown.category == "memory")]["count"].sum()
+    theirs = breakdown[(breakdown.model == model) & (breakdown.category == "memory")]["count"]
+    if not len(theirs):
+        raise RenderError(f"error_breakdown.csv has no dynamic-memory errors of {model}; name a model it breaks down")
+    theirs = theirs.sum()
     mine = memory_row(results, model, "error").memory
     if mine == theirs:
         return f"`error` reproduces the {count(mine)} of `error_breakdown.csv`"
@@ -538,6 +773,8 @@ def reference_epochs(results):
     """'all 9 models stopped at max_epochs (30)', max_epochs from reference.yaml."""
     t1 = results.required("table1.csv")
     limit = results.required("reference.yaml")["training"]["max_epochs"]
+    if not len(t1):
+        raise RenderError("table1.csv has no rows; remake it (docs/results/README.md)")
     at_limit = int((t1.epochs == limit).sum())
     if at_limit == len(t1):
         return f"all {len(t1)} models stopped at max_epochs ({limit})"
@@ -550,6 +787,9 @@ def reference_findings(results):
     t1, t2 = results.required("table1.csv"), results.required("table2.csv")
     breakdown = results.required("error_breakdown.csv")
     n = results.required("reference.yaml")["analysis"]["reference_ngram"]
+    for name, rows in (("table1.csv", t1), ("error_breakdown.csv", breakdown)):
+        if not len(rows):
+            raise RenderError(f"{name} has no rows; remake it (docs/results/README.md)")
     ngram = t2[(t2.corpus == t1.corpus.iloc[0]) & (t2.n == n)]
     if not len(ngram):
         raise RenderError(f"table2.csv has no {n}-gram (reference.yaml's analysis.reference_ngram) of "
@@ -575,6 +815,8 @@ def reference_findings(results):
 
 def plan_totals(results):
     plan = results.required("paper_plan.csv")
+    if not len(plan):
+        raise RenderError("paper_plan.csv has no rows; remake it (docs/results/README.md)")
     jobs = plan.set_index("rule").jobs
     where = plan["where"]
     return {"total": int(plan.jobs.sum()), "submitted": int(plan.jobs[where == "Slurm job"].sum()),
