@@ -10,7 +10,7 @@ import pytest
 from conftest import ROOT, markov_text, run_env
 from rnnlens.cli import main
 from rnnlens.corpus import PreparedCorpus
-from rnnlens.picks import one_of, pick_model
+from rnnlens.picks import _candidates, one_of, pick_model
 from rnnlens.predictions import write_predictions
 
 # corpus toy: two LSTM sizes and a GRU; the 12-unit LSTM is the best LSTM
@@ -82,6 +82,18 @@ def test_a_picked_model_with_several_seeds_brings_every_seed_to_the_comparisons(
     assert set(two.seeds_a) == {2} and set(one.seeds_a) == {1}
     # the two seeds' mean p differs from the documented seed's alone
     assert not np.allclose(two.sort_values("byte")["mean_p_a"].to_numpy(), one.sort_values("byte")["mean_p_a"].to_numpy())
+
+
+def test_the_documented_seed_comes_first_wherever_the_results_folder_lies(tmp_path):
+    """A results folder under a folder named `seeds` (a lab's checkout, say) holds no seed's file there."""
+    predictions = tmp_path / "seeds" / "results" / "toy" / "predictions"
+    documented, seed2 = predictions / "lstm-1x8.parquet", predictions / "seeds" / "lstm-1x8" / "seed-2.parquet"
+    seed2.parent.mkdir(parents=True)
+    target = np.frombuffer(b"abc" * 10, dtype=np.uint8)
+    for path in (seed2, documented):
+        write_predictions(path, target, np.full(len(target), 0.5), target, meta={"model": "lstm-1x8", "corpus": "toy"})
+    by_model, corpus = _candidates([str(seed2), str(documented)])
+    assert corpus == "toy" and by_model == {"lstm-1x8": [str(documented), str(seed2)]}
 
 
 def test_a_failing_pick_fails_the_job_with_its_message_in_the_log(models, tmp_path):

@@ -69,7 +69,7 @@ def add_pick_options(parser, picks):
 
 def _candidates(paths):
     """{model id: [paths]} and the corpus of predictions files (all of one corpus). Several files of one model id
-    are its training seeds (training.seeds), the documented seed's first: the one outside a `seeds/` folder."""
+    are its training seeds (training.seeds), the documented seed's first: the one not in predictions/seeds/MODEL/."""
     by_model, corpora = {}, set()
     for path in paths:
         meta = read_meta(path)
@@ -78,7 +78,8 @@ def _candidates(paths):
     if len(corpora) != 1:
         raise InputError(f"--candidates hold predictions of corpora {sorted(map(str, corpora))}; give one corpus's")
     for files in by_model.values():
-        files.sort(key=lambda path: "seeds" in Path(path).parts)  # stable: the documented seed's file first
+        # stable: the documented seed's file first (a folder named seeds higher up the path is no seed's)
+        files.sort(key=lambda path: Path(path).parent.parent.name == "seeds")
     return by_model, corpora.pop()
 
 
