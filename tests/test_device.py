@@ -13,7 +13,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import markov_text, run_env, workflow_view
+from conftest import ROOT, markov_text, run_env, workflow_view
 from rnnlens.cli import build_parser, main
 from rnnlens.model import ModelSpec, pick_device, save_model
 from rnnlens.recurrent import CharRNN
@@ -106,3 +106,24 @@ def test_on_the_gpu_the_commands_give_the_cpu_results(tiny_model, tmp_path):
     np.testing.assert_allclose(np.load(gpu / "store/positions.npy")["p"], np.load(cpu / "store/positions.npy")["p"],
                                atol=2e-3)
     assert (np.load(gpu / "store/acts.npy").astype(int) - np.load(cpu / "store/acts.npy")).__abs__().max() <= 2
+
+
+def test_every_rule_that_runs_a_model_asks_for_the_gpu():
+    """On Slurm a rule's `gpu` resource becomes --gpus=1; without it the job lands on a node without a GPU and runs
+    its model on the CPU. `set-resources` is keyed by rule name, so a `use rule` copy needs its own entry."""
+    runs_a_model = {"train", "evaluate", "dyneval", "intervene", "internals", "cell-effects", "explore-store"}
+    shells, copies = {}, {}
+    for path in sorted((ROOT / "workflow" / "rules").glob("*.smk")):
+        text = path.read_text()
+        for block in re.split(r"(?m)^(?=rule |checkpoint |use rule )", text):
+            own = re.match(r"(?:rule|checkpoint) (\w+):", block)
+            if own:
+                shells[own.group(1)] = set(re.findall(r"python -m rnnlens ([a-z0-9-]+)", block.split("    shell:")[-1]))
+            copy = re.match(r"use rule (\w+) as (\w+)", block)
+            if copy:
+                copies[copy.group(2)] = copy.group(1)
+    shells.update({name: shells[source] for name, source in copies.items()})
+    model_rules = {name for name, commands in shells.items() if commands & runs_a_model}
+    assert {"train", "train_seed", "evaluate", "evaluate_seed", "cell_effects"} <= model_rules
+    declared = yaml.safe_load((ROOT / "profiles" / "default" / "config.yaml").read_text())["set-resources"]
+    assert {name for name in model_rules if declared.get(name, {}).get("gpu") != 1} == set()

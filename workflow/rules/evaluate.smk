@@ -87,6 +87,8 @@ rule evaluate_intervention:
         "results/{corpus}/predictions/{base}~{name}.parquet",
     log:
         "results/logs/{corpus}/evaluate_intervention/{base}~{name}.log",
+    benchmark:
+        "results/benchmarks/{corpus}/evaluate_intervention/{base}~{name}.tsv"
     conda:
         "../../envs/rnnlens.yaml"
     threads: RES["train_threads"]

@@ -147,6 +147,8 @@ rule cell_effects:
         pdf="results/figures/{corpus}/cell_effects.pdf",  # written beside the PNG
     log:
         "results/logs/{corpus}/cell_effects.log",
+    benchmark:
+        "results/benchmarks/{corpus}/cell_effects.tsv"
     conda:
         "../../envs/rnnlens.yaml"
     threads: CELL_EFFECTS["threads"]
