@@ -144,7 +144,7 @@ class LRULayer(nn.Module):
             units, values = hold
             units = torch.as_tensor(units, dtype=torch.long, device=bu.device)
             values = torch.as_tensor(values, dtype=bu.real.dtype, device=bu.device)
-            slot, part = units % self.hidden, units // self.hidden  # part 0: real, 1: imaginary
+            slot, part = units % self.state, units // self.state  # part 0: real, 1: imaginary
         for t in range(bu.shape[1]):
             x = lam * x + bu[:, t]
             if hold is not None:
@@ -220,8 +220,9 @@ class LRURunner:
         self.method = "step"
         self.kinds = {"cells": Kind(None, None)}
         self.cell_kind = "cells"
-        self.unit_layout = "state real 0..N-1, imaginary N..2N-1"
-        self.units = 2 * model.state
+        n = model.state  # the state size N, not the width H (they differ where inner_width sets N)
+        self.unit_layout = f"state real parts 0..{n - 1}, imaginary parts {n}..{2 * n - 1}"
+        self.units = 2 * n
         self.device, self.dtype = model.decoder.weight.device, model.decoder.weight.dtype
 
     @torch.no_grad()
