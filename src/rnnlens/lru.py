@@ -26,6 +26,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from rnnlens.archs import Kind
+from rnnlens.model import closest_inner
 
 
 # --- the architecture protocol (rnnlens.archs) ---------------------------------------------------------------------
@@ -54,10 +55,7 @@ def describe(arch):
 
 def inner_width(arch, layers, hidden, vocab_size, budget):
     """The state size N (at least 1) whose count at this width is closest to the budget; ties: the smaller."""
-    per_state = layers * (4 * hidden + 3)  # the count is base + per_state x N
-    base = count_parameters(arch, layers, hidden, vocab_size, 1) - per_state
-    low = max(1, (budget - base) // per_state)
-    return min((low, low + 1), key=lambda n: (abs(base + per_state * n - budget), n))
+    return closest_inner(lambda n: count_parameters(arch, layers, hidden, vocab_size, n), budget)
 
 
 def count_parameters(arch, layers, hidden, vocab_size, inner=0):

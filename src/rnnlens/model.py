@@ -75,6 +75,15 @@ def match_hidden_size(arch, layers, size, vocab_size, max_hidden=8192):
     return hidden, params, budget
 
 
+def closest_inner(count, budget):
+    """The second width n (at least 1) whose parameter count count(n) is closest to the budget; ties: the smaller.
+    count(n) is linear in n (base + per-unit x n), so the closest is one of the two around the exact solution."""
+    per_unit = count(2) - count(1)
+    base = count(1) - per_unit
+    low = max(1, (budget - base) // per_unit)
+    return min((low, low + 1), key=lambda n: (abs(count(n) - budget), n))
+
+
 def match_budget(arch, layers, size, vocab_size, max_hidden=8192):
     """(hidden, inner, params, budget) of (arch, layers) at budget `size`: the width whose count at the
     architecture's default shape is closest to the budget (ties: the smaller), then, for an architecture with
