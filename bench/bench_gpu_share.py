@@ -27,12 +27,12 @@ def worker(args):
     import torch
 
     from rnnlens.corpus import PreparedCorpus
-    from rnnlens.model import ModelSpec, match_hidden_size, parse_model_id
+    from rnnlens.model import ModelSpec, match_budget, parse_model_id
     from rnnlens.train import TrainConfig, train
 
     arch, layers, size = parse_model_id(args.model)
     vocab = 87
-    hidden = match_hidden_size(arch, layers, size, vocab)[0]
+    hidden, inner = match_budget(arch, layers, size, vocab)[:2]
     n_train = args.steps * 100 * 100 + 1
     rng = np.random.default_rng(args.seed)
     data = rng.integers(0, vocab, n_train + 20_002).astype(np.uint8)
@@ -45,7 +45,7 @@ def worker(args):
         time.sleep(0.01)
     out = Path(args.out_dir)
     started = time.time()
-    train(cfg, corpus, ModelSpec(arch, layers, hidden, vocab), out / "m.pt", out / "h.csv", out / "c.pt")
+    train(cfg, corpus, ModelSpec(arch, layers, hidden, vocab, inner=inner), out / "m.pt", out / "h.csv", out / "c.pt")
     seconds = time.time() - started
     chars = args.steps * 100 * 100
     print(json.dumps({"seconds": seconds, "chars": chars}), flush=True)

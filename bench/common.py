@@ -24,7 +24,7 @@ if str(SRC) not in sys.path:  # run from a checkout without the package installe
 
 from rnnlens.corpus import PreparedCorpus  # noqa: E402
 from rnnlens.model import (  # noqa: E402
-    RNN_ARCHS as ARCHS, ModelSpec, count_parameters, match_hidden_size, pick_device)
+    RNN_ARCHS as ARCHS, ModelSpec, count_parameters, match_budget, pick_device)
 from rnnlens.recurrent import CharRNN  # noqa: E402
 
 # BENCH_RESULTS moves every output (the tests run the benchmarks into a temporary directory)
@@ -72,13 +72,14 @@ def cpu_name():
 
 
 def grid_points(grid, vocab_size=PAPER_VOCAB):
-    """[(arch, layers, size)] -> dicts with the parameter-matched hidden size and the parameter counts."""
+    """[(arch, layers, size)] -> dicts with the parameter-matched widths (hidden, and inner for an architecture
+    with a second width: the workflow's model) and the parameter counts."""
     points = []
     for arch, layers, size in grid:
-        hidden, params, _ = match_hidden_size(arch, layers, size, vocab_size)
+        hidden, inner, params, _ = match_budget(arch, layers, size, vocab_size)
         points.append({"model": f"{arch}-{layers}x{size}", "arch": arch, "layers": layers, "size": size,
-                       "hidden": hidden, "vocab": vocab_size, "params": params,
-                       "matmul_params": matmul_parameters(arch, layers, hidden, vocab_size)})
+                       "hidden": hidden, "inner": inner, "vocab": vocab_size, "params": params,
+                       "matmul_params": matmul_parameters(arch, layers, hidden, vocab_size, inner)})
     return points
 
 
@@ -92,17 +93,18 @@ def parse_points(text):
 def spec_for(point, dropout=0.0):
     """The ModelSpec of a grid point; the transformer reads windows of one training sequence (100 bytes), 4 heads."""
     extra = {"window": 100, "heads": 4} if point["arch"] == "transformer" else {}
-    return ModelSpec(point["arch"], point["layers"], point["hidden"], point["vocab"], dropout, **extra)
+    return ModelSpec(point["arch"], point["layers"], point["hidden"], point["vocab"], dropout, **extra,
+                     inner=point.get("inner", 0))
 
 
-def matmul_parameters(arch, layers, hidden, vocab_size):
+def matmul_parameters(arch, layers, hidden, vocab_size, inner=0):
     """Weights that take part in matrix products (all but the biases): each costs 2 FLOPs per character
     forward and 4 backward, hence the 6 x matmul parameters x characters of a training step. For the
     transformer and the LRU: their matrices (the embedding is a lookup; attention's own products not counted)."""
     if arch not in ARCHS:
         from rnnlens.model import build_model as make
 
-        model = make(spec_for({"arch": arch, "layers": layers, "hidden": hidden, "vocab": vocab_size}))
+        model = make(spec_for({"arch": arch, "layers": layers, "hidden": hidden, "vocab": vocab_size, "inner": inner}))
         return sum(p.numel() for name, p in model.named_parameters() if p.dim() == 2 and not name.startswith("embed"))
     with_biases = count_parameters(arch, layers, hidden, vocab_size)
     gates = {"rnn": 1, "lstm": 4, "gru": 3}[arch]

@@ -25,6 +25,18 @@ def markov_text(n, order=2, alphabet=b"ab c\n", seed=0):
 
 
 @pytest.fixture
+def one_thread():
+    """torch on one thread for the test, restored after it: the same float sums on every machine, and no
+    contention with the other processes."""
+    import torch  # here, not at the top: most tests never load torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
 def prepared(tmp_path):
     """A prepared corpus (corpus.bin + data.json) of a small Markov text, as the workflow would make it."""
     from rnnlens.corpus import prepare

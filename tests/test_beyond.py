@@ -15,7 +15,7 @@ from rnnlens.dyneval import dynamic_predict, gradient_ms
 from rnnlens.evaluate import batch_rows, predict_rows, predict_test
 from rnnlens.lru import ByteLRU, scan
 from rnnlens.model import (TOLERANCE, ModelSpec, build_model, count_parameters, load_model, match_budget,
-                           match_hidden_size, models_table, save_model)
+                           models_table, save_model)
 from rnnlens.train import TrainConfig, train
 from rnnlens.transformer import ByteTransformer, window_blocks
 
@@ -163,8 +163,9 @@ def test_training_learns_and_evaluation_covers_the_test_split(prepared, tmp_path
     corpus = PreparedCorpus.load(prepared(markov_text(8000)))
     cfg = TrainConfig(batch_size=8, seq_len=32, max_epochs=6, optimizer="adamw", learning_rate=1e-2,
                       lr_warmup_steps=5, window=32, heads=2, val_streams=4, device="cpu")
-    hidden, _, _ = match_hidden_size(arch, 1, 16, corpus.vocab_size)
-    spec = ModelSpec(arch, 1, hidden, corpus.vocab_size, **({"window": 32, "heads": 2} if arch == "transformer" else {}))
+    hidden, inner, params, _ = match_budget(arch, 1, 16, corpus.vocab_size)
+    spec = ModelSpec(arch, 1, hidden, corpus.vocab_size, inner=inner,
+                     **({"window": 32, "heads": 2} if arch == "transformer" else {}))
     assert train(cfg, corpus, spec, tmp_path / "m.pt", tmp_path / "h.csv", tmp_path / "c.pt") == 0
     history = pd.read_csv(tmp_path / "h.csv")
     # learnt some of the Markov structure (the tiny transformer, 8 wide, learns slowest)
@@ -172,6 +173,7 @@ def test_training_learns_and_evaluation_covers_the_test_split(prepared, tmp_path
     from rnnlens.model import load_model
 
     model, extra = load_model(tmp_path / "m.pt")
+    assert sum(p.numel() for p in model.parameters()) == params  # the model matched to the budget, inner width too
     result = predict_test(model, corpus, streams=4, warmup=100)
     assert len(result["p"]) == corpus.split_size("test") and np.array_equal(result["target"], corpus.split("test"))
     assert abs(-np.log(result["p"]).mean() - history.val_loss.min()) < 0.3

@@ -18,14 +18,6 @@ from rnnlens.model import ModelSpec, save_model
 from rnnlens.recurrent import CharRNN
 
 
-@pytest.fixture
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_auc_and_spearman_match_sklearn_and_scipy():
     rng = np.random.default_rng(0)
     n = 500

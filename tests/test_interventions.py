@@ -11,14 +11,6 @@ from rnnlens.model import ModelSpec
 from rnnlens.recurrent import CharRNN, LayerwiseRunner, reference_internals
 
 
-@pytest.fixture
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def random_model(arch, layers=2, hidden=12, vocab=5, seed=0):
     torch.manual_seed(seed)
     model = CharRNN(ModelSpec(arch, layers, hidden, vocab))

@@ -12,17 +12,10 @@ from rnnlens.interventions import Intervention, predict_with_intervention, unit_
 from rnnlens.model import ModelSpec
 
 
-@pytest.fixture
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def random_lru(layers=2, hidden=6, vocab=5, seed=0):
+def random_lru(layers=2, hidden=6, vocab=5, seed=0, inner=0):
+    """inner: the state size N (0: N = H, the width)."""
     torch.manual_seed(seed)
-    model = archs.load("lru").build_model(ModelSpec("lru", layers, hidden, vocab))
+    model = archs.load("lru").build_model(ModelSpec("lru", layers, hidden, vocab, inner=inner))
     model.init_weights()
     torch.nn.init.normal_(model.decoder.weight, 0.0, 1.0)  # a decoder that shows small changes of the stream
     return model.eval()
@@ -56,7 +49,8 @@ def test_lru_holding_its_state_at_its_own_values_reproduces_the_model(one_thread
         state = model(idx[:, :9])[1]  # a carried state, not zeros
         logits, own_state = model(idx, state)
     free, _ = runner.run(idx, state)
-    units = [1, 4, 6 + 1, 6 + 5]  # real parts of units 1 and 4, imaginary parts of units 1 and 5
+    n = model.state
+    units = [1, 4, n + 1, n + 5]  # real parts of units 1 and 4, imaginary parts of units 1 and 5
     clamp = {k: (units, free[k]["cells"][..., units].clone()) for k in range(2)}
     held, held_state = runner.run(idx, state, clamp=clamp)
     assert (runner.logits(held) - logits).abs().max() < 1e-6
@@ -80,12 +74,72 @@ def test_lru_zeroing_a_state_unit_at_one_step_changes_that_step_and_the_later_on
     assert (change[:20] == 0).all()
     assert change[20] > 1e-3
     assert change[30:].min() > 1e-4  # ten steps on and later, still
-    imaginary = (acts[0]["cells"][..., 6 + slot] - free[0]["cells"][..., 6 + slot]).abs().amax(dim=0)
+    n = model.state
+    imaginary = (acts[0]["cells"][..., n + slot] - free[0]["cells"][..., n + slot]).abs().amax(dim=0)
     assert (imaginary[:20] == 0).all() and imaginary[21:30].min() > 1e-4
     # the other state units of the layer are diagonal: untouched; the layer above reads the change
-    others = [u for u in range(12) if u not in (slot, 6 + slot)]
+    others = [u for u in range(2 * n) if u not in (slot, n + slot)]
     assert (acts[0]["cells"][..., others] == free[0]["cells"][..., others]).all()
     assert (acts[1]["cells"][:, 21:] - free[1]["cells"][:, 21:]).abs().max() > 1e-4
+
+
+def lru_with_a_wider_state():
+    """An LRU whose state size N is not its width H (as inner_width makes them: War and Peace's lru-1x64 has H 72,
+    N 73): here N > H, so that unit numbers >= H name real parts of high state units as well as imaginary parts."""
+    model = random_lru(hidden=6, inner=9, seed=7)
+    assert model.state == 9 != model.spec.hidden
+    return model
+
+
+def test_lru_with_a_state_wider_than_its_width_holds_the_units_it_names(one_thread):
+    model = lru_with_a_wider_state()
+    runner = archs.load("lru").internals_runner(model)
+    n, h = model.state, model.spec.hidden
+    assert runner.units == 2 * n
+    idx = text(3, 30, seed=8)
+    with torch.no_grad():
+        state = model(idx[:, :7])[1]
+        logits, own_state = model(idx, state)
+    free, _ = runner.run(idx, state)
+    units = [n - 1, n + 2, 2 * n - 1]  # the real part of the last state unit, imaginary parts of units 2 and N-1
+    assert min(units) >= h
+    held, held_state = runner.run(idx, state, clamp={k: (units, free[k]["cells"][..., units].clone())
+                                                     for k in range(2)})
+    assert (runner.logits(held) - logits).abs().max() < 1e-6
+    assert (held_state - own_state).abs().max() < 1e-6
+
+
+@pytest.mark.parametrize("part", ["real", "imaginary"])
+def test_lru_zero_clamp_with_a_wider_state_zeroes_exactly_the_component_it_names(part, one_thread):
+    """Zeroing unit k holds that one component of the state at zero: the recorded states of the layer are those of
+    the recurrence x_t = lambda x_{t-1} + gamma B u_t run by hand with that component set to zero after each step
+    (which also moves the other part of the same complex unit, through lambda's rotation, and nothing else)."""
+    model = lru_with_a_wider_state()
+    runner = archs.load("lru").internals_runner(model)
+    n, h = model.state, model.spec.hidden
+    slot = n - 1 if part == "real" else 1
+    unit = slot + (n if part == "imaginary" else 0)
+    assert unit >= h  # a number the width H would have read as another component
+    idx = text(2, 25, seed=9)
+    free, _ = runner.run(idx)
+    acts, _ = runner.run(idx, clamp={0: ([unit], torch.tensor([0.0]))})
+    layer = model.layers[0]
+    with torch.no_grad():
+        _, bu = layer.inputs(model.embed(idx))
+        lam = layer.eigenvalues()
+        x = torch.zeros(idx.shape[0], n, dtype=bu.dtype)
+        expected = []
+        for t in range(idx.shape[1]):
+            x = lam * x + bu[:, t]
+            torch.view_as_real(x)[:, slot, 0 if part == "real" else 1] = 0
+            expected.append(torch.cat([x.real, x.imag], dim=-1))
+    cells = acts[0]["cells"]
+    assert (cells - torch.stack(expected, dim=1)).abs().max() < 1e-6
+    assert (cells[..., unit] == 0).all() and free[0]["cells"][..., unit].abs().min() > 0
+    partner = slot + (n if part == "real" else 0)
+    others = [u for u in range(2 * n) if u not in (unit, partner)]
+    assert (cells[..., others] == free[0]["cells"][..., others]).all()
+    assert (cells[..., partner] - free[0]["cells"][..., partner]).abs().max() > 1e-4
 
 
 def test_transformer_holding_units_at_their_own_values_reproduces_the_model(one_thread):
@@ -96,19 +150,21 @@ def test_transformer_holding_units_at_their_own_values_reproduces_the_model(one_
         logits, _ = model(idx)
     free, state = runner.run(idx)
     assert state is None and (runner.logits(free) - logits).abs().max() < 1e-6
-    units = [0, 5, 16 + 3, 16 + 40]  # residual stream 0 and 5, MLP neurons 3 and 40
+    h = model.spec.hidden
+    units = [0, 5, h + 3, h + 40]  # residual stream 0 and 5, MLP neurons 3 and 40
     held, _ = runner.run(idx, clamp={k: (units, free[k]["cells"][..., units].clone()) for k in range(2)})
     assert (runner.logits(held) - logits).abs().max() < 1e-6
     constant = runner.run(idx, clamp={0: (units, torch.tensor([1.0, 2.0, 3.0, 4.0]))})[0]
     assert (constant[0]["cells"][..., units] == torch.tensor([1.0, 2.0, 3.0, 4.0])).all()
 
 
-@pytest.mark.parametrize("unit", [4, 16 + 9])  # a unit of the residual stream, an MLP neuron
-def test_transformer_zeroing_a_unit_at_one_position_changes_that_position_and_the_later_ones(unit, one_thread):
+@pytest.mark.parametrize("part", ["residual", "mlp"])  # unit 4 of the residual stream, MLP neuron 9
+def test_transformer_zeroing_a_unit_at_one_position_changes_that_position_and_the_later_ones(part, one_thread):
     """No recurrence, but causal attention: zeroing a unit of the first block at position 10 of the window only
     leaves the positions before alone and changes position 10 and the later ones (attention reads it)."""
     model = random_transformer(seed=4)
     runner = archs.load("transformer").internals_runner(model)
+    unit = 4 if part == "residual" else model.spec.hidden + 9
     idx = text(2, 24, seed=5)
     free, _ = runner.run(idx)
     acts, _ = runner.run(idx, clamp={0: ([unit], with_step_zeroed(free[0]["cells"][..., [unit]], 10))})
@@ -196,7 +252,7 @@ def test_cell_effects_and_intervene_run_for_an_lru_and_a_transformer(tmp_path, o
     train_idx = torch.from_numpy(corpus.encode(corpus.split("train")))
     data = str(tmp_path / "data.json")
     models = {"lru-1x8": random_lru(layers=1, hidden=8, vocab=corpus.vocab_size),
-              "transformer-1x8": random_transformer(layers=1, hidden=16, vocab=corpus.vocab_size, window=32)}
+              "transformer-1x16": random_transformer(layers=1, hidden=16, vocab=corpus.vocab_size, window=32)}
     paths = []
     for model_id, model in models.items():
         torch.nn.init.normal_(model.decoder.weight, 0.0, 0.02)
@@ -216,7 +272,10 @@ def test_cell_effects_and_intervene_run_for_an_lru_and_a_transformer(tmp_path, o
     assert set(table.model) == set(models) and set(table.feature) == {"in_dquote"}
     assert (table.groupby("model").role.value_counts().unstack()[["best", "control"]].to_numpy() == [1, 2]).all()
     assert table.dloss_all.notna().all() and (table.dloss_all.abs() > 0).all() and (table.positions >= 1000).all()
-    units = {"lru-1x8": 16, "transformer-1x8": 80}  # state real and imaginary parts; residual stream and neurons
+    # per layer: the LRU's state real and imaginary parts; the transformer's residual stream and MLP neurons
+    units = {model_id: archs.load(model.spec.arch).internals_runner(model).units for model_id, model in models.items()}
+    assert units == {"lru-1x8": 2 * models["lru-1x8"].state,
+                     "transformer-1x16": models["transformer-1x16"].spec.hidden + models["transformer-1x16"].mlp}
     assert all(0 <= r.unit < units[r.model] for r in table.itertuples())
     for model_id, path in zip(models, paths):
         common = ["--model", path, "--data", data, "--model-id", model_id, "--streams", "4", "--warmup", "100"]

@@ -13,6 +13,8 @@ from rnnlens.nnn import (NNN, NNNConfig, NNNSpec, count_parameters, load_nnn, nn
                          predict_positions, train_nnn)
 from rnnlens.predictions import read_predictions
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # every test here (tests/conftest.py)
+
 ALPHABET = b"abcd"
 P_RULE = 0.9  # probability of the deterministic successor; the rest is spread over the other 3 symbols
 
@@ -39,14 +41,6 @@ def make_corpus(tmp_path, data, name="markov", fractions=None):
     meta = prepare(name, tmp_path / "corpus.bin", fractions or {"train": 0.8, "val": 0.1, "test": 0.1}, 10)
     atomic_write_text(tmp_path / "data.json", json.dumps(meta))
     return tmp_path / "data.json"
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_embedding_sum_equals_dense_layer_over_concatenated_one_hots():

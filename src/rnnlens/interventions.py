@@ -92,8 +92,10 @@ def check_intervention(runner, layers, intervention):
 @torch.no_grad()
 def unit_means(model, corpus, runner=None, split="train", max_positions=200_000, streams=50, warmup=200,
                chunk=100):
-    """Mean of every cell-state unit over the split -> (layers, units) float64 array. The split's rows are
-    streamed in parallel and stopped after about max_positions positions: a sample spread over the whole split."""
+    """Mean over the split of every unit of the runner's `cell_kind` (the units an intervention holds: the RNNs'
+    cell state, the LRU's state real and imaginary parts, the transformer's residual stream and MLP neurons) ->
+    (layers, runner.units) float64 array. The split's rows are streamed in parallel and stopped after about
+    max_positions positions: a sample spread over the whole split."""
     from dataclasses import replace
 
     from rnnlens.evaluate import batch_rows

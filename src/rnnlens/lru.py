@@ -26,6 +26,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from rnnlens.archs import Kind
+from rnnlens.model import closest_inner
 
 
 # --- the architecture protocol (rnnlens.archs) ---------------------------------------------------------------------
@@ -54,10 +55,7 @@ def describe(arch):
 
 def inner_width(arch, layers, hidden, vocab_size, budget):
     """The state size N (at least 1) whose count at this width is closest to the budget; ties: the smaller."""
-    per_state = layers * (4 * hidden + 3)  # the count is base + per_state x N
-    base = count_parameters(arch, layers, hidden, vocab_size, 1) - per_state
-    low = max(1, (budget - base) // per_state)
-    return min((low, low + 1), key=lambda n: (abs(base + per_state * n - budget), n))
+    return closest_inner(lambda n: count_parameters(arch, layers, hidden, vocab_size, n), budget)
 
 
 def count_parameters(arch, layers, hidden, vocab_size, inner=0):
@@ -144,7 +142,7 @@ class LRULayer(nn.Module):
             units, values = hold
             units = torch.as_tensor(units, dtype=torch.long, device=bu.device)
             values = torch.as_tensor(values, dtype=bu.real.dtype, device=bu.device)
-            slot, part = units % self.hidden, units // self.hidden  # part 0: real, 1: imaginary
+            slot, part = units % self.state, units // self.state  # part 0: real, 1: imaginary
         for t in range(bu.shape[1]):
             x = lam * x + bu[:, t]
             if hold is not None:
@@ -220,8 +218,9 @@ class LRURunner:
         self.method = "step"
         self.kinds = {"cells": Kind(None, None)}
         self.cell_kind = "cells"
-        self.unit_layout = "state real 0..N-1, imaginary N..2N-1"
-        self.units = 2 * model.state
+        n = model.state  # the state size N, not the width H (they differ where inner_width sets N)
+        self.unit_layout = f"state real parts 0..{n - 1}, imaginary parts {n}..{2 * n - 1}"
+        self.units = 2 * n
         self.device, self.dtype = model.decoder.weight.device, model.decoder.weight.dtype
 
     @torch.no_grad()

@@ -69,10 +69,21 @@ TOLERANCE = 0.02
 
 
 def match_hidden_size(arch, layers, size, vocab_size, max_hidden=8192):
-    """Hidden size of (arch, layers) whose parameter count is closest to the 1-layer LSTM with
-    `size` cells; ties go to the smaller network. Returns (hidden, params, budget)."""
-    hidden, inner, params, budget = match_budget(arch, layers, size, vocab_size, max_hidden)
-    return hidden, params, budget
+    """(hidden, params, budget): the width of (arch, layers) whose count at the architecture's default shape is
+    closest to the budget of `size` (ties: the smaller), and that count, the parameters of ModelSpec(arch, layers,
+    hidden, vocab_size). An architecture with a second width (the transformer, the LRU) is matched to the budget only
+    with the inner width of match_budget, which the model matched to the budget is built with."""
+    hidden, _, _, budget = match_budget(arch, layers, size, vocab_size, max_hidden)
+    return hidden, count_parameters(arch, layers, hidden, vocab_size), budget
+
+
+def closest_inner(count, budget):
+    """The second width n (at least 1) whose parameter count count(n) is closest to the budget; ties: the smaller.
+    count(n) is linear in n (base + per-unit x n), so the closest is one of the two around the exact solution."""
+    per_unit = count(2) - count(1)
+    base = count(1) - per_unit
+    low = max(1, (budget - base) // per_unit)
+    return min((low, low + 1), key=lambda n: (abs(count(n) - budget), n))
 
 
 def match_budget(arch, layers, size, vocab_size, max_hidden=8192):

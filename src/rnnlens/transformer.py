@@ -17,9 +17,9 @@ every byte up to `window` bytes of real preceding text with strided windows
 (rnnlens.evaluate.predict_rows_windowed), as it does any model with a `window`.
 
 Interventions (rnnlens.interventions) clamp the internals' units: a unit of the residual stream after a block
-(0..H-1) or an MLP neuron after its GELU (H..H+M-1, M its MLP width), held at every position of every window it is evaluated in. There
-is no recurrence to clamp: a held unit acts on every position's activation in its window, and every later position
-reads it through attention, every later block through the residual stream.
+(0..H-1) or an MLP neuron after its GELU (H..H+M-1, M its MLP width), held at every position of every window it
+is evaluated in. There is no recurrence to clamp: a held unit acts on every position's activation in its window, and
+every later position reads it through attention, every later block through the residual stream.
 """
 
 import math
@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from rnnlens.archs import Kind
 from rnnlens.errors import InputError
 from rnnlens.evaluate import window_blocks
+from rnnlens.model import closest_inner
 
 MLP_RATIO = 4
 WIDTH_MULTIPLE = 8  # widths are multiples of 8, so 1, 2, 4 (and for multiples of 16, 8) heads of even size fit
@@ -69,10 +70,7 @@ def width_step(arch):
 def inner_width(arch, layers, hidden, vocab_size, budget):
     """The MLP width (at least 1) whose count at this width is closest to the budget; ties: the smaller. Any
     integer: its neurons are not split among the heads."""
-    per_neuron = layers * (2 * hidden + 1)  # the count is base + per_neuron x MLP width
-    base = count_parameters(arch, layers, hidden, vocab_size, 1) - per_neuron
-    low = max(1, (budget - base) // per_neuron)
-    return min((low, low + 1), key=lambda m: (abs(base + per_neuron * m - budget), m))
+    return closest_inner(lambda m: count_parameters(arch, layers, hidden, vocab_size, m), budget)
 
 
 def mlp_width(spec):
@@ -245,6 +243,7 @@ class WindowedRunner:
     supports_clamp = True
     kinds = {"cells": Kind(None, None)}
     cell_kind = "cells"
+
     def __init__(self, model):
         self.model = model.eval()
         self.units = model.spec.hidden + model.mlp
