@@ -354,7 +354,8 @@ def cell_effect_findings(results, corpus):
         best = best.iloc[0]
         controls = part[part.role == "control"]
         target = f"`{best.target_chars}`" if isinstance(best.target_chars, str) else "its targets"
-        line = (f"- {model}, {feature}: its best cell L{int(best.layer)}U{int(best.unit)} (score {best.score:.3f}), "
+        line = (f"- {model}, {feature}, over {count(best.positions)} test positions: its best cell "
+                f"L{int(best.layer)}U{int(best.unit)} (score {best.score:.3f}), "
                 f"held at its mean, changes the loss by {best.dloss_target:+.3f} nats on the {count(best.targets)} "
                 f"{target} where the feature holds and by {best.dloss_other:+.3f} elsewhere; ")
         if len(controls):
@@ -757,7 +758,8 @@ def demo_time(results):
     t = results.required("demo_time.csv").set_index("step")
 
     def minutes(step):
-        return f"{float(t.loc[step, 'seconds']) / 60:.0f} min"
+        seconds = float(t.loc[step, "seconds"])
+        return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
 
     jobs = str(t.loc["workflow", "note"]).rsplit(": ", 1)[-1]
     text = (f"`make demo` took {minutes('make_demo')} from a clean clone on {int(t.loc['cores', 'seconds'])} cores: "
