@@ -25,6 +25,20 @@ def pixel_colours(png, data, width, top):
     return image[y, x]
 
 
+def draw_first_unit(out, data, values, features, corpus, max_chars):
+    """The picture of unit L1:0 of a one-layer LSTM with these cell values, as the workflow draws it -> its PNG."""
+    n, hidden = values.shape
+    model = f"lstm-1x{hidden}"
+    scores = score_cells(values, features, layers=1, hidden=hidden)
+    scores.insert(0, "model", model)
+    scores.insert(1, "corpus", corpus)
+    write_excerpts(out / "excerpts.parquet", np.arange(n), data, values, [(0, n)], 1, hidden,
+                   {"cell_state": "c", "corpus": corpus})
+    draw_model_cells(out, scores, out / "excerpts.parquet", features, user_cells=[(1, 0)], model_id=model,
+                     width=100, max_chars=max_chars)
+    return out / "cells" / "user__L1_U0.png"
+
+
 def test_saturated_counter_cell_is_drawn_on_its_own_scale_with_a_gradient(tmp_path):
     data = nested_code()
     features = compute_features(data, 0, len(data), style="c")
@@ -37,14 +51,7 @@ def test_saturated_counter_cell_is_drawn_on_its_own_scale_with_a_gradient(tmp_pa
     # with tanh(c) the counter would be one colour: every depth lands within 0.13 of full blue
     assert np.ptp(colour(np.tanh(counter)), axis=0).max() < 0.15
 
-    scores = score_cells(values, features, layers=1, hidden=3)
-    scores.insert(0, "model", "lstm-1x3")
-    scores.insert(1, "corpus", "code")
-    write_excerpts(tmp_path / "excerpts.parquet", np.arange(n), data, values, [(0, n)], 1, 3,
-                   {"cell_state": "c", "corpus": "code"})
-    draw_model_cells(tmp_path, scores, tmp_path / "excerpts.parquet", features, user_cells=[(1, 0)],
-                     model_id="lstm-1x3", width=100, max_chars=250)
-    png = tmp_path / "cells" / "user__L1_U0.png"
+    png = draw_first_unit(tmp_path, data, values, features, "code", max_chars=250)
     shown = data[:250]
     rgb = pixel_colours(png, shown, 100, top=0.95)
     by_depth = pd.DataFrame(rgb, columns=["r", "g", "b"]).groupby(depth[:250]).median()
@@ -75,14 +82,7 @@ def test_every_glyph_sits_in_its_coloured_cell(tmp_path):
     n = len(data)
     values = np.random.default_rng(0).normal(0, 0.05, (n, 1)).astype(np.float32)  # near white: the ink stands out
     features = compute_features(data, 0, n, style="c")
-    scores = score_cells(values, features, layers=1, hidden=1)
-    scores.insert(0, "model", "lstm-1x1")
-    scores.insert(1, "corpus", "bars")
-    write_excerpts(tmp_path / "excerpts.parquet", np.arange(n), data, values, [(0, n)], 1, 1,
-                   {"cell_state": "c", "corpus": "bars"})
-    draw_model_cells(tmp_path, scores, tmp_path / "excerpts.parquet", features, user_cells=[(1, 0)],
-                     model_id="lstm-1x1", width=100, max_chars=n)
-    image = imread(tmp_path / "cells" / "user__L1_U0.png")[..., :3]
+    image = imread(draw_first_unit(tmp_path, data, values, features, "bars", max_chars=n))[..., :3]
     top = next(t for t in (0.6, 0.95) if image.shape[0] == round((3 * RH + t + 0.1) * DPI))
     rows = slice(int((top + 0.35 * RH) * DPI), int((top + 0.75 * RH) * DPI))  # the first row's bars
     grey = image[rows].mean(axis=(0, 2))
